@@ -1,0 +1,48 @@
+# connector-controller. `make run` and `make test` work from a fresh clone: they install
+# Node 24 (when the machine's node is older than 22), the npm packages and the test
+# binaries (built once from the Go module proxy, cached outside the repo).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+NODE_BIN := $(shell hack/ensure-node.sh)
+export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: help deps build typecheck lint format test test-unit test-integration testbin run clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/'
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deps: node_modules/.installed ## install the npm packages
+
+build: deps ## compile TypeScript to dist/ (connectorctl is dist/controller/src/cli/connectorctl.js)
+	tsc -p tsconfig.build.json
+
+typecheck: deps
+	tsc -p tsconfig.json
+
+lint: deps ## typescript-eslint and prettier
+	eslint .
+	prettier --check .
+
+format: deps
+	prettier --write .
+
+testbin: ## build (once, cached) kube-apiserver, kubectl and etcd for the integration tests
+	hack/testbin.sh
+
+test-unit: deps
+	vitest run --project unit
+
+test-integration: deps testbin
+	vitest run --project integration
+
+test: deps typecheck lint testbin ## everything: type-check, lint, unit and integration tests
+	vitest run
+
+clean:
+	rm -rf dist node_modules .data
