@@ -1,0 +1,220 @@
+// Types of the cynodeai.io/v1alpha1 resources. The CRDs in crds/ are the source of truth;
+// test/unit/api-types.test.ts keeps these in agreement with them.
+
+export const GROUP = "cynodeai.io";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const FINALIZER = "cynodeai.io/instance-cleanup";
+export const ANNOTATION_DELETION_POLICY = "cynodeai.io/deletion-policy";
+export const ANNOTATION_MANAGEMENT_POLICY = "cynodeai.io/management-policy";
+export const ANNOTATION_APPLIED_BY = "cynodeai.io/applied-by";
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  managedFields?: { manager?: string; operation?: string; time?: string; subresource?: string }[];
+}
+
+export const ACTION_TAXONOMY = [
+  "connector.catalog.read",
+  "connector.instance.manage",
+  "connector.operation.invoke",
+  "connector.operation.read",
+  "connector.credential.manage",
+] as const;
+export type Action = (typeof ACTION_TAXONOMY)[number];
+
+export const CONNECTOR_STATES = [
+  "provisioning",
+  "active",
+  "degraded",
+  "credential_expired",
+  "error",
+  "disabled",
+] as const;
+export type ConnectorState = (typeof CONNECTOR_STATES)[number];
+
+export const ERROR_CLASSES = [
+  "transient",
+  "permanent",
+  "validation_error",
+  "policy_denied",
+  "quota_exceeded",
+] as const;
+export type ErrorClass = (typeof ERROR_CLASSES)[number];
+
+export interface Owner {
+  type: "user" | "group";
+  id: string;
+}
+
+export interface SecretRef {
+  provider: string;
+  name: string;
+  version?: number;
+  keys?: Record<string, string>;
+}
+
+export interface Credentials {
+  mode: "secretRef" | "oauth";
+  secretRef?: SecretRef;
+  oauth?: { provider: string; scopes?: string[] };
+}
+
+export interface InlinePolicy {
+  allowOperations: string[];
+  actionScope?: Action[];
+}
+
+export interface RateLimit {
+  rps: number;
+  burst: number;
+}
+
+export interface Limits {
+  maxParallelInvocations?: number;
+  queueDepth?: number;
+  backpressure?: "reject" | "queue";
+  rateLimit?: RateLimit;
+}
+
+export interface HealthCheck {
+  intervalSeconds?: number;
+  timeoutSeconds?: number;
+}
+
+export interface ConnectorSpec {
+  type: string;
+  typeVersion: number;
+  enabled?: boolean;
+  owner: Owner;
+  projectId?: string;
+  config?: JsonObject;
+  credentials?: Credentials;
+  policy?: InlinePolicy;
+  policyTemplate?: string;
+  limits?: Limits;
+  healthCheck?: HealthCheck;
+}
+
+export type ConditionStatus = "True" | "False" | "Unknown";
+
+export interface Condition {
+  type: string;
+  status: ConditionStatus;
+  observedGeneration?: number;
+  lastTransitionTime: string;
+  reason: string;
+  message: string;
+}
+
+export interface ConnectorStatus {
+  observedGeneration?: number;
+  appliedGeneration?: number;
+  state?: ConnectorState;
+  instanceId?: string;
+  typeVersion?: number;
+  configSchemaVersion?: string;
+  lastSuccessAt?: string;
+  lastError?: { class: ErrorClass; reason?: string; message: string };
+  drift?: { detected: boolean; fields?: string[]; lastCorrectedAt?: string; corrections?: number };
+  auth?: { state: string; url?: string };
+  conditions?: Condition[];
+}
+
+export interface Connector {
+  apiVersion: typeof API_VERSION;
+  kind: "Connector";
+  metadata: ObjectMeta;
+  spec: ConnectorSpec;
+  status?: ConnectorStatus;
+}
+
+export type Lifecycle = "approved" | "deprecated" | "retired";
+export type OperationClass = "auto" | "approval_required" | "forbidden";
+
+export interface RetryPolicy {
+  maxRetries?: number;
+  backoff?: "exponential";
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  retryableStatusCodes?: number[];
+}
+
+export interface Operation {
+  name: string;
+  mode: "sync" | "async";
+  class: OperationClass;
+  action: Action;
+  maxTimeoutMs: number;
+  supportsIdempotency?: boolean;
+  maxPayloadBytes?: number;
+  retryPolicy?: RetryPolicy;
+}
+
+export type ProbeKind = "imap" | "smtp" | "http" | "postgres" | "mattermost" | "discord" | "none";
+
+export interface HealthProbe {
+  kind: ProbeKind;
+  path?: string;
+  expectStatus?: number;
+}
+
+export interface LimitsCap {
+  maxParallelInvocations?: number;
+  queueDepth?: number;
+  rateLimit?: Partial<RateLimit>;
+}
+
+export interface TypeVersion {
+  version: number;
+  schemaVersion: string;
+  lifecycle: Lifecycle;
+  featureFlag?: string;
+  configSchema: JsonObject;
+  credentialKeys?: string[];
+  operations: Operation[];
+  healthProbe: HealthProbe;
+  limitsCap?: LimitsCap;
+  egressAllowlist?: string[];
+  oauth?: { authorizeUrl: string; tokenUrl: string; scopes?: string[] };
+}
+
+export interface ConnectorTypeSpec {
+  displayName: string;
+  displayNameAr: string;
+  description?: string;
+  dataClassification: "public" | "internal" | "confidential" | "restricted";
+  approvalPolicy: "auto" | "approval_required";
+  featureFlag?: string;
+  versions: TypeVersion[];
+}
+
+export interface ConnectorType {
+  apiVersion: typeof API_VERSION;
+  kind: "ConnectorType";
+  metadata: ObjectMeta;
+  spec: ConnectorTypeSpec;
+}
+
+export interface PolicyTemplate {
+  apiVersion: typeof API_VERSION;
+  kind: "ConnectorPolicyTemplate";
+  metadata: ObjectMeta;
+  spec: { description?: string; allowOperations: string[]; actionScope?: Action[] };
+}
+
+export function connectorKey(c: { metadata: ObjectMeta }): string {
+  return `${c.metadata.namespace ?? ""}/${c.metadata.name}`;
+}

@@ -1,0 +1,303 @@
+// The life of a Connector, top to bottom: delete, validate, converge the instance row,
+// check health, write status. Retries, backoff and concurrency belong to the queue that
+// calls this; a reconcile never sleeps.
+import { canonicalJson, sha256, deepEqual } from "../api/canonical.ts";
+import { statusEqual } from "../api/conditions.ts";
+import {
+  ANNOTATION_APPLIED_BY,
+  ANNOTATION_DELETION_POLICY,
+  ANNOTATION_MANAGEMENT_POLICY,
+  FINALIZER,
+  type Connector,
+  type HealthCheck,
+  type JsonObject,
+} from "../api/types.ts";
+import type { ConfigSchemaCache } from "../catalog/configSchemas.ts";
+import { ConnectorError, classify, isRetryable } from "./errors.ts";
+import { checkHealth, DEFAULT_TIMEOUT_SECONDS, intervalMs, probeDue, type HealthOutcome } from "./health.ts";
+import {
+  DESIRED_FIELDS,
+  type AuditEvent,
+  type CatalogReader,
+  type Clock,
+  type ConnectorWriter,
+  type DesiredInstance,
+  type EventRecorder,
+  type InstancePatch,
+  type InstanceRow,
+  type InstanceStore,
+  type Logger,
+  type Prober,
+  type SecretResolver,
+} from "./ports.ts";
+import { buildStatus, type DriftView } from "./status.ts";
+import { validateConnector, type ValidSpec } from "./validate.ts";
+
+export interface ReconcilerDeps {
+  catalog: CatalogReader;
+  schemas: ConfigSchemaCache;
+  store: InstanceStore;
+  writer: ConnectorWriter;
+  events: EventRecorder;
+  clock: Clock;
+  enabledFeatures: ReadonlySet<string>;
+  secrets?: SecretResolver;
+  prober?: Prober;
+  /** In [0, 1): spreads requeues so many connectors do not probe at once. */
+  random?: () => number;
+}
+
+export interface ReconcileRequest {
+  connector: Connector;
+  reconcileId: string;
+  log: Logger;
+}
+
+export interface ReconcileResult {
+  requeueAfterMs?: number;
+}
+
+interface Converged {
+  row: InstanceRow;
+  specChanged: boolean;
+  drift?: DriftView;
+}
+
+export function specHash(desired: DesiredInstance): string {
+  return sha256(canonicalJson(desired));
+}
+
+/** Field paths (`config.mailbox`, `enabled`) where the row differs from the desired state. */
+export function diffDesired(row: InstanceRow, desired: DesiredInstance): string[] {
+  const fields: string[] = [];
+  for (const f of DESIRED_FIELDS) {
+    if (deepEqual(row[f], desired[f])) continue;
+    if (f === "config") fields.push(...diffObjects(row.config, desired.config, "config"));
+    else fields.push(f);
+  }
+  return fields;
+}
+
+function diffObjects(a: JsonObject | null, b: JsonObject | null, prefix: string): string[] {
+  const keys = new Set([...Object.keys(a ?? {}), ...Object.keys(b ?? {})]);
+  const out: string[] = [];
+  for (const k of [...keys].sort()) if (!deepEqual(a?.[k], b?.[k])) out.push(`${prefix}.${k}`);
+  return out.length ? out : [prefix];
+}
+
+/** Who changed the spec: the applied-by annotation, else the field manager of the last spec update. */
+export function actorOf(c: Connector): string | null {
+  const annotated = c.metadata.annotations?.[ANNOTATION_APPLIED_BY];
+  if (annotated) return annotated;
+  const spec = (c.metadata.managedFields ?? []).filter((m) => m.subresource !== "status" && m.manager);
+  spec.sort((x, y) => (x.time ?? "").localeCompare(y.time ?? ""));
+  return spec.at(-1)?.manager ?? null;
+}
+
+export class Reconciler {
+  readonly #d: ReconcilerDeps;
+
+  constructor(deps: ReconcilerDeps) {
+    this.#d = deps;
+  }
+
+  async reconcile(req: ReconcileRequest): Promise<ReconcileResult> {
+    const c = req.connector;
+    if (c.metadata.deletionTimestamp) return this.#finalize(req);
+    if (!c.metadata.finalizers?.includes(FINALIZER)) await this.#d.writer.addFinalizer(c);
+
+    let valid: ValidSpec;
+    try {
+      valid = validateConnector(c, this.#d);
+    } catch (err) {
+      return this.#fail(req, classify(err));
+    }
+
+    try {
+      const converged = await this.#converge(req, valid);
+      const health = await this.#health(req, valid, converged);
+      const row = health?.row ?? converged.row;
+      await this.#writeStatus(req, buildStatus({
+        connector: c,
+        now: this.#d.clock.now(),
+        row,
+        warnings: valid.warnings,
+        ...(health ? { health: health.outcome.health } : {}),
+        ...(converged.drift ? { drift: converged.drift } : {}),
+      }));
+      return row.enabled ? { requeueAfterMs: this.#nextProbeIn(row, c.spec.healthCheck) } : {};
+    } catch (err) {
+      return this.#fail(req, classify(err));
+    }
+  }
+
+  /** One uniform way to fail: condition, Warning event, audit; retry only what can succeed later. */
+  async #fail(req: ReconcileRequest, err: ConnectorError): Promise<ReconcileResult> {
+    const c = req.connector;
+    req.log.warn({ errorClass: err.errorClass, reason: err.reason, err: err.message }, "reconcile failed");
+    let row: InstanceRow | undefined;
+    try {
+      row = c.metadata.uid ? await this.#d.store.findByUid(c.metadata.uid) : undefined;
+    } catch {
+      row = undefined; // the database may be what failed; status still says why
+    }
+    const written = await this.#writeStatus(req, buildStatus({ connector: c, now: this.#d.clock.now(), row, failure: err }));
+    if (written && !isRetryable(err.errorClass)) {
+      await this.#audit(req, row, {
+        operation: "validation_failed",
+        outcome: err.errorClass === "policy_denied" ? "denied" : "failure",
+        details: { reason: err.reason, errorClass: err.errorClass, fields: err.problems.map((p) => p.path) },
+      }).catch((e: unknown) => req.log.warn({ err: (e as Error).message }, "audit write failed"));
+    }
+    if (isRetryable(err.errorClass)) throw err;
+    return {};
+  }
+
+  async #writeStatus(req: ReconcileRequest, status: ReturnType<typeof buildStatus>): Promise<boolean> {
+    const c = req.connector;
+    if (statusEqual(c.status, status)) return false;
+    const prevReady = c.status?.conditions?.find((x) => x.type === "Ready");
+    await this.#d.writer.writeStatus(c, status);
+    const ready = status.conditions?.find((x) => x.type === "Ready");
+    if (ready && (ready.status !== prevReady?.status || ready.reason !== prevReady?.reason || ready.message !== prevReady?.message)) {
+      const warn = ready.status !== "True" || status.state === "degraded";
+      this.#d.events.record(c, warn ? "Warning" : "Normal", ready.reason, ready.message);
+    }
+    return true;
+  }
+
+  async #converge(req: ReconcileRequest, valid: ValidSpec): Promise<Converged> {
+    const c = req.connector;
+    const uid = c.metadata.uid;
+    if (!uid) throw new ConnectorError("permanent", "MissingUid", "the Connector has no metadata.uid");
+    const desired = valid.desired;
+    const hash = specHash(desired);
+    const generation = c.metadata.generation ?? 0;
+    const observeOnly = c.metadata.annotations?.[ANNOTATION_MANAGEMENT_POLICY] === "Observe";
+
+    return this.#d.store.transaction(async (tx) => {
+      const row = await tx.findByUid(uid);
+      if (!row) {
+        const created = await tx.insert({
+          namespace: c.metadata.namespace ?? "",
+          name: c.metadata.name,
+          uid,
+          ...desired,
+          state: desired.enabled ? "provisioning" : "disabled",
+          secretVersion: null,
+          secretFingerprint: null,
+          lastSuccessAt: null,
+          lastError: null,
+          lastErrorClass: null,
+          healthCheckedAt: null,
+          appliedGeneration: generation,
+          specHash: hash,
+        });
+        await this.#audit(req, created, { operation: "created", outcome: "success", details: { generation } }, tx);
+        req.log.info({ instanceId: created.id }, "instance created");
+        return { row: created, specChanged: true };
+      }
+
+      const fields = diffDesired(row, desired);
+      const specChanged = row.specHash !== hash;
+      if (!specChanged && !fields.length) {
+        if (row.appliedGeneration === generation) return { row, specChanged: false };
+        // A new generation that changes nothing the instance holds (e.g. the health interval).
+        return { row: await tx.update(row.id, { appliedGeneration: generation }), specChanged: false };
+      }
+      if (!specChanged && observeOnly) return { row, specChanged: false, drift: { fields, corrected: false } };
+
+      const patch: InstancePatch = { appliedGeneration: generation, specHash: hash };
+      for (const f of DESIRED_FIELDS) if (!deepEqual(row[f], desired[f])) Object.assign(patch, { [f]: desired[f] });
+      if (row.enabled !== desired.enabled) {
+        patch.state = desired.enabled ? "provisioning" : "disabled";
+      } else if (specChanged && desired.enabled) {
+        patch.state = row.state === "disabled" ? "provisioning" : row.state;
+      }
+      const updated = await tx.update(row.id, patch);
+      if (specChanged) {
+        await this.#audit(req, updated, { operation: "updated", outcome: "success", details: { fields, generation } }, tx);
+        if (row.enabled !== desired.enabled)
+          await this.#audit(req, updated, { operation: desired.enabled ? "enabled" : "disabled", outcome: "success" }, tx);
+        req.log.info({ instanceId: row.id, fields }, "instance updated");
+        return { row: updated, specChanged: true };
+      }
+      await this.#audit(req, updated, { operation: "drift_corrected", outcome: "success", details: { fields } }, tx);
+      this.#d.events.record(c, "Warning", "DriftCorrected", `instance differed from the spec in ${fields.join(", ")}; overwritten`);
+      req.log.warn({ instanceId: row.id, fields }, "drift corrected");
+      return { row: updated, specChanged: false, drift: { fields, corrected: true } };
+    });
+  }
+
+  async #health(req: ReconcileRequest, valid: ValidSpec, conv: Converged): Promise<{ row: InstanceRow; outcome: HealthOutcome } | undefined> {
+    const c = req.connector;
+    const row = conv.row;
+    const now = this.#d.clock.now();
+    if (!row.enabled) return undefined;
+    if (!probeDue(row, now, c.spec.healthCheck, conv.specChanged)) return undefined;
+    const timeoutMs = (c.spec.healthCheck?.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
+    const outcome = await checkHealth(this.#d.prober, row, {
+      type: valid.type,
+      typeVersion: valid.version.version,
+      config: row.config,
+      credentials: undefined,
+      timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs),
+    }, now);
+    const patch: InstancePatch = {};
+    for (const [k, v] of Object.entries(outcome.observed) as [keyof InstanceRow, unknown][]) {
+      if (!deepEqual(row[k], v)) Object.assign(patch, { [k]: v });
+    }
+    const next = await this.#d.store.transaction(async (tx) => {
+      const updated = await tx.update(row.id, patch);
+      if (row.state !== updated.state)
+        await this.#audit(req, updated, { operation: "state_changed", outcome: "success", details: { from: row.state, to: updated.state } }, tx);
+      return updated;
+    });
+    return { row: next, outcome };
+  }
+
+  #nextProbeIn(row: InstanceRow, hc: HealthCheck | undefined): number {
+    const interval = intervalMs(hc);
+    const jitter = 1 + ((this.#d.random ?? Math.random)() - 0.5) * 0.2; // ±10%
+    const since = row.healthCheckedAt ? this.#d.clock.now().getTime() - row.healthCheckedAt.getTime() : 0;
+    return Math.max(1000, Math.round((interval - since) * jitter));
+  }
+
+  async #finalize(req: ReconcileRequest): Promise<ReconcileResult> {
+    const c = req.connector;
+    if (!c.metadata.finalizers?.includes(FINALIZER)) return {};
+    const orphan = c.metadata.annotations?.[ANNOTATION_DELETION_POLICY] === "Orphan";
+    const uid = c.metadata.uid;
+    const row = uid ? await this.#d.store.findByUid(uid) : undefined;
+    if (row) {
+      await this.#d.store.transaction(async (tx) => {
+        if (orphan) {
+          await this.#audit(req, row, { operation: "orphaned", outcome: "success" }, tx);
+          return;
+        }
+        await tx.update(row.id, { enabled: false, state: "disabled" });
+        await tx.softDelete(row.id, this.#d.clock.now());
+        await this.#audit(req, row, { operation: "deleted", outcome: "success" }, tx);
+      });
+      req.log.info({ instanceId: row.id, orphan }, orphan ? "instance orphaned" : "instance soft-deleted");
+    }
+    await this.#d.writer.removeFinalizer(c);
+    return {};
+  }
+
+  async #audit(req: ReconcileRequest, row: InstanceRow | undefined, e: Pick<AuditEvent, "operation" | "outcome"> & Partial<AuditEvent>, store: InstanceStore = this.#d.store): Promise<void> {
+    const c = req.connector;
+    await store.appendAudit({
+      requestId: req.reconcileId,
+      correlationId: c.metadata.uid ?? null,
+      actor: actorOf(c),
+      projectId: row?.projectId ?? c.spec.projectId ?? null,
+      connectorInstanceId: row?.id ?? null,
+      namespace: c.metadata.namespace ?? "",
+      name: c.metadata.name,
+      executionMode: "reconcile",
+      ...e,
+    });
+  }
+}

@@ -1,0 +1,141 @@
+// Step 7: the status users and tools read, computed from what this reconcile found.
+// Pure: the same inputs give an equal status, so an unchanged status is never written.
+import { nextConditions, type ConditionInput } from "../api/conditions.ts";
+import type { Connector, ConnectorState, ConnectorStatus, ErrorClass } from "../api/types.ts";
+import type { ConnectorError } from "./errors.ts";
+import type { InstanceRow } from "./ports.ts";
+
+export interface HealthView {
+  /** True/False/Unknown for the Healthy condition. */
+  status: "True" | "False" | "Unknown";
+  reason: string;
+  message: string;
+}
+
+export interface DriftView {
+  /** Fields that differed in this reconcile (paths only). */
+  fields: string[];
+  corrected: boolean;
+}
+
+export interface StatusInput {
+  connector: Connector;
+  now: Date;
+  row: InstanceRow | undefined;
+  /** Set when this generation could not be applied or the reconcile failed. */
+  failure?: ConnectorError;
+  warnings?: ConditionInput[];
+  health?: HealthView;
+  drift?: DriftView;
+}
+
+const READY_STATES: ReadonlySet<ConnectorState> = new Set(["active", "degraded"]);
+
+function stateMessage(state: ConnectorState, health: HealthView | undefined): string {
+  switch (state) {
+    case "active":
+      return health?.status === "True" ? "connector is active and reachable" : "connector is active";
+    case "degraded":
+      return `connector is degraded: ${health?.message ?? "health checks are failing"}`;
+    case "provisioning":
+      return health?.message ?? "connector is being provisioned";
+    case "credential_expired":
+      return `credentials were refused: ${health?.message ?? "authentication failed"}`;
+    case "error":
+      return `connector is failing: ${health?.message ?? "health checks are failing"}`;
+    case "disabled":
+      return "connector is disabled";
+  }
+}
+
+function isTerminal(c: ErrorClass): boolean {
+  return c === "validation_error" || c === "policy_denied" || c === "permanent";
+}
+
+export function buildStatus(input: StatusInput): ConnectorStatus {
+  const { connector, row, failure, now } = input;
+  const prev = connector.status ?? {};
+  // When no probe ran, the last probe's finding stands (and its words stay the same).
+  const prevHealthy = prev.conditions?.find((c) => c.type === "Healthy");
+  const health: HealthView | undefined =
+    input.health ?? (prevHealthy ? { status: prevHealthy.status, reason: prevHealthy.reason, message: prevHealthy.message } : undefined);
+  const generation = connector.metadata.generation;
+  const state: ConnectorState = row?.state ?? (failure ? "error" : "provisioning");
+  const stalled = failure !== undefined && isTerminal(failure.errorClass);
+  const wanted: ConditionInput[] = [];
+
+  // Ready: the summary kstatus, kubectl wait and Argo CD read.
+  if (failure) {
+    wanted.push({ type: "Ready", status: "False", reason: failure.reason, message: failure.message });
+  } else if (state === "disabled") {
+    wanted.push({ type: "Ready", status: "True", reason: "Disabled", message: stateMessage(state, health) });
+  } else if (READY_STATES.has(state)) {
+    wanted.push({ type: "Ready", status: "True", reason: state === "active" ? "Available" : "Degraded", message: stateMessage(state, health) });
+  } else {
+    const reason = state === "credential_expired" ? "CredentialExpired" : state === "error" ? "Unavailable" : "Provisioning";
+    wanted.push({ type: "Ready", status: "False", reason, message: stateMessage(state, health) });
+  }
+
+  wanted.push(
+    failure
+      ? { type: "Synced", status: "False", reason: failure.reason, message: failure.message }
+      : { type: "Synced", status: "True", reason: "ReconcileSuccess", message: `generation ${row?.appliedGeneration ?? generation} is applied` },
+  );
+
+  if (health) wanted.push({ type: "Healthy", ...health });
+  else wanted.push({ type: "Healthy", status: "Unknown", reason: "NotProbed", message: "no health check has run yet" });
+
+  const driftNow = input.drift && input.drift.fields.length > 0 && !input.drift.corrected;
+  const prevUpToDate = prev.conditions?.find((c) => c.type === "UpToDate");
+  if (driftNow) {
+    wanted.push({ type: "UpToDate", status: "False", reason: "DriftDetected", message: `instance differs from the spec in ${input.drift!.fields.join(", ")}` });
+  } else if (input.drift || !failure || !prevUpToDate) {
+    wanted.push({ type: "UpToDate", status: "True", reason: "NoDrift", message: "instance matches the spec" });
+  } else {
+    wanted.push({ type: "UpToDate", status: prevUpToDate.status, reason: prevUpToDate.reason, message: prevUpToDate.message });
+  }
+
+  if (stalled) wanted.push({ type: "Stalled", status: "True", reason: failure!.reason, message: failure!.message });
+  if (!stalled && state === "provisioning")
+    wanted.push({ type: "Reconciling", status: "True", reason: "Provisioning", message: stateMessage(state, health) });
+  wanted.push(...(input.warnings ?? []));
+
+  const status: ConnectorStatus = {
+    observedGeneration: generation,
+    state,
+    conditions: nextConditions(prev.conditions, wanted, generation, now),
+  };
+  if (row) {
+    status.appliedGeneration = row.appliedGeneration;
+    status.instanceId = row.id;
+    status.typeVersion = row.typeVersion;
+    status.configSchemaVersion = row.configSchemaVersion;
+  }
+  // lastSuccessAt moves only when the state changes: never a per-poll timestamp in status.
+  const stateChanged = prev.state !== state;
+  const lastSuccess = stateChanged ? row?.lastSuccessAt?.toISOString().replace(/\.\d{3}Z$/, "Z") : prev.lastSuccessAt;
+  if (lastSuccess) status.lastSuccessAt = lastSuccess;
+  if (failure) {
+    status.lastError = { class: failure.errorClass, reason: failure.reason, message: failure.message };
+  } else if (row?.lastErrorClass && row.lastError && state !== "active" && state !== "disabled") {
+    status.lastError = { class: row.lastErrorClass, message: row.lastError };
+  }
+  const prevDrift = prev.drift;
+  if (input.drift && input.drift.fields.length) {
+    status.drift = {
+      detected: true,
+      fields: input.drift.fields,
+      ...(input.drift.corrected
+        ? { lastCorrectedAt: now.toISOString().replace(/\.\d{3}Z$/, "Z"), corrections: (prevDrift?.corrections ?? 0) + 1 }
+        : prevDrift?.lastCorrectedAt
+          ? { lastCorrectedAt: prevDrift.lastCorrectedAt, corrections: prevDrift.corrections ?? 0 }
+          : {}),
+    };
+  } else if (prevDrift) {
+    status.drift = prevDrift;
+  } else {
+    status.drift = { detected: false };
+  }
+  if (prev.auth) status.auth = prev.auth;
+  return status;
+}
