@@ -35,6 +35,7 @@ async function validate(argv: string[]): Promise<number> {
   if (values.output === "json") {
     process.stdout.write(JSON.stringify(report, null, 2) + "\n");
   } else {
+    for (const w of report.warnings) process.stdout.write(`warning: ${formatProblem(w)}\n`);
     for (const p of report.problems) process.stdout.write(formatProblem(p) + "\n");
     const summary = `${report.files} file(s), ${report.documents} document(s), ${report.problems.length} problem(s)`;
     (report.ok ? process.stdout : process.stderr).write(summary + "\n");

@@ -19,6 +19,8 @@ export interface FileProblem extends Problem {
 
 export interface ValidationReport {
   ok: boolean;
+  /** Accepted, with a caution (a deprecated type version). */
+  warnings: FileProblem[];
   files: number;
   documents: number;
   problems: FileProblem[];
@@ -40,6 +42,7 @@ function describeName(doc: Record<string, unknown>): string | undefined {
 export function validateFiles(paths: string[], opts: ValidateOptions): ValidationReport {
   const validators = crdValidators();
   const problems: FileProblem[] = [];
+  const warnings: FileProblem[] = [];
   const parsed: { file: string; index: number; doc: unknown }[] = [];
   const files = listYamlFiles(paths);
   for (const file of files) {
@@ -81,7 +84,8 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
     if (schemaProblems.length) continue;
     if (kind === "Connector") {
       try {
-        validateConnector(d as unknown as Connector, ctx);
+        const valid = validateConnector(d as unknown as Connector, ctx);
+        warnings.push(...valid.warnings.map((w) => ({ ...where, path: "spec.typeVersion", message: w.message })));
       } catch (err) {
         if (!(err instanceof ConnectorError)) throw err;
         const ps = err.problems.length ? err.problems : [{ path: "spec", message: err.message }];
@@ -96,7 +100,7 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
       });
     }
   }
-  return { ok: problems.length === 0, files: files.length, documents: parsed.length, problems };
+  return { ok: problems.length === 0, warnings, files: files.length, documents: parsed.length, problems };
 }
 
 export function formatProblem(p: FileProblem, cwd = process.cwd()): string {

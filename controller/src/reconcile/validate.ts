@@ -142,12 +142,27 @@ function validateLimits(limits: Limits | undefined, cap: LimitsCap | undefined):
   if (problems.length) throw invalid("LimitsExceeded", problems);
 }
 
+/** The secret's key mapping may only name keys the type's version defines. */
+function validateCredentialKeys(c: Connector, version: TypeVersion): void {
+  const keys = c.spec.credentials?.secretRef?.keys;
+  if (!keys || !version.credentialKeys) return;
+  const known = new Set(version.credentialKeys);
+  const problems: Problem[] = Object.keys(keys)
+    .filter((k) => !known.has(k))
+    .map((k) => ({
+      path: `spec.credentials.secretRef.keys.${k}`,
+      message: `"${k}" is not a credential key of connector type "${c.spec.type}" version ${version.version} (expected one of ${version.credentialKeys!.join(", ")})`,
+    }));
+  if (problems.length) throw invalid("InvalidSecretRef", problems);
+}
+
 /** Throws a ConnectorError (validation_error, policy_denied or permanent) when the spec cannot be applied. */
 export function validateConnector(c: Connector, ctx: ValidationContext): ValidSpec {
   const { type, version, warnings } = resolveTypeVersion(c, ctx);
   const config = validateConfig(c, type, version, ctx);
   const policy = resolvePolicy(c, version, ctx);
   validateLimits(c.spec.limits, version.limitsCap);
+  validateCredentialKeys(c, version);
   const spec = c.spec;
   return {
     type,
