@@ -28,9 +28,16 @@ export class MemoryStore implements InstanceStore {
   }
 
   async insert(row: NewInstance) {
-    if (this.rows.some((r) => r.uid === row.uid && !r.deletedAt)) throw new Error("duplicate live row for uid");
+    if (this.rows.some((r) => r.uid === row.uid && !r.deletedAt))
+      throw new Error("duplicate live row for uid");
     const now = new Date();
-    const full: InstanceRow = { ...structuredClone(row), id: randomUUID(), createdAt: now, updatedAt: now, deletedAt: null };
+    const full: InstanceRow = {
+      ...structuredClone(row),
+      id: randomUUID(),
+      createdAt: now,
+      updatedAt: now,
+      deletedAt: null,
+    };
     this.rows.push(full);
     this.inserts++;
     return structuredClone(full);

@@ -27,7 +27,11 @@ function interfaceMembers(name: string): Map<string, Member> {
         if (!ts.isPropertySignature(m) || !m.name || !ts.isIdentifier(m.name)) continue;
         let literals: string[] | undefined;
         const t = m.type;
-        if (t && ts.isUnionTypeNode(t) && t.types.every((x) => ts.isLiteralTypeNode(x) && ts.isStringLiteral(x.literal)))
+        if (
+          t &&
+          ts.isUnionTypeNode(t) &&
+          t.types.every((x) => ts.isLiteralTypeNode(x) && ts.isStringLiteral(x.literal))
+        )
           literals = t.types.map((x) => ((x as ts.LiteralTypeNode).literal as ts.StringLiteral).text).sort();
         out.set(m.name.text, { optional: !!m.questionToken, ...(literals ? { literals } : {}) });
       }
@@ -77,14 +81,21 @@ describe("TypeScript types agree with the CRDs", () => {
     for (const [name, m] of members) {
       expect({ field: name, required: !m.optional }).toEqual({ field: name, required: required.has(name) });
       const e = schema.properties?.[name]?.enum;
-      if (m.literals && e) expect({ field: name, values: m.literals }).toEqual({ field: name, values: e.map(String).sort() });
+      if (m.literals && e)
+        expect({ field: name, values: m.literals }).toEqual({ field: name, values: e.map(String).sort() });
     }
   });
 
   it("lists the states, error classes and actions the CRD enumerates", async () => {
     const types = await import("../../controller/src/api/types.ts");
-    expect([...types.CONNECTOR_STATES].sort()).toEqual((at("Connector", "status.state").enum as string[]).sort());
-    expect([...types.ERROR_CLASSES].sort()).toEqual((at("Connector", "status.lastError.class").enum as string[]).sort());
-    expect([...types.ACTION_TAXONOMY].sort()).toEqual((at("Connector", "spec.policy.actionScope.[]").enum as string[]).sort());
+    expect([...types.CONNECTOR_STATES].sort()).toEqual(
+      (at("Connector", "status.state").enum as string[]).sort(),
+    );
+    expect([...types.ERROR_CLASSES].sort()).toEqual(
+      (at("Connector", "status.lastError.class").enum as string[]).sort(),
+    );
+    expect([...types.ACTION_TAXONOMY].sort()).toEqual(
+      (at("Connector", "spec.policy.actionScope.[]").enum as string[]).sort(),
+    );
   });
 });

@@ -22,9 +22,27 @@ function mailType(): ConnectorType {
       },
     },
     operations: [
-      { name: "readInbox", mode: "sync" as const, class: "auto" as const, action: "connector.operation.read" as const, maxTimeoutMs: 1000 },
-      { name: "sendMail", mode: "sync" as const, class: "approval_required" as const, action: "connector.operation.invoke" as const, maxTimeoutMs: 1000 },
-      { name: "deleteMailbox", mode: "sync" as const, class: "forbidden" as const, action: "connector.operation.invoke" as const, maxTimeoutMs: 1000 },
+      {
+        name: "readInbox",
+        mode: "sync" as const,
+        class: "auto" as const,
+        action: "connector.operation.read" as const,
+        maxTimeoutMs: 1000,
+      },
+      {
+        name: "sendMail",
+        mode: "sync" as const,
+        class: "approval_required" as const,
+        action: "connector.operation.invoke" as const,
+        maxTimeoutMs: 1000,
+      },
+      {
+        name: "deleteMailbox",
+        mode: "sync" as const,
+        class: "forbidden" as const,
+        action: "connector.operation.invoke" as const,
+        maxTimeoutMs: 1000,
+      },
     ],
     healthProbe: { kind: "imap" as const },
     limitsCap: { maxParallelInvocations: 8, rateLimit: { rps: 10, burst: 20 } },
@@ -106,7 +124,9 @@ describe("Reconciler", () => {
     expect(row.state).toBe("active");
     expect(row.appliedGeneration).toBe(1);
     expect(row.rateLimitPolicy).toEqual({ rps: 2, burst: 5 });
-    expect(row.policy.operations).toEqual([{ name: "readInbox", class: "auto", action: "connector.operation.read" }]);
+    expect(row.policy.operations).toEqual([
+      { name: "readInbox", class: "auto", action: "connector.operation.read" },
+    ]);
     expect(conn.status?.state).toBe("active");
     expect(conn.status?.instanceId).toBe(row.id);
     expect(cond("Ready")).toMatchObject({ status: "True", reason: "Available", observedGeneration: 1 });
@@ -137,8 +157,18 @@ describe("Reconciler", () => {
     store.updates = [];
     bump((c) => (c.spec.config = { host: "imap.example.com", port: 143 }));
     await run();
-    expect(store.updates[0]).toEqual({ appliedGeneration: 2, specHash: expect.any(String), config: { host: "imap.example.com", port: 143, mailbox: "INBOX" }, state: "active" });
-    expect(Object.keys(store.updates[0]!).sort()).toEqual(["appliedGeneration", "config", "specHash", "state"]);
+    expect(store.updates[0]).toEqual({
+      appliedGeneration: 2,
+      specHash: expect.any(String),
+      config: { host: "imap.example.com", port: 143, mailbox: "INBOX" },
+      state: "active",
+    });
+    expect(Object.keys(store.updates[0]!).sort()).toEqual([
+      "appliedGeneration",
+      "config",
+      "specHash",
+      "state",
+    ]);
     const updated = store.audit.find((a) => a.operation === "updated");
     expect(updated?.details).toMatchObject({ fields: ["config.port"], generation: 2 });
     expect(conn.status?.appliedGeneration).toBe(2);
@@ -191,17 +221,25 @@ describe("Reconciler", () => {
     await run();
     expect(store.rows).toHaveLength(0);
     expect(cond("Stalled")).toMatchObject({ status: "True", reason: "PolicyDenied" });
-    expect(cond("Stalled")?.message).toContain('spec.policy.allowOperations[1]: operation "deleteMailbox" is forbidden');
+    expect(cond("Stalled")?.message).toContain(
+      'spec.policy.allowOperations[1]: operation "deleteMailbox" is forbidden',
+    );
     expect(conn.status?.lastError?.class).toBe("policy_denied");
   });
 
   it("refuses an operation outside the type and one the action scope does not grant", async () => {
     conn.spec.policy = { allowOperations: ["readInbox", "purgeAll"] };
     await run();
-    expect(cond("Stalled")?.message).toContain('operation "purgeAll" is not an operation of connector type "imap"');
-    bump((c) => (c.spec.policy = { allowOperations: ["sendMail"], actionScope: ["connector.operation.read"] }));
+    expect(cond("Stalled")?.message).toContain(
+      'operation "purgeAll" is not an operation of connector type "imap"',
+    );
+    bump(
+      (c) => (c.spec.policy = { allowOperations: ["sendMail"], actionScope: ["connector.operation.read"] }),
+    );
     await run();
-    expect(cond("Stalled")?.message).toContain('operation "sendMail" needs action "connector.operation.invoke"');
+    expect(cond("Stalled")?.message).toContain(
+      'operation "sendMail" needs action "connector.operation.invoke"',
+    );
   });
 
   it("marks approval-required operations as such in the stored policy", async () => {
@@ -221,7 +259,9 @@ describe("Reconciler", () => {
     await run();
     expect(store.rows).toHaveLength(0);
     expect(cond("Stalled")).toMatchObject({ reason: "LimitsExceeded" });
-    expect(cond("Stalled")?.message).toContain("spec.limits.maxParallelInvocations: 9 is over the connector type's cap of 8");
+    expect(cond("Stalled")?.message).toContain(
+      "spec.limits.maxParallelInvocations: 9 is over the connector type's cap of 8",
+    );
     expect(cond("Stalled")?.message).toContain("spec.limits.rateLimit.rps: 11 is over");
   });
 
@@ -241,7 +281,13 @@ describe("Reconciler", () => {
   it("is disabled and Ready=True/Disabled when enabled is false, and probes nothing", async () => {
     let probes = 0;
     reconciler = new Reconciler({
-      catalog, schemas: new ConfigSchemaCache(), store, writer, events, clock, enabledFeatures: new Set(),
+      catalog,
+      schemas: new ConfigSchemaCache(),
+      store,
+      writer,
+      events,
+      clock,
+      enabledFeatures: new Set(),
       prober: { probe: async () => (probes++, { ok: true, latencyMs: 1 }) },
     });
     conn.spec.enabled = false;
@@ -280,7 +326,10 @@ describe("Reconciler", () => {
     expect(conn.status?.drift).toMatchObject({ detected: true, fields: ["config.host"], corrections: 1 });
     expect(JSON.stringify(conn.status)).not.toContain("evil.example.com");
     expect(cond("UpToDate")).toMatchObject({ status: "True", reason: "NoDrift" });
-    expect(store.audit.at(-1)).toMatchObject({ operation: "drift_corrected", details: { fields: ["config.host"] } });
+    expect(store.audit.at(-1)).toMatchObject({
+      operation: "drift_corrected",
+      details: { fields: ["config.host"] },
+    });
     expect(events.events.some((e) => e.reason === "DriftCorrected" && e.type === "Warning")).toBe(true);
   });
 

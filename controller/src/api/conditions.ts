@@ -33,7 +33,11 @@ export function findCondition(conditions: Condition[] | undefined, type: string)
   return conditions?.find((c) => c.type === type);
 }
 
-export function conditionIs(conditions: Condition[] | undefined, type: string, status: ConditionStatus): boolean {
+export function conditionIs(
+  conditions: Condition[] | undefined,
+  type: string,
+  status: ConditionStatus,
+): boolean {
   return findCondition(conditions, type)?.status === status;
 }
 

@@ -40,7 +40,9 @@ interface CrdDocument {
 function strictCopy(schema: Schema): Schema {
   const out: Schema = { ...schema };
   if (schema.properties) {
-    out.properties = Object.fromEntries(Object.entries(schema.properties).map(([k, v]) => [k, strictCopy(v)]));
+    out.properties = Object.fromEntries(
+      Object.entries(schema.properties).map(([k, v]) => [k, strictCopy(v)]),
+    );
     if (!schema["x-kubernetes-preserve-unknown-fields"] && schema.additionalProperties === undefined)
       out.additionalProperties = false;
   }
@@ -77,7 +79,8 @@ function ruleTree(schema: Schema): RuleNode | undefined {
     if (child) node.properties.set(k, child);
   }
   if (schema.items) node.items = ruleTree(schema.items);
-  if (typeof schema.additionalProperties === "object") node.additional = ruleTree(schema.additionalProperties);
+  if (typeof schema.additionalProperties === "object")
+    node.additional = ruleTree(schema.additionalProperties);
   const empty = !node.rules.length && !node.properties.size && !node.items && !node.additional;
   return empty ? undefined : node;
 }

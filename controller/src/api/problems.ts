@@ -33,7 +33,9 @@ function describe(e: ErrorObject): { extra?: string; message: string } {
     case "additionalProperties":
       return { extra: String(p.additionalProperty), message: "is not allowed (unknown field)" };
     case "enum":
-      return { message: `must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(", ")}` };
+      return {
+        message: `must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(", ")}`,
+      };
     case "type":
       return { message: `must be of type ${String(p.type)}` };
     default:

@@ -58,7 +58,9 @@ export class StaticCatalog implements CatalogReader {
 }
 
 function kindOf(doc: unknown): string | undefined {
-  return doc && typeof doc === "object" ? ((doc as { kind?: unknown }).kind as string | undefined) : undefined;
+  return doc && typeof doc === "object"
+    ? ((doc as { kind?: unknown }).kind as string | undefined)
+    : undefined;
 }
 
 /** ConnectorTypes and ConnectorPolicyTemplates found in the given files or directories. */

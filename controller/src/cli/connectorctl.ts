@@ -27,7 +27,8 @@ async function validate(argv: string[]): Promise<number> {
     },
   });
   if (!positionals.length) throw new UsageError("validate needs at least one file or directory");
-  if (values.output !== "text" && values.output !== "json") throw new UsageError("--output must be text or json");
+  if (values.output !== "text" && values.output !== "json")
+    throw new UsageError("--output must be text or json");
   const report = validateFiles(positionals, {
     catalogPaths: values.catalog ?? [defaultCatalogDir],
     enabledFeatures: new Set(values.feature ?? []),
@@ -55,7 +56,9 @@ async function migrate(argv: string[]): Promise<number> {
   const database = await openDatabase(url ? { url } : { dataDir });
   try {
     const ran = await migrateToLatest(database.db);
-    process.stdout.write(ran.length ? `applied: ${ran.join(", ")}\n` : "database is up to date\n");
+    process.stdout.write(
+      ran.length ? `applied: ${ran.map((m) => m.migrationName).join(", ")}\n` : "database is up to date\n",
+    );
   } finally {
     await database.close();
   }

@@ -49,7 +49,12 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
     try {
       parsed.push(...parseYamlFile(file));
     } catch (err) {
-      problems.push({ file, document: 0, path: "(yaml)", message: (err as Error).message.split("\n")[0] ?? "" });
+      problems.push({
+        file,
+        document: 0,
+        path: "(yaml)",
+        message: (err as Error).message.split("\n")[0] ?? "",
+      });
     }
   }
 
@@ -57,7 +62,8 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
   const catalog = loadFileCatalog(opts.catalogPaths.filter(Boolean));
   for (const { doc } of parsed) {
     const d = doc as { kind?: string; metadata?: { name?: string } };
-    if (d?.kind === "ConnectorType" && d.metadata?.name) catalog.types.set(d.metadata.name, doc as ConnectorType);
+    if (d?.kind === "ConnectorType" && d.metadata?.name)
+      catalog.types.set(d.metadata.name, doc as ConnectorType);
     if (d?.kind === "ConnectorPolicyTemplate" && d.metadata?.name)
       catalog.templates.set(d.metadata.name, doc as PolicyTemplate);
   }
@@ -72,11 +78,19 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
     }
     const d = doc as Record<string, unknown>;
     const kind = typeof d.kind === "string" ? d.kind : undefined;
-    const where = { ...at, ...(kind ? { kind } : {}), ...(describeName(d) ? { name: describeName(d)! } : {}) };
+    const where = {
+      ...at,
+      ...(kind ? { kind } : {}),
+      ...(describeName(d) ? { name: describeName(d)! } : {}),
+    };
     if (typeof d.apiVersion !== "string" || !OUR_GROUP.test(d.apiVersion)) continue; // not ours: other tools check it
     const validator = kind ? validators.get(kind) : undefined;
     if (!validator) {
-      problems.push({ ...where, path: "kind", message: `unknown kind ${JSON.stringify(kind)} in group cynodeai.io` });
+      problems.push({
+        ...where,
+        path: "kind",
+        message: `unknown kind ${JSON.stringify(kind)} in group cynodeai.io`,
+      });
       continue;
     }
     const schemaProblems = validator.validate(d);
@@ -85,7 +99,9 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
     if (kind === "Connector") {
       try {
         const valid = validateConnector(d as unknown as Connector, ctx);
-        warnings.push(...valid.warnings.map((w) => ({ ...where, path: "spec.typeVersion", message: w.message })));
+        warnings.push(
+          ...valid.warnings.map((w) => ({ ...where, path: "spec.typeVersion", message: w.message })),
+        );
       } catch (err) {
         if (!(err instanceof ConnectorError)) throw err;
         const ps = err.problems.length ? err.problems : [{ path: "spec", message: err.message }];
@@ -96,7 +112,11 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
       type.spec.versions.forEach((v, i) => {
         const compiled = schemas.get(type, v);
         if (compiled instanceof Error)
-          problems.push({ ...where, path: `spec.versions[${i}].configSchema`, message: `is not a valid JSON Schema: ${compiled.message}` });
+          problems.push({
+            ...where,
+            path: `spec.versions[${i}].configSchema`,
+            message: `is not a valid JSON Schema: ${compiled.message}`,
+          });
       });
     }
   }

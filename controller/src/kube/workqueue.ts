@@ -148,7 +148,10 @@ export class WorkQueue {
   /** Token bucket: the wait before the next retry token, taking one. */
   #globalDelay(): number {
     const now = this.#opts.now();
-    this.#tokens = Math.min(this.#opts.burst, this.#tokens + ((now - this.#lastRefill) / 1000) * this.#opts.qps);
+    this.#tokens = Math.min(
+      this.#opts.burst,
+      this.#tokens + ((now - this.#lastRefill) / 1000) * this.#opts.qps,
+    );
     this.#lastRefill = now;
     this.#tokens -= 1;
     return this.#tokens >= 0 ? 0 : Math.ceil((-this.#tokens / this.#opts.qps) * 1000);

@@ -21,13 +21,23 @@ export interface HealthOutcome {
   observed: Partial<ObservedInstance>;
 }
 
-export async function checkHealth(prober: Prober | undefined, row: InstanceRow, input: ProbeInput, now: Date): Promise<HealthOutcome> {
+export async function checkHealth(
+  prober: Prober | undefined,
+  row: InstanceRow,
+  input: ProbeInput,
+  now: Date,
+): Promise<HealthOutcome> {
   const pending = prober?.probe(input);
   if (!pending) {
     // No probe for this kind: the instance is applied but its connectivity is not known.
-    const state: ConnectorState = row.state === "provisioning" || row.state === "disabled" ? "active" : row.state;
+    const state: ConnectorState =
+      row.state === "provisioning" || row.state === "disabled" ? "active" : row.state;
     return {
-      health: { status: "Unknown", reason: "ProbeUnavailable", message: `no health probe is available for kind ${input.type.spec.versions.find((v) => v.version === input.typeVersion)?.healthProbe.kind ?? "unknown"}` },
+      health: {
+        status: "Unknown",
+        reason: "ProbeUnavailable",
+        message: `no health probe is available for kind ${input.type.spec.versions.find((v) => v.version === input.typeVersion)?.healthProbe.kind ?? "unknown"}`,
+      },
       observed: { state, healthCheckedAt: now },
     };
   }
@@ -35,19 +45,35 @@ export async function checkHealth(prober: Prober | undefined, row: InstanceRow, 
   if (result.ok) {
     return {
       health: { status: "True", reason: "ConnectivityOK", message: "health probe succeeded" },
-      observed: { state: "active", healthCheckedAt: now, lastSuccessAt: now, lastError: null, lastErrorClass: null },
+      observed: {
+        state: "active",
+        healthCheckedAt: now,
+        lastSuccessAt: now,
+        lastError: null,
+        lastErrorClass: null,
+      },
     };
   }
   const message = result.message ?? "health probe failed";
   if (result.reason === "auth") {
     return {
       health: { status: "False", reason: "AuthenticationFailed", message },
-      observed: { state: "credential_expired", healthCheckedAt: now, lastError: message, lastErrorClass: result.errorClass ?? "permanent" },
+      observed: {
+        state: "credential_expired",
+        healthCheckedAt: now,
+        lastError: message,
+        lastErrorClass: result.errorClass ?? "permanent",
+      },
     };
   }
   const state: ConnectorState = row.state === "active" || row.state === "degraded" ? "degraded" : "error";
   return {
     health: { status: "False", reason: "ConnectivityFailed", message },
-    observed: { state, healthCheckedAt: now, lastError: message, lastErrorClass: result.errorClass ?? "transient" },
+    observed: {
+      state,
+      healthCheckedAt: now,
+      lastError: message,
+      lastErrorClass: result.errorClass ?? "transient",
+    },
   };
 }

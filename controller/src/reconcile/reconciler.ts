@@ -117,14 +117,17 @@ export class Reconciler {
       const converged = await this.#converge(req, valid);
       const health = await this.#health(req, valid, converged);
       const row = health?.row ?? converged.row;
-      await this.#writeStatus(req, buildStatus({
-        connector: c,
-        now: this.#d.clock.now(),
-        row,
-        warnings: valid.warnings,
-        ...(health ? { health: health.outcome.health } : {}),
-        ...(converged.drift ? { drift: converged.drift } : {}),
-      }));
+      await this.#writeStatus(
+        req,
+        buildStatus({
+          connector: c,
+          now: this.#d.clock.now(),
+          row,
+          warnings: valid.warnings,
+          ...(health ? { health: health.outcome.health } : {}),
+          ...(converged.drift ? { drift: converged.drift } : {}),
+        }),
+      );
       return row.enabled ? { requeueAfterMs: this.#nextProbeIn(row, c.spec.healthCheck) } : {};
     } catch (err) {
       return this.#fail(req, classify(err));
@@ -141,7 +144,10 @@ export class Reconciler {
     } catch {
       row = undefined; // the database may be what failed; status still says why
     }
-    const written = await this.#writeStatus(req, buildStatus({ connector: c, now: this.#d.clock.now(), row, failure: err }));
+    const written = await this.#writeStatus(
+      req,
+      buildStatus({ connector: c, now: this.#d.clock.now(), row, failure: err }),
+    );
     if (written && !isRetryable(err.errorClass)) {
       await this.#audit(req, row, {
         operation: "validation_failed",
@@ -159,7 +165,12 @@ export class Reconciler {
     const prevReady = c.status?.conditions?.find((x) => x.type === "Ready");
     await this.#d.writer.writeStatus(c, status);
     const ready = status.conditions?.find((x) => x.type === "Ready");
-    if (ready && (ready.status !== prevReady?.status || ready.reason !== prevReady?.reason || ready.message !== prevReady?.message)) {
+    if (
+      ready &&
+      (ready.status !== prevReady?.status ||
+        ready.reason !== prevReady?.reason ||
+        ready.message !== prevReady?.message)
+    ) {
       const warn = ready.status !== "True" || status.state === "degraded";
       this.#d.events.record(c, warn ? "Warning" : "Normal", ready.reason, ready.message);
     }
@@ -193,7 +204,12 @@ export class Reconciler {
           appliedGeneration: generation,
           specHash: hash,
         });
-        await this.#audit(req, created, { operation: "created", outcome: "success", details: { generation } }, tx);
+        await this.#audit(
+          req,
+          created,
+          { operation: "created", outcome: "success", details: { generation } },
+          tx,
+        );
         req.log.info({ instanceId: created.id }, "instance created");
         return { row: created, specChanged: true };
       }
@@ -205,10 +221,12 @@ export class Reconciler {
         // A new generation that changes nothing the instance holds (e.g. the health interval).
         return { row: await tx.update(row.id, { appliedGeneration: generation }), specChanged: false };
       }
-      if (!specChanged && observeOnly) return { row, specChanged: false, drift: { fields, corrected: false } };
+      if (!specChanged && observeOnly)
+        return { row, specChanged: false, drift: { fields, corrected: false } };
 
       const patch: InstancePatch = { appliedGeneration: generation, specHash: hash };
-      for (const f of DESIRED_FIELDS) if (!deepEqual(row[f], desired[f])) Object.assign(patch, { [f]: desired[f] });
+      for (const f of DESIRED_FIELDS)
+        if (!deepEqual(row[f], desired[f])) Object.assign(patch, { [f]: desired[f] });
       if (row.enabled !== desired.enabled) {
         patch.state = desired.enabled ? "provisioning" : "disabled";
       } else if (specChanged && desired.enabled) {
@@ -216,34 +234,63 @@ export class Reconciler {
       }
       const updated = await tx.update(row.id, patch);
       if (specChanged) {
-        await this.#audit(req, updated, { operation: "updated", outcome: "success", details: { fields, generation } }, tx);
+        await this.#audit(
+          req,
+          updated,
+          { operation: "updated", outcome: "success", details: { fields, generation } },
+          tx,
+        );
         if (row.enabled !== desired.enabled)
-          await this.#audit(req, updated, { operation: desired.enabled ? "enabled" : "disabled", outcome: "success" }, tx);
+          await this.#audit(
+            req,
+            updated,
+            { operation: desired.enabled ? "enabled" : "disabled", outcome: "success" },
+            tx,
+          );
         req.log.info({ instanceId: row.id, fields }, "instance updated");
         return { row: updated, specChanged: true };
       }
-      await this.#audit(req, updated, { operation: "drift_corrected", outcome: "success", details: { fields } }, tx);
-      this.#d.events.record(c, "Warning", "DriftCorrected", `instance differed from the spec in ${fields.join(", ")}; overwritten`);
+      await this.#audit(
+        req,
+        updated,
+        { operation: "drift_corrected", outcome: "success", details: { fields } },
+        tx,
+      );
+      this.#d.events.record(
+        c,
+        "Warning",
+        "DriftCorrected",
+        `instance differed from the spec in ${fields.join(", ")}; overwritten`,
+      );
       req.log.warn({ instanceId: row.id, fields }, "drift corrected");
       return { row: updated, specChanged: false, drift: { fields, corrected: true } };
     });
   }
 
-  async #health(req: ReconcileRequest, valid: ValidSpec, conv: Converged): Promise<{ row: InstanceRow; outcome: HealthOutcome } | undefined> {
+  async #health(
+    req: ReconcileRequest,
+    valid: ValidSpec,
+    conv: Converged,
+  ): Promise<{ row: InstanceRow; outcome: HealthOutcome } | undefined> {
     const c = req.connector;
     const row = conv.row;
     const now = this.#d.clock.now();
     if (!row.enabled) return undefined;
     if (!probeDue(row, now, c.spec.healthCheck, conv.specChanged)) return undefined;
     const timeoutMs = (c.spec.healthCheck?.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
-    const outcome = await checkHealth(this.#d.prober, row, {
-      type: valid.type,
-      typeVersion: valid.version.version,
-      config: row.config,
-      credentials: undefined,
-      timeoutMs,
-      signal: AbortSignal.timeout(timeoutMs),
-    }, now);
+    const outcome = await checkHealth(
+      this.#d.prober,
+      row,
+      {
+        type: valid.type,
+        typeVersion: valid.version.version,
+        config: row.config,
+        credentials: undefined,
+        timeoutMs,
+        signal: AbortSignal.timeout(timeoutMs),
+      },
+      now,
+    );
     const patch: InstancePatch = {};
     for (const [k, v] of Object.entries(outcome.observed) as [keyof InstanceRow, unknown][]) {
       if (!deepEqual(row[k], v)) Object.assign(patch, { [k]: v });
@@ -251,7 +298,12 @@ export class Reconciler {
     const next = await this.#d.store.transaction(async (tx) => {
       const updated = await tx.update(row.id, patch);
       if (row.state !== updated.state)
-        await this.#audit(req, updated, { operation: "state_changed", outcome: "success", details: { from: row.state, to: updated.state } }, tx);
+        await this.#audit(
+          req,
+          updated,
+          { operation: "state_changed", outcome: "success", details: { from: row.state, to: updated.state } },
+          tx,
+        );
       return updated;
     });
     return { row: next, outcome };
@@ -286,7 +338,12 @@ export class Reconciler {
     return {};
   }
 
-  async #audit(req: ReconcileRequest, row: InstanceRow | undefined, e: Pick<AuditEvent, "operation" | "outcome"> & Partial<AuditEvent>, store: InstanceStore = this.#d.store): Promise<void> {
+  async #audit(
+    req: ReconcileRequest,
+    row: InstanceRow | undefined,
+    e: Pick<AuditEvent, "operation" | "outcome"> & Partial<AuditEvent>,
+    store: InstanceStore = this.#d.store,
+  ): Promise<void> {
     const c = req.connector;
     await store.appendAudit({
       requestId: req.reconcileId,

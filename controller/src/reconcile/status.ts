@@ -58,7 +58,10 @@ export function buildStatus(input: StatusInput): ConnectorStatus {
   // When no probe ran, the last probe's finding stands (and its words stay the same).
   const prevHealthy = prev.conditions?.find((c) => c.type === "Healthy");
   const health: HealthView | undefined =
-    input.health ?? (prevHealthy ? { status: prevHealthy.status, reason: prevHealthy.reason, message: prevHealthy.message } : undefined);
+    input.health ??
+    (prevHealthy
+      ? { status: prevHealthy.status, reason: prevHealthy.reason, message: prevHealthy.message }
+      : undefined);
   const generation = connector.metadata.generation;
   const state: ConnectorState = row?.state ?? (failure ? "error" : "provisioning");
   const stalled = failure !== undefined && isTerminal(failure.errorClass);
@@ -70,34 +73,76 @@ export function buildStatus(input: StatusInput): ConnectorStatus {
   } else if (state === "disabled") {
     wanted.push({ type: "Ready", status: "True", reason: "Disabled", message: stateMessage(state, health) });
   } else if (READY_STATES.has(state)) {
-    wanted.push({ type: "Ready", status: "True", reason: state === "active" ? "Available" : "Degraded", message: stateMessage(state, health) });
+    wanted.push({
+      type: "Ready",
+      status: "True",
+      reason: state === "active" ? "Available" : "Degraded",
+      message: stateMessage(state, health),
+    });
   } else {
-    const reason = state === "credential_expired" ? "CredentialExpired" : state === "error" ? "Unavailable" : "Provisioning";
+    const reason =
+      state === "credential_expired"
+        ? "CredentialExpired"
+        : state === "error"
+          ? "Unavailable"
+          : "Provisioning";
     wanted.push({ type: "Ready", status: "False", reason, message: stateMessage(state, health) });
   }
 
   wanted.push(
     failure
       ? { type: "Synced", status: "False", reason: failure.reason, message: failure.message }
-      : { type: "Synced", status: "True", reason: "ReconcileSuccess", message: `generation ${row?.appliedGeneration ?? generation} is applied` },
+      : {
+          type: "Synced",
+          status: "True",
+          reason: "ReconcileSuccess",
+          message: `generation ${row?.appliedGeneration ?? generation} is applied`,
+        },
   );
 
   if (health) wanted.push({ type: "Healthy", ...health });
-  else wanted.push({ type: "Healthy", status: "Unknown", reason: "NotProbed", message: "no health check has run yet" });
+  else
+    wanted.push({
+      type: "Healthy",
+      status: "Unknown",
+      reason: "NotProbed",
+      message: "no health check has run yet",
+    });
 
   const driftNow = input.drift && input.drift.fields.length > 0 && !input.drift.corrected;
   const prevUpToDate = prev.conditions?.find((c) => c.type === "UpToDate");
   if (driftNow) {
-    wanted.push({ type: "UpToDate", status: "False", reason: "DriftDetected", message: `instance differs from the spec in ${input.drift!.fields.join(", ")}` });
+    wanted.push({
+      type: "UpToDate",
+      status: "False",
+      reason: "DriftDetected",
+      message: `instance differs from the spec in ${input.drift!.fields.join(", ")}`,
+    });
   } else if (input.drift || !failure || !prevUpToDate) {
-    wanted.push({ type: "UpToDate", status: "True", reason: "NoDrift", message: "instance matches the spec" });
+    wanted.push({
+      type: "UpToDate",
+      status: "True",
+      reason: "NoDrift",
+      message: "instance matches the spec",
+    });
   } else {
-    wanted.push({ type: "UpToDate", status: prevUpToDate.status, reason: prevUpToDate.reason, message: prevUpToDate.message });
+    wanted.push({
+      type: "UpToDate",
+      status: prevUpToDate.status,
+      reason: prevUpToDate.reason,
+      message: prevUpToDate.message,
+    });
   }
 
-  if (stalled) wanted.push({ type: "Stalled", status: "True", reason: failure!.reason, message: failure!.message });
+  if (stalled)
+    wanted.push({ type: "Stalled", status: "True", reason: failure!.reason, message: failure!.message });
   if (!stalled && state === "provisioning")
-    wanted.push({ type: "Reconciling", status: "True", reason: "Provisioning", message: stateMessage(state, health) });
+    wanted.push({
+      type: "Reconciling",
+      status: "True",
+      reason: "Provisioning",
+      message: stateMessage(state, health),
+    });
   wanted.push(...(input.warnings ?? []));
 
   const status: ConnectorStatus = {
@@ -113,7 +158,9 @@ export function buildStatus(input: StatusInput): ConnectorStatus {
   }
   // lastSuccessAt moves only when the state changes: never a per-poll timestamp in status.
   const stateChanged = prev.state !== state;
-  const lastSuccess = stateChanged ? row?.lastSuccessAt?.toISOString().replace(/\.\d{3}Z$/, "Z") : prev.lastSuccessAt;
+  const lastSuccess = stateChanged
+    ? row?.lastSuccessAt?.toISOString().replace(/\.\d{3}Z$/, "Z")
+    : prev.lastSuccessAt;
   if (lastSuccess) status.lastSuccessAt = lastSuccess;
   if (failure) {
     status.lastError = { class: failure.errorClass, reason: failure.reason, message: failure.message };
@@ -126,7 +173,10 @@ export function buildStatus(input: StatusInput): ConnectorStatus {
       detected: true,
       fields: input.drift.fields,
       ...(input.drift.corrected
-        ? { lastCorrectedAt: now.toISOString().replace(/\.\d{3}Z$/, "Z"), corrections: (prevDrift?.corrections ?? 0) + 1 }
+        ? {
+            lastCorrectedAt: now.toISOString().replace(/\.\d{3}Z$/, "Z"),
+            corrections: (prevDrift?.corrections ?? 0) + 1,
+          }
         : prevDrift?.lastCorrectedAt
           ? { lastCorrectedAt: prevDrift.lastCorrectedAt, corrections: prevDrift.corrections ?? 0 }
           : {}),

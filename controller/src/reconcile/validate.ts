@@ -32,7 +32,11 @@ export interface ValidSpec {
   warnings: ConditionInput[];
 }
 
-function invalid(reason: string, problems: Problem[], errorClass: "validation_error" | "policy_denied" = "validation_error") {
+function invalid(
+  reason: string,
+  problems: Problem[],
+  errorClass: "validation_error" | "policy_denied" = "validation_error",
+) {
   return new ConnectorError(errorClass, reason, formatProblems(problems), { problems });
 }
 
@@ -41,10 +45,16 @@ function classOf(c: string): OperationClass {
   return c === "auto" || c === "forbidden" ? c : "approval_required";
 }
 
-export function resolveTypeVersion(c: Connector, ctx: ValidationContext): { type: ConnectorType; version: TypeVersion; warnings: ConditionInput[] } {
+export function resolveTypeVersion(
+  c: Connector,
+  ctx: ValidationContext,
+): { type: ConnectorType; version: TypeVersion; warnings: ConditionInput[] } {
   const { type: typeName, typeVersion } = c.spec;
   const type = ctx.catalog.getType(typeName);
-  if (!type) throw invalid("UnknownType", [{ path: "spec.type", message: `connector type "${typeName}" does not exist` }]);
+  if (!type)
+    throw invalid("UnknownType", [
+      { path: "spec.type", message: `connector type "${typeName}" does not exist` },
+    ]);
   const version = type.spec.versions.find((v) => v.version === typeVersion);
   if (!version)
     throw invalid("UnknownTypeVersion", [
@@ -56,7 +66,10 @@ export function resolveTypeVersion(c: Connector, ctx: ValidationContext): { type
   for (const flag of [type.spec.featureFlag, version.featureFlag]) {
     if (flag && !ctx.enabledFeatures.has(flag))
       throw invalid("FeatureDisabled", [
-        { path: "spec.typeVersion", message: `connector type "${typeName}" version ${typeVersion} needs feature flag "${flag}", which is not enabled` },
+        {
+          path: "spec.typeVersion",
+          message: `connector type "${typeName}" version ${typeVersion} needs feature flag "${flag}", which is not enabled`,
+        },
       ]);
   }
   const warnings: ConditionInput[] = [];
@@ -65,7 +78,9 @@ export function resolveTypeVersion(c: Connector, ctx: ValidationContext): { type
       { path: "spec.typeVersion", message: `connector type "${typeName}" version ${typeVersion} is retired` },
     ]);
   if (version.lifecycle === "deprecated") {
-    const newer = type.spec.versions.filter((v) => v.lifecycle === "approved" && v.version > typeVersion).map((v) => v.version);
+    const newer = type.spec.versions
+      .filter((v) => v.lifecycle === "approved" && v.version > typeVersion)
+      .map((v) => v.version);
     warnings.push({
       type: "Deprecated",
       status: "True",
@@ -76,10 +91,19 @@ export function resolveTypeVersion(c: Connector, ctx: ValidationContext): { type
   return { type, version, warnings };
 }
 
-function validateConfig(c: Connector, type: ConnectorType, version: TypeVersion, ctx: ValidationContext): JsonObject {
+function validateConfig(
+  c: Connector,
+  type: ConnectorType,
+  version: TypeVersion,
+  ctx: ValidationContext,
+): JsonObject {
   const check = ctx.schemas.get(type, version);
   if (check instanceof Error)
-    throw new ConnectorError("permanent", "InvalidTypeSchema", `connector type "${type.metadata.name}" version ${version.version} has a config schema that does not compile: ${check.message}`);
+    throw new ConnectorError(
+      "permanent",
+      "InvalidTypeSchema",
+      `connector type "${type.metadata.name}" version ${version.version} has a config schema that does not compile: ${check.message}`,
+    );
   const config = structuredClone(c.spec.config ?? {}); // defaults are applied to the copy
   if (!check(config)) throw invalid("InvalidConfig", ajvProblems(check.errors, "spec.config"));
   return config;
@@ -94,7 +118,11 @@ function resolvePolicy(c: Connector, version: TypeVersion, ctx: ValidationContex
     template = c.spec.policyTemplate;
     const tpl = ctx.catalog.getPolicyTemplate(template);
     if (!tpl)
-      throw invalid("UnknownPolicyTemplate", [{ path: "spec.policyTemplate", message: `policy template "${template}" does not exist` }], "policy_denied");
+      throw invalid(
+        "UnknownPolicyTemplate",
+        [{ path: "spec.policyTemplate", message: `policy template "${template}" does not exist` }],
+        "policy_denied",
+      );
     allow = tpl.spec.allowOperations;
     scope = tpl.spec.actionScope;
     base = "spec.policyTemplate";
@@ -109,7 +137,10 @@ function resolvePolicy(c: Connector, version: TypeVersion, ctx: ValidationContex
     const path = template ? base : `${base}[${i}]`;
     const op = version.operations.find((o) => o.name === name);
     if (!op) {
-      problems.push({ path, message: `operation "${name}" is not an operation of connector type "${c.spec.type}" version ${version.version} (has ${version.operations.map((o) => o.name).join(", ") || "none"})` });
+      problems.push({
+        path,
+        message: `operation "${name}" is not an operation of connector type "${c.spec.type}" version ${version.version} (has ${version.operations.map((o) => o.name).join(", ") || "none"})`,
+      });
       return;
     }
     const cls = classOf(op.class);
@@ -118,7 +149,10 @@ function resolvePolicy(c: Connector, version: TypeVersion, ctx: ValidationContex
       return;
     }
     if (scope && !scope.includes(op.action)) {
-      problems.push({ path: template ? base : "spec.policy.actionScope", message: `operation "${name}" needs action "${op.action}", which the action scope does not grant` });
+      problems.push({
+        path: template ? base : "spec.policy.actionScope",
+        message: `operation "${name}" needs action "${op.action}", which the action scope does not grant`,
+      });
       return;
     }
     operations.push({ name, class: cls, action: op.action });

@@ -1,0 +1,171 @@
+// The controller's reads and writes of its own resources through the API server.
+import {
+  ApiException,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+} from "@kubernetes/client-node";
+import { ConnectorError } from "../reconcile/errors.ts";
+import {
+  FINALIZER,
+  GROUP,
+  VERSION,
+  type Connector,
+  type ConnectorStatus,
+  type ConnectorType,
+  type PolicyTemplate,
+} from "../api/types.ts";
+import type { ConnectorWriter } from "../reconcile/ports.ts";
+import type { KubeObject, ListPage, ListWatchSource } from "./informer.ts";
+
+export const FIELD_MANAGER = "connector-controller";
+
+export const PLURALS = {
+  Connector: "connectors",
+  ConnectorType: "connectortypes",
+  ConnectorPolicyTemplate: "connectorpolicytemplates",
+} as const;
+
+/** A list+watch source for one of our kinds, cluster-wide or in one namespace. */
+export function customObjectSource<T extends KubeObject>(
+  kc: KubeConfig,
+  plural: string,
+  opts: { namespace?: string; labelSelector?: string } = {},
+): ListWatchSource<T> {
+  const api = kc.makeApiClient(CustomObjectsApi);
+  const base = { group: GROUP, version: VERSION, plural };
+  const selector = opts.labelSelector ? { labelSelector: opts.labelSelector } : {};
+  return {
+    watchPath: opts.namespace
+      ? `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(opts.namespace)}/${plural}`
+      : `/apis/${GROUP}/${VERSION}/${plural}`,
+    ...selector,
+    async list(cont, limit): Promise<ListPage<T>> {
+      const page = cont ? { _continue: cont } : {};
+      const body = (
+        opts.namespace
+          ? await api.listNamespacedCustomObject({
+              ...base,
+              namespace: opts.namespace,
+              limit,
+              ...page,
+              ...selector,
+            })
+          : await api.listClusterCustomObject({ ...base, limit, ...page, ...selector })
+      ) as { items: T[]; metadata: { resourceVersion: string; continue?: string } };
+      return {
+        items: body.items,
+        resourceVersion: body.metadata.resourceVersion,
+        continue: body.metadata.continue,
+      };
+    },
+  };
+}
+
+export type ConnectorSource = ListWatchSource<Connector>;
+export type ConnectorTypeSource = ListWatchSource<ConnectorType>;
+export type PolicyTemplateSource = ListWatchSource<PolicyTemplate>;
+
+/**
+ * A JSON merge patch that turns `from` into `to`: removed keys become null (merge patch
+ * replaces arrays whole, which is what the condition list needs).
+ */
+export function mergePatch(
+  from: Record<string, unknown> | undefined,
+  to: Record<string, unknown>,
+): Record<string, unknown> {
+  const patch: Record<string, unknown> = { ...to };
+  for (const key of Object.keys(from ?? {})) if (!(key in to)) patch[key] = null;
+  return patch;
+}
+
+/** client-node's errors print whole bodies and headers; keep the status code and the API's message. */
+export function wrapApiError(err: unknown, what: string): ConnectorError {
+  if (err instanceof ApiException) {
+    const body = (typeof err.body === "string" ? safeJson(err.body) : err.body) as
+      { message?: string; reason?: string } | undefined;
+    const reason = err.code === 409 ? "Conflict" : err.code === 404 ? "NotFound" : "KubernetesApiError";
+    return new ConnectorError(
+      "transient",
+      reason,
+      `${what}: ${err.code} ${body?.message ?? body?.reason ?? ""}`.trim(),
+      {
+        providerStatusCode: err.code,
+      },
+    );
+  }
+  return new ConnectorError(
+    "transient",
+    "KubernetesApiError",
+    `${what}: ${(err as Error)?.message ?? String(err)}`,
+  );
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { message: text.slice(0, 200) };
+  }
+}
+
+export class KubeConnectorWriter implements ConnectorWriter {
+  readonly #api: CustomObjectsApi;
+  readonly #merge = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+  readonly #observe: (c: Connector) => void;
+  statusWrites = 0;
+
+  /** `observe` receives each object the API server returns, to refresh the informer cache. */
+  constructor(kc: KubeConfig, observe: (c: Connector) => void = () => {}) {
+    this.#api = kc.makeApiClient(CustomObjectsApi);
+    this.#observe = observe;
+  }
+
+  async writeStatus(c: Connector, status: ConnectorStatus): Promise<void> {
+    const body = {
+      status: mergePatch(c.status as Record<string, unknown> | undefined, status as Record<string, unknown>),
+    };
+    const updated = (await this.#api
+      .patchNamespacedCustomObjectStatus({ ...this.#ref(c), body, fieldManager: FIELD_MANAGER }, this.#merge)
+      .catch((err: unknown) => {
+        throw wrapApiError(err, "status update failed");
+      })) as Connector;
+    this.statusWrites++;
+    this.#observe(updated);
+  }
+
+  async addFinalizer(c: Connector): Promise<void> {
+    await this.#patchFinalizers(c, [...(c.metadata.finalizers ?? []), FINALIZER]);
+  }
+
+  async removeFinalizer(c: Connector): Promise<void> {
+    await this.#patchFinalizers(
+      c,
+      (c.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
+    );
+  }
+
+  /** resourceVersion in the patch makes it a compare-and-swap: a concurrent change => 409, retried. */
+  async #patchFinalizers(c: Connector, finalizers: string[]): Promise<void> {
+    const body = { metadata: { finalizers, resourceVersion: c.metadata.resourceVersion } };
+    const updated = (await this.#api
+      .patchNamespacedCustomObject({ ...this.#ref(c), body, fieldManager: FIELD_MANAGER }, this.#merge)
+      .catch((err: unknown) => {
+        throw wrapApiError(err, "finalizer update failed");
+      })) as Connector;
+    c.metadata.finalizers = updated.metadata.finalizers ?? [];
+    c.metadata.resourceVersion = updated.metadata.resourceVersion;
+    this.#observe(updated);
+  }
+
+  #ref(c: Connector) {
+    return {
+      group: GROUP,
+      version: VERSION,
+      plural: PLURALS.Connector,
+      namespace: c.metadata.namespace ?? "",
+      name: c.metadata.name,
+    };
+  }
+}

@@ -1,0 +1,272 @@
+// The controller against a real kube-apiserver + etcd and a real PostgreSQL: the behaviour
+// a platform team sees through kubectl.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import * as yaml from "js-yaml";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { projectRoot } from "../../controller/src/api/paths.ts";
+import type { Connector } from "../../controller/src/api/types.ts";
+import { loadConfig } from "../../controller/src/config.ts";
+import { startController, type Running } from "../../controller/src/main.ts";
+import { createLogger } from "../../controller/src/observability/logger.ts";
+import {
+  apply,
+  condition,
+  ensureNamespace,
+  eventually,
+  getConnector,
+  kubectlOk,
+} from "../support/cluster.ts";
+import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
+import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+
+let cp: ControlPlane;
+let db: TestPostgres;
+let sql: pg.Pool;
+let running: Running | undefined;
+const logLines: string[] = [];
+
+async function start(): Promise<Running> {
+  const config = loadConfig([
+    "--kubeconfig",
+    cp.kubeconfigPath,
+    "--database-url",
+    db.url,
+    "--concurrency",
+    "4",
+    "--log-level",
+    "debug",
+  ]);
+  const destination = {
+    write: (line: string) => void logLines.push(line),
+  } as unknown as NodeJS.WritableStream;
+  running = await startController(config, createLogger({ level: "debug", destination }));
+  return running;
+}
+
+const example = (file: string) =>
+  yaml.load(readFileSync(join(projectRoot, "examples", file), "utf8")) as Connector;
+
+function connector(ns: string, name: string, patch: (c: Connector) => void = () => {}): Connector {
+  const c = example("connectors/ops-mail.yaml");
+  c.metadata = { name, namespace: ns };
+  patch(c);
+  return c;
+}
+
+async function readyConnector(ns: string, name: string): Promise<Connector> {
+  return eventually(async () => {
+    const c = await getConnector(cp, ns, name);
+    return condition(c, "Ready")?.status === "True" &&
+      c?.status?.observedGeneration === c?.metadata.generation
+      ? c
+      : undefined;
+  }, `${ns}/${name} to be Ready`);
+}
+
+async function rowsFor(ns: string, name: string) {
+  const r = await sql.query(
+    "select * from connector_instances where namespace = $1 and name = $2 order by created_at",
+    [ns, name],
+  );
+  return r.rows;
+}
+
+beforeAll(async () => {
+  [cp, db] = await Promise.all([startControlPlane(), startTestPostgres()]);
+  sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  await kubectlOk(cp, [
+    "apply",
+    "-f",
+    join(projectRoot, "examples/types"),
+    "-f",
+    join(projectRoot, "examples/policy-templates"),
+  ]);
+  await start();
+}, 600_000);
+
+afterAll(async () => {
+  await running?.stop();
+  await sql?.end();
+  await db?.stop();
+  await cp?.stop();
+});
+
+describe("the controller against a real API server and PostgreSQL", () => {
+  it("reconciles an applied Connector until kubectl wait --for=condition=Ready succeeds", async () => {
+    await ensureNamespace(cp, "team-ops");
+    await kubectlOk(cp, ["apply", "-f", join(projectRoot, "examples/connectors/ops-mail.yaml")]);
+    const r = await cp.kubectl([
+      "wait",
+      "--for=condition=Ready",
+      "connector/ops-mail",
+      "-n",
+      "team-ops",
+      "--timeout=60s",
+    ]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toContain("condition met");
+    const rows = await rowsFor("team-ops", "ops-mail");
+    expect(rows).toHaveLength(1);
+    const c = await getConnector(cp, "team-ops", "ops-mail");
+    expect(rows[0].uid).toBe(c!.metadata.uid);
+    expect(c!.status?.instanceId).toBe(rows[0].id);
+    expect(c!.metadata.finalizers).toContain("cynodeai.io/instance-cleanup");
+  });
+
+  it("shows the printer columns in kubectl get connectors", async () => {
+    const out = await kubectlOk(cp, ["get", "connectors", "-n", "team-ops"]);
+    const [header, row] = out.trim().split("\n");
+    expect(header!.split(/\s+/)).toEqual([
+      "NAME",
+      "TYPE",
+      "ENABLED",
+      "STATE",
+      "READY",
+      "HEALTHY",
+      "DRIFT",
+      "AGE",
+    ]);
+    expect(row!.split(/\s+/).slice(0, 7)).toEqual([
+      "ops-mail",
+      "imap",
+      "true",
+      "active",
+      "True",
+      "Unknown",
+      "false",
+    ]);
+    const wide = await kubectlOk(cp, ["get", "conn", "-n", "team-ops", "-o", "wide"]);
+    const rows = await rowsFor("team-ops", "ops-mail");
+    expect(wide.split("\n")[0]).toMatch(/VERSION\s+INSTANCE\s+MESSAGE/);
+    expect(wide).toContain(rows[0].id);
+    expect(wide).toContain("connector is active");
+  });
+
+  it("refuses a spec that breaks a CEL rule at kubectl apply", async () => {
+    const bad = connector(
+      "team-ops",
+      "both-policies",
+      (c) => (c.spec.policyTemplate = "read-only-notifications"),
+    );
+    const r = await cp.kubectl(["apply", "-f", "-"], { input: yaml.dump(bad) });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("exactly one of spec.policy and spec.policyTemplate must be set");
+    const rate = connector(
+      "team-ops",
+      "slow-burst",
+      (c) => (c.spec.limits = { rateLimit: { rps: 5, burst: 2 } }),
+    );
+    const r2 = await cp.kubectl(["apply", "-f", "-"], { input: yaml.dump(rate) });
+    expect(r2.stderr).toContain("limits.rateLimit.burst must be at least limits.rateLimit.rps");
+    expect(await getConnector(cp, "team-ops", "slow-burst")).toBeUndefined();
+  });
+
+  it("stalls on a config that fails the type's schema, keeps the last valid config, and recovers when fixed", async () => {
+    await ensureNamespace(cp, "team-stall");
+    await apply(cp, connector("team-stall", "mail"));
+    await readyConnector("team-stall", "mail");
+    await kubectlOk(cp, [
+      "patch",
+      "connector",
+      "mail",
+      "-n",
+      "team-stall",
+      "--type=merge",
+      "-p",
+      '{"spec":{"config":{"port":70000}}}',
+    ]);
+    const stalled = await eventually(async () => {
+      const c = await getConnector(cp, "team-stall", "mail");
+      return condition(c, "Stalled")?.status === "True" ? c : undefined;
+    }, "Stalled=True");
+    expect(condition(stalled, "Stalled")).toMatchObject({ reason: "InvalidConfig", observedGeneration: 2 });
+    expect(condition(stalled, "Stalled")!.message).toContain("spec.config.port: must be <= 65535");
+    expect(condition(stalled, "Ready")?.status).toBe("False");
+    expect(stalled.status?.appliedGeneration).toBe(1);
+    const rows = await rowsFor("team-stall", "mail");
+    expect(rows[0].config.port).toBe(993);
+    expect(Number(rows[0].applied_generation)).toBe(1);
+
+    await kubectlOk(cp, [
+      "patch",
+      "connector",
+      "mail",
+      "-n",
+      "team-stall",
+      "--type=merge",
+      "-p",
+      '{"spec":{"config":{"port":143}}}',
+    ]);
+    const fixed = await readyConnector("team-stall", "mail");
+    expect(condition(fixed, "Stalled")).toBeUndefined();
+    expect(fixed.status?.appliedGeneration).toBe(3);
+    expect((await rowsFor("team-stall", "mail"))[0].config.port).toBe(143);
+  });
+
+  it("runs the finalizer on kubectl delete: row soft-deleted, object gone", async () => {
+    await ensureNamespace(cp, "team-delete");
+    await apply(cp, connector("team-delete", "mail"));
+    await readyConnector("team-delete", "mail");
+    await kubectlOk(cp, ["delete", "connector", "mail", "-n", "team-delete", "--timeout=60s"]);
+    expect(await getConnector(cp, "team-delete", "mail")).toBeUndefined();
+    const rows = await rowsFor("team-delete", "mail");
+    expect(rows).toHaveLength(1);
+    expect(rows[0].deleted_at).not.toBeNull();
+    expect(rows[0].enabled).toBe(false);
+  });
+
+  it("stalls a type's Connectors when its version is retired, without editing them", async () => {
+    await ensureNamespace(cp, "team-retire");
+    const type = yaml.load(readFileSync(join(projectRoot, "examples/types/postgres.yaml"), "utf8")) as {
+      metadata: { name: string };
+      spec: { versions: { lifecycle: string }[] };
+    };
+    type.metadata.name = "retirable";
+    await apply(cp, type);
+    await apply(
+      cp,
+      connector("team-retire", "db", (c) => {
+        const pgExample = example("connectors/analytics-warehouse.yaml");
+        c.spec = { ...pgExample.spec, type: "retirable", enabled: true };
+      }),
+    );
+    await readyConnector("team-retire", "db");
+    type.spec.versions[0]!.lifecycle = "retired";
+    await apply(cp, type);
+    const stalled = await eventually(async () => {
+      const c = await getConnector(cp, "team-retire", "db");
+      return condition(c, "Stalled")?.status === "True" ? c : undefined;
+    }, "Stalled after retirement");
+    expect(condition(stalled, "Stalled")?.reason).toBe("RetiredTypeVersion");
+    expect(stalled.metadata.generation).toBe(1);
+  });
+
+  it("restarts without duplicate rows or status writes for unchanged objects", async () => {
+    const before = await sql.query("select count(*)::int as n from connector_instances");
+    await running!.stop();
+    running = undefined;
+    const again = await start();
+    await eventually(
+      async () => again.controller.queue.length === 0 && again.controller.activeWorkers === 0,
+      "the queue to drain",
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    const after = await sql.query("select count(*)::int as n from connector_instances");
+    expect(after.rows[0].n).toBe(before.rows[0].n);
+    const dup = await sql.query(
+      "select uid from connector_instances where deleted_at is null group by uid having count(*) > 1",
+    );
+    expect(dup.rows).toEqual([]);
+    expect(again.writer.statusWrites).toBe(0);
+  });
+
+  it("recovers its watches after kube-apiserver is killed and restarted", async () => {
+    await cp.restartApiServer();
+    await ensureNamespace(cp, "team-restart");
+    await apply(cp, connector("team-restart", "mail"));
+    const c = await readyConnector("team-restart", "mail");
+    expect(c.status?.state).toBe("active");
+  });
+});
