@@ -1,0 +1,100 @@
+// Opens the controller's database: a real PostgreSQL server through node-postgres when a
+// URL is given, otherwise PGlite (PostgreSQL compiled to WASM) in-process, persisted to a
+// directory or held in memory.
+//
+// Both backends return the same JS shapes: jsonb as parsed values, timestamptz as Date,
+// and int8/bigint as number (applied_generation and bigserial ids stay far below 2^53).
+import { PGlite } from "@electric-sql/pglite";
+import { Kysely, PostgresDialect } from "kysely";
+import { PGliteDialect } from "kysely-pglite-dialect";
+import pg from "pg";
+import type { Database } from "./schema.ts";
+
+export interface OpenDatabaseOptions {
+  /** A postgres:// (or postgresql://) URL. When set, a pg.Pool is used. */
+  url?: string;
+  /** PGlite data directory; undefined or "memory://" keeps the database in memory. */
+  dataDir?: string;
+  /** pg only: the pool's size. */
+  maxConnections?: number;
+  /** pg only: errors on idle pooled connections (the pool drops the connection either way). */
+  onError?: (err: Error) => void;
+}
+
+export interface OpenedDatabase {
+  db: Kysely<Database>;
+  dialect: "pg" | "pglite";
+  close(): Promise<void>;
+}
+
+const INT8_OID = 20;
+
+function parseInt8(value: string): number {
+  return Number(value);
+}
+
+/** Type parsers for this pool only: int8 as number, everything else as pg's defaults. */
+const pgTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") => {
+    if (oid === INT8_OID && (format === undefined || format === "text")) return parseInt8;
+    return pg.types.getTypeParser(oid, format);
+  }) as pg.CustomTypesConfig["getTypeParser"],
+};
+
+export async function openDatabase(opts: OpenDatabaseOptions): Promise<OpenedDatabase> {
+  if (opts.url !== undefined && opts.url !== "") {
+    const pool = new pg.Pool({
+      connectionString: opts.url,
+      types: pgTypes,
+      max: opts.maxConnections ?? 10,
+      application_name: "connector-controller",
+    });
+    pool.on("error", (err) => opts.onError?.(err));
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    try {
+      // Fail here, with the reason, rather than on the first query.
+      const client = await pool.connect();
+      client.release();
+    } catch (err) {
+      await db.destroy();
+      throw new Error(`cannot connect to PostgreSQL at ${redactUrl(opts.url)}: ${String(err)}`, {
+        cause: err,
+      });
+    }
+    return {
+      db,
+      dialect: "pg",
+      async close() {
+        // Kysely only tears down a driver it has used; end the pool ourselves too.
+        await db.destroy();
+        if (!pool.ended) await pool.end();
+      },
+    };
+  }
+
+  const dataDir = opts.dataDir === undefined || opts.dataDir === "memory://" ? undefined : opts.dataDir;
+  const pglite = await PGlite.create(dataDir, {
+    parsers: { [INT8_OID]: (value: string) => parseInt8(value) },
+  });
+  const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+  return {
+    db,
+    dialect: "pglite",
+    async close() {
+      // Kysely closes PGlite only if a query ran; close it ourselves otherwise.
+      await db.destroy();
+      if (!pglite.closed) await pglite.close();
+    },
+  };
+}
+
+/** The URL without its password, for error messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "") u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparseable database URL)";
+  }
+}
