@@ -44,5 +44,8 @@ test-integration: deps testbin
 test: deps typecheck lint testbin ## everything: type-check, lint, unit and integration tests
 	vitest run
 
+run: deps ## the controller on embedded defaults (local control plane when no kube context answers; PGlite in .data/)
+	node hack/run.ts $(ARGS)
+
 clean:
 	rm -rf dist node_modules .data

@@ -77,7 +77,7 @@ describe("connectorctl", () => {
       await import("node:fs/promises").then((fs) => fs.writeFile(bad, "kind: Connector\n  spec: [\n"));
       const r = await run(process.execPath, [bin, "validate", bad]);
       expect(r.code).toBe(1);
-      expect(r.stdout).toMatch(/bad\.yaml: \(yaml\): .*line/);
+      expect(r.stdout).toMatch(/bad\.yaml: \(yaml\): line 2, column \d+: bad indentation/);
       const usage = await run(process.execPath, [bin, "validate"]);
       expect(usage.code).toBe(2);
       expect(usage.stderr).toContain("validate needs at least one file or directory");

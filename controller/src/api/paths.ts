@@ -17,4 +17,5 @@ function findProjectRoot(): string {
 
 export const projectRoot = findProjectRoot();
 export const crdDir = join(projectRoot, "crds");
-export const defaultCatalogDir = join(projectRoot, "examples", "types");
+/** The built-in catalog: ConnectorTypes and policy templates that ship with the project. */
+export const defaultCatalogDirs = [join(projectRoot, "examples", "types"), join(projectRoot, "examples", "policy-templates")];

@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 // connectorctl: offline validation for GitOps checks, and database chores.
 import { parseArgs } from "node:util";
-import { defaultCatalogDir } from "../api/paths.ts";
+import { defaultCatalogDirs } from "../api/paths.ts";
 import { formatProblem, validateFiles } from "./validate.ts";
 
 const USAGE = `usage: connectorctl <command> [options]
 
 commands:
   validate <files or dirs...>   check Connectors (and ConnectorTypes) offline
-      --catalog DIR             ConnectorTypes to validate against (repeatable; default examples/types)
+      --catalog DIR             ConnectorTypes to validate against (repeatable; default examples/types and
+                                examples/policy-templates)
       --feature NAME            treat a feature flag as enabled (repeatable)
       --output text|json
   migrate                       run database migrations (DATABASE_URL, or PGlite at --data-dir)
@@ -30,7 +31,7 @@ async function validate(argv: string[]): Promise<number> {
   if (values.output !== "text" && values.output !== "json")
     throw new UsageError("--output must be text or json");
   const report = validateFiles(positionals, {
-    catalogPaths: values.catalog ?? [defaultCatalogDir],
+    catalogPaths: values.catalog ?? defaultCatalogDirs,
     enabledFeatures: new Set(values.feature ?? []),
   });
   if (values.output === "json") {

@@ -49,12 +49,11 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
     try {
       parsed.push(...parseYamlFile(file));
     } catch (err) {
-      problems.push({
-        file,
-        document: 0,
-        path: "(yaml)",
-        message: (err as Error).message.split("\n")[0] ?? "",
-      });
+      const e = err as { reason?: string; mark?: { line: number; column: number }; message: string };
+      const message = e.mark
+        ? `line ${e.mark.line + 1}, column ${e.mark.column + 1}: ${e.reason ?? e.message}`
+        : (e.message.split("\n")[0] ?? "");
+      problems.push({ file, document: 0, path: "(yaml)", message });
     }
   }
 
