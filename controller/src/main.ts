@@ -7,6 +7,7 @@ import { KubeEventRecorder } from "./kube/events.ts";
 import { KubeConnectorWriter } from "./kube/resources.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { Reconciler } from "./reconcile/reconciler.ts";
+import { listenForExternalChanges } from "./store/changeListener.ts";
 import { openDatabase } from "./store/database.ts";
 import { createInstanceStore } from "./store/instanceStore.ts";
 import { migrateToLatest } from "./store/migrations.ts";
@@ -58,6 +59,11 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     enabledFeatures: config.enabledFeatures,
   });
   controller.startWorkers(reconciler);
+  const listener = await listenForExternalChanges(database, {
+    log,
+    onChange: (key) => controller.queue.add(key),
+    onResubscribed: () => controller.resyncAll(),
+  });
   log.info({ concurrency: config.concurrency }, "controller started");
 
   return {
@@ -65,6 +71,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     writer,
     async stop() {
       log.info("draining: finishing running reconciles");
+      await listener.close();
       await controller.stop();
       await database.close();
       log.info("stopped");

@@ -8,9 +8,9 @@ import { sql } from "kysely";
 import type { Kysely } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openDatabase } from "../../controller/src/store/database.ts";
+import { openDatabase, type OpenedDatabase } from "../../controller/src/store/database.ts";
 import { createInstanceStore, isUniqueViolation } from "../../controller/src/store/instanceStore.ts";
-import { migrateToLatest } from "../../controller/src/store/migrations.ts";
+import { CHANGE_CHANNEL, migrateToLatest, migrations } from "../../controller/src/store/migrations.ts";
 import type { Database } from "../../controller/src/store/schema.ts";
 import type {
   AuditEvent,
@@ -20,11 +20,7 @@ import type {
 } from "../../controller/src/reconcile/ports.ts";
 import { startTestPostgres } from "../support/postgres.ts";
 
-interface Harness {
-  db: Kysely<Database>;
-  dialect: "pg" | "pglite";
-  close(): Promise<void>;
-}
+type Harness = OpenedDatabase & { url?: string };
 
 const backends: { name: string; dialect: "pg" | "pglite"; open(): Promise<Harness> }[] = [
   {
@@ -36,6 +32,7 @@ const backends: { name: string; dialect: "pg" | "pglite"; open(): Promise<Harnes
         const opened = await openDatabase({ url: server.url });
         return {
           ...opened,
+          url: server.url,
           async close() {
             try {
               await opened.close();
@@ -147,7 +144,10 @@ describe.each(backends)("InstanceStore on $name", (backend) => {
   });
 
   it("runs the migrations once; a second run does nothing", async () => {
-    expect(firstMigration.map((r) => [r.migrationName, r.status])).toEqual([["001_initial", "Success"]]);
+    expect(firstMigration.map((r) => [r.migrationName, r.status])).toEqual([
+      ["001_initial", "Success"],
+      ["002_notify_external_changes", "Success"],
+    ]);
     expect(await migrateToLatest(h.db)).toEqual([]);
     const tables = await sql<{ table_name: string }>`
       select table_name from information_schema.tables
@@ -397,10 +397,47 @@ describe.each(backends)("InstanceStore on $name", (backend) => {
     });
   });
 
+  it("announces changes made by others, and none of the controller's own writes", async () => {
+    const heard: string[] = [];
+    const unsubscribe = await h.subscribe(CHANGE_CHANNEL, (key) => heard.push(key), () => {});
+    try {
+      const row = await store.insert(newInstance({ namespace: "team-n", name: "quiet" }));
+      await store.update(row.id, { enabled: false });
+      await store.transaction((tx) => tx.update(row.id, { enabled: true }));
+      await sql`update connector_instances set config = '{"host":"evil"}'::jsonb where id = ${row.id}`.execute(h.db);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(heard).toEqual(["team-n/quiet"]);
+    } finally {
+      await unsubscribe();
+    }
+  });
+
   it("refuses to write identity columns or unknown fields through update", async () => {
     const row = await store.insert(newInstance());
     await expect(store.update(row.id, { uid: "x" } as never)).rejects.toThrow(/cannot be written/);
     await expect(store.update(row.id, { bogus: 1 } as never)).rejects.toThrow(/cannot be written/);
+  });
+});
+
+describe("the LISTEN connection on PostgreSQL", () => {
+  it("reports its loss when its backend is terminated", async () => {
+    const h = (await backends[0]!.open()) as Harness;
+    try {
+      let lost: Error | undefined;
+      const unsubscribe = await h.subscribe(CHANGE_CHANNEL, () => {}, (err) => (lost = err));
+      const admin = new pg.Client({ connectionString: h.url });
+      await admin.connect();
+      const r = await admin.query(
+        "select pg_terminate_backend(pid) as ok from pg_stat_activity where application_name = 'connector-controller-listen' and datname = current_database()",
+      );
+      await admin.end();
+      expect(r.rows).toEqual([{ ok: true }]);
+      for (let i = 0; i < 50 && !lost; i++) await new Promise((res) => setTimeout(res, 100));
+      expect(lost).toBeInstanceOf(Error);
+      await unsubscribe();
+    } finally {
+      await h.close();
+    }
   });
 });
 
@@ -410,7 +447,7 @@ describe("PGlite with a data directory", () => {
     try {
       const first = await openDatabase({ dataDir: dir });
       expect(first.dialect).toBe("pglite");
-      expect(await migrateToLatest(first.db)).toHaveLength(1);
+      expect(await migrateToLatest(first.db)).toHaveLength(Object.keys(migrations).length);
       const inserted = await createInstanceStore(first.db).insert(newInstance({ appliedGeneration: 7 }));
       await createInstanceStore(first.db).appendAudit(auditEvent({ name: inserted.name }));
       await first.close();

@@ -143,7 +143,7 @@ export class ConnectorController implements CatalogReader {
   /** Starts the workers (after the caches synced, so no Connector is judged against a half-read catalog). */
   startWorkers(reconciler: ReconcileFn): void {
     this.#reconciler = reconciler;
-    for (const c of this.allConnectors()) this.queue.add(objectKey(c));
+    this.resyncAll();
     for (let i = 0; i < this.#opts.concurrency; i++) this.#workers.push(this.#work());
     this.#scheduleResync();
   }
@@ -157,6 +157,11 @@ export class ConnectorController implements CatalogReader {
     await Promise.all(this.#informerRuns);
   }
 
+  /** Re-enqueues every Connector (the periodic resync, and after a lost change feed). */
+  resyncAll(): void {
+    for (const c of this.allConnectors()) this.queue.add(objectKey(c));
+  }
+
   #enqueueUsers(uses: (c: Connector) => boolean): void {
     for (const c of this.allConnectors()) if (uses(c)) this.queue.add(objectKey(c));
   }
@@ -164,7 +169,7 @@ export class ConnectorController implements CatalogReader {
   #scheduleResync(): void {
     const jitter = 1 + (Math.random() - 0.5) * 0.2;
     this.#resyncTimer = setTimeout(() => {
-      for (const c of this.allConnectors()) this.queue.add(objectKey(c));
+      this.resyncAll();
       this.#scheduleResync();
     }, this.#opts.resyncMs * jitter);
     this.#resyncTimer.unref();

@@ -24,6 +24,11 @@ export interface OpenDatabaseOptions {
 export interface OpenedDatabase {
   db: Kysely<Database>;
   dialect: "pg" | "pglite";
+  /**
+   * LISTENs on a channel. `onLost` fires once if the listening connection dies (e.g. its
+   * backend was terminated); the caller subscribes again. Resolves with an unsubscribe.
+   */
+  subscribe(channel: string, onMessage: (payload: string) => void, onLost: (err: Error) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -61,9 +66,31 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<OpenedDat
         cause: err,
       });
     }
+    const url = opts.url;
     return {
       db,
       dialect: "pg",
+      async subscribe(channel, onMessage, onLost) {
+        // A dedicated connection: a pooled one could be handed to a query mid-LISTEN.
+        const client = new pg.Client({ connectionString: url, application_name: "connector-controller-listen" });
+        let lost = false;
+        const lose = (err: Error) => {
+          if (lost) return;
+          lost = true;
+          onLost(err);
+        };
+        client.on("error", lose);
+        client.on("end", () => lose(new Error("LISTEN connection ended")));
+        client.on("notification", (m) => {
+          if (m.channel === channel) onMessage(m.payload ?? "");
+        });
+        await client.connect();
+        await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+        return async () => {
+          lost = true;
+          await client.end().catch(() => {});
+        };
+      },
       async close() {
         // Kysely only tears down a driver it has used; end the pool ourselves too.
         await db.destroy();
@@ -80,6 +107,10 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<OpenedDat
   return {
     db,
     dialect: "pglite",
+    async subscribe(channel, onMessage) {
+      // PGlite lives in this process: its connection cannot be lost from outside.
+      return pglite.listen(channel, onMessage);
+    },
     async close() {
       // Kysely closes PGlite only if a query ran; close it ourselves otherwise.
       await db.destroy();

@@ -11,6 +11,7 @@ import type {
   NewInstance,
   StoredAuditEvent,
 } from "../reconcile/ports.ts";
+import { WRITER_SETTING } from "./migrations.ts";
 import type { ConnectorAuditEventsTable, ConnectorInstancesTable, Database } from "./schema.ts";
 
 // ---- camelCase <-> snake_case: the one place the instance columns are mapped ----------
@@ -145,6 +146,7 @@ class KyselyInstanceStore implements InstanceStore {
   }
 
   async insert(row: NewInstance): Promise<InstanceRow> {
+    if (!this.#db.isTransaction) return this.transaction((tx) => tx.insert(row));
     const values = toColumns(row, new Set(["id", "createdAt", "updatedAt", "deletedAt"]));
     const inserted = await this.#db
       .insertInto("connector_instances")
@@ -155,6 +157,7 @@ class KyselyInstanceStore implements InstanceStore {
   }
 
   async update(id: string, patch: InstancePatch): Promise<InstanceRow> {
+    if (!this.#db.isTransaction) return this.transaction((tx) => tx.update(id, patch));
     const values = toColumns(patch, IMMUTABLE_ON_UPDATE) as Updateable<ConnectorInstancesTable>;
     const updated = await this.#db
       .updateTable("connector_instances")
@@ -168,6 +171,7 @@ class KyselyInstanceStore implements InstanceStore {
   }
 
   async softDelete(id: string, at: Date): Promise<void> {
+    if (!this.#db.isTransaction) return this.transaction((tx) => tx.softDelete(id, at));
     // Idempotent: a row already deleted keeps its first deleted_at.
     await this.#db
       .updateTable("connector_instances")
@@ -196,7 +200,11 @@ class KyselyInstanceStore implements InstanceStore {
   transaction<T>(fn: (tx: InstanceStore) => Promise<T>): Promise<T> {
     // Already in a transaction: run in it (no savepoint; a throw aborts the outer one).
     if (this.#db.isTransaction) return fn(this);
-    return this.#db.transaction().execute((trx) => fn(new KyselyInstanceStore(trx)));
+    return this.#db.transaction().execute(async (trx) => {
+      // Marks this transaction's writes as the controller's own: the change trigger stays quiet.
+      await sql`select set_config(${WRITER_SETTING}, 'controller', true)`.execute(trx);
+      return fn(new KyselyInstanceStore(trx));
+    });
   }
 }
 

@@ -128,9 +128,44 @@ const m001_initial: Migration = {
   },
 };
 
+/** Set (transaction-local) by the controller on its own writes; the trigger ignores those. */
+export const WRITER_SETTING = "connector.writer";
+export const CHANGE_CHANNEL = "connector_instance_changed";
+
+const m002_notify_external_changes: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    // A change made by anyone but the controller (a DBA's UPDATE, a script) is announced
+    // with the row's namespace/name, so the controller corrects drift within seconds.
+    await sql`
+      create function connector_instances_notify_external() returns trigger
+      language plpgsql as $$
+      declare
+        r record;
+      begin
+        if coalesce(current_setting('connector.writer', true), '') = 'controller' then
+          return null;
+        end if;
+        if tg_op = 'DELETE' then r := old; else r := new; end if;
+        perform pg_notify('connector_instance_changed', r.namespace || '/' || r.name);
+        return null;
+      end
+      $$`.execute(db);
+    await sql`
+      create trigger connector_instances_notify_external
+      after insert or update or delete on connector_instances
+      for each row execute function connector_instances_notify_external()`.execute(db);
+  },
+
+  async down(db: Kysely<unknown>): Promise<void> {
+    await sql`drop trigger connector_instances_notify_external on connector_instances`.execute(db);
+    await sql`drop function connector_instances_notify_external()`.execute(db);
+  },
+};
+
 /** All migrations, by name; they run in name order. */
 export const migrations: Readonly<Record<string, Migration>> = {
   "001_initial": m001_initial,
+  "002_notify_external_changes": m002_notify_external_changes,
 };
 
 export const migrationProvider: MigrationProvider = {
