@@ -33,9 +33,13 @@ async function reachableKubeconfig(): Promise<string | undefined> {
 
 function kubectl(bin: string, kubeconfig: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, ["--kubeconfig", kubeconfig, ...args], { stdio: ["ignore", "inherit", "inherit"] });
+    const child = spawn(bin, ["--kubeconfig", kubeconfig, ...args], {
+      stdio: ["ignore", "inherit", "inherit"],
+    });
     child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`kubectl ${args.join(" ")} exited ${code}`))));
+    child.on("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`kubectl ${args.join(" ")} exited ${code}`)),
+    );
   });
 }
 
@@ -46,10 +50,22 @@ async function main(): Promise<void> {
   let kubectlBin = "kubectl";
   if (kubeconfig) {
     console.log(`make run: using the current kube context (${kubeconfig})`);
-    if (!(await new Promise((r) => spawn("kubectl", ["version", "--client"], { stdio: "ignore" }).on("error", () => r(false)).on("exit", (c) => r(c === 0)))))
+    if (
+      !(await new Promise((r) =>
+        spawn("kubectl", ["version", "--client"], { stdio: "ignore" })
+          .on("error", () => r(false))
+          .on("exit", (c) => r(c === 0)),
+      ))
+    )
       kubectlBin = join(await resolveBinDir(), "kubectl");
     await kubectl(kubectlBin, kubeconfig, ["apply", "-f", join(projectRoot, "crds")]);
-    await kubectl(kubectlBin, kubeconfig, ["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+    await kubectl(kubectlBin, kubeconfig, [
+      "wait",
+      "--for=condition=Established",
+      "crd",
+      "--all",
+      "--timeout=60s",
+    ]);
   } else {
     console.log("make run: no reachable kube context; starting a local etcd + kube-apiserver");
     cp = await startControlPlane({ logDir: join(projectRoot, ".data", "control-plane-logs") });
@@ -57,17 +73,35 @@ async function main(): Promise<void> {
     kubectlBin = join(cp.binDir, "kubectl");
   }
 
-  await kubectl(kubectlBin, kubeconfig, ["apply", "-f", join(projectRoot, "examples/types"), "-f", join(projectRoot, "examples/policy-templates")]);
+  await kubectl(kubectlBin, kubeconfig, [
+    "apply",
+    "-f",
+    join(projectRoot, "examples/types"),
+    "-f",
+    join(projectRoot, "examples/policy-templates"),
+  ]);
   // The standalone examples live in team-platform.
   await kubectl(kubectlBin, kubeconfig, ["get", "namespace", "team-platform"]).catch(() =>
     kubectl(kubectlBin, kubeconfig!, ["create", "namespace", "team-platform"]),
   );
-  await kubectl(kubectlBin, kubeconfig, ["apply", "-l", "cynodeai.io/example=standalone", "-f", join(projectRoot, "examples/connectors")]);
+  await kubectl(kubectlBin, kubeconfig, [
+    "apply",
+    "-l",
+    "cynodeai.io/example=standalone",
+    "-f",
+    join(projectRoot, "examples/connectors"),
+  ]);
 
   mkdirSync(join(projectRoot, ".data"), { recursive: true });
   let config;
   try {
-    config = loadConfig(["--kubeconfig", kubeconfig, "--data-dir", join(projectRoot, ".data", "pglite"), ...extraArgs]);
+    config = loadConfig([
+      "--kubeconfig",
+      kubeconfig,
+      "--data-dir",
+      join(projectRoot, ".data", "pglite"),
+      ...extraArgs,
+    ]);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`make run: ${err.message}\n\n${usage()}`);
@@ -75,9 +109,14 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger({ level: config.logLevel, destination: pretty({ colorize: process.stdout.isTTY, translateTime: "SYS:HH:MM:ss" }) });
+  const log = createLogger({
+    level: config.logLevel,
+    destination: pretty({ colorize: process.stdout.isTTY, translateTime: "SYS:HH:MM:ss" }),
+  });
   const running = await startController(config, log);
-  console.log(`\nconnector-controller is running. From another terminal:\n  export KUBECONFIG=${kubeconfig}\n  kubectl get connectors -A\n`);
+  console.log(
+    `\nconnector-controller is running. From another terminal:\n  export KUBECONFIG=${kubeconfig}\n  kubectl get connectors -A\n`,
+  );
 
   let stopping = false;
   const stop = async () => {
