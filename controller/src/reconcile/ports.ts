@@ -160,6 +160,10 @@ export interface ProbeResult {
   /** "auth" marks an authentication failure (=> credential_expired). */
   reason?: string;
   message?: string;
+  /** The provider's status code when the protocol has one (HTTP status, SMTP reply code). */
+  providerStatusCode?: number;
+  /** For quota_exceeded: the provider's Retry-After, in milliseconds. */
+  retryAfterMs?: number;
 }
 
 export interface Prober {
