@@ -13,6 +13,9 @@ export interface Config {
   enabledFeatures: Set<string>;
   logLevel: string;
   stallMs: number;
+  instanceRetentionMs: number;
+  auditRetentionMs: number;
+  retentionIntervalMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -80,6 +83,21 @@ export const FLAGS = {
     env: "WATCH_STALL_TIMEOUT",
     help: "reconnect a silent watch after this long (default 2m)",
   },
+  "instance-retention": {
+    type: "string",
+    env: "INSTANCE_RETENTION",
+    help: "purge soft-deleted instance rows after this long (default 30d)",
+  },
+  "audit-retention": {
+    type: "string",
+    env: "AUDIT_RETENTION",
+    help: "purge audit rows after this long (default 365d)",
+  },
+  "retention-interval": {
+    type: "string",
+    env: "RETENTION_INTERVAL",
+    help: "how often the retention janitor runs (default 1h)",
+  },
 } as const;
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
@@ -113,6 +131,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     enabledFeatures: new Set(list(get("enable-features"))),
     logLevel,
     stallMs: parseDuration("watch-stall-timeout", get("watch-stall-timeout") ?? "2m"),
+    instanceRetentionMs: parseDuration("instance-retention", get("instance-retention") ?? "30d"),
+    auditRetentionMs: parseDuration("audit-retention", get("audit-retention") ?? "365d"),
+    retentionIntervalMs: parseDuration("retention-interval", get("retention-interval") ?? "1h"),
   };
 }
 

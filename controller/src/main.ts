@@ -1,4 +1,5 @@
 // The composition root: configuration, logger, database, Kubernetes client, controller.
+import { randomUUID } from "node:crypto";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ConfigSchemaCache } from "./catalog/configSchemas.ts";
 import { ConfigError, loadConfig, usage, type Config } from "./config.ts";
@@ -6,7 +7,9 @@ import { ConnectorController } from "./kube/controller.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
 import { KubeConnectorWriter } from "./kube/resources.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
+import type { InstanceStore } from "./reconcile/ports.ts";
 import { Reconciler } from "./reconcile/reconciler.ts";
+import { purgeExpired } from "./reconcile/retention.ts";
 import { listenForExternalChanges } from "./store/changeListener.ts";
 import { openDatabase } from "./store/database.ts";
 import { createInstanceStore } from "./store/instanceStore.ts";
@@ -48,11 +51,12 @@ export async function startController(config: Config, log: Logger): Promise<Runn
   await controller.startInformers();
   log.info({ connectors: controller.allConnectors().length, types: controller.types.size }, "caches synced");
 
+  const store = createInstanceStore(database.db);
   const writer = new KubeConnectorWriter(kc, (c) => controller.observe(c));
   const reconciler = new Reconciler({
     catalog: controller,
     schemas: new ConfigSchemaCache(),
-    store: createInstanceStore(database.db),
+    store,
     writer,
     events: new KubeEventRecorder(kc, log),
     clock: { now: () => new Date() },
@@ -64,6 +68,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     onChange: (key) => controller.queue.add(key),
     onResubscribed: () => controller.resyncAll(),
   });
+  const janitor = startJanitor(store, config, log);
   log.info({ concurrency: config.concurrency }, "controller started");
 
   return {
@@ -71,12 +76,28 @@ export async function startController(config: Config, log: Logger): Promise<Runn
     writer,
     async stop() {
       log.info("draining: finishing running reconciles");
+      clearInterval(janitor);
       await listener.close();
       await controller.stop();
       await database.close();
       log.info("stopped");
     },
   };
+}
+
+function startJanitor(store: InstanceStore, config: Config, log: Logger): NodeJS.Timeout {
+  const policy = {
+    instanceRetentionMs: config.instanceRetentionMs,
+    auditRetentionMs: config.auditRetentionMs,
+  };
+  const run = () =>
+    purgeExpired(store, policy, new Date(), log, randomUUID()).catch((err: unknown) =>
+      log.warn({ err: (err as Error).message }, "retention purge failed; will retry"),
+    );
+  void run();
+  const timer = setInterval(run, config.retentionIntervalMs);
+  timer.unref();
+  return timer;
 }
 
 async function main(): Promise<void> {

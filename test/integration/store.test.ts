@@ -399,17 +399,44 @@ describe.each(backends)("InstanceStore on $name", (backend) => {
 
   it("announces changes made by others, and none of the controller's own writes", async () => {
     const heard: string[] = [];
-    const unsubscribe = await h.subscribe(CHANGE_CHANNEL, (key) => heard.push(key), () => {});
+    const unsubscribe = await h.subscribe(
+      CHANGE_CHANNEL,
+      (key) => heard.push(key),
+      () => {},
+    );
     try {
       const row = await store.insert(newInstance({ namespace: "team-n", name: "quiet" }));
       await store.update(row.id, { enabled: false });
       await store.transaction((tx) => tx.update(row.id, { enabled: true }));
-      await sql`update connector_instances set config = '{"host":"evil"}'::jsonb where id = ${row.id}`.execute(h.db);
+      await sql`update connector_instances set config = '{"host":"evil"}'::jsonb where id = ${row.id}`.execute(
+        h.db,
+      );
       await new Promise((r) => setTimeout(r, 300));
       expect(heard).toEqual(["team-n/quiet"]);
     } finally {
       await unsubscribe();
     }
+  });
+
+  it("purges soft-deleted rows and old audit rows only when asked, by age", async () => {
+    const old = await store.insert(newInstance({ namespace: "team-p", name: "old" }));
+    const recent = await store.insert(newInstance({ namespace: "team-p", name: "recent" }));
+    const live = await store.insert(newInstance({ namespace: "team-p", name: "live" }));
+    await store.softDelete(old.id, new Date("2020-01-01T00:00:00Z"));
+    await store.softDelete(recent.id, new Date());
+    const purged = await store.purgeDeletedInstances(new Date(Date.now() - 60_000));
+    expect(purged.filter((r) => r.namespace === "team-p").map((r) => r.id)).toEqual([old.id]);
+    expect(await store.findByUid(live.uid)).toBeDefined();
+    await store.appendAudit({
+      requestId: "r-old",
+      namespace: "team-p",
+      name: "old",
+      operation: "created",
+      outcome: "success",
+    });
+    expect(await store.purgeAudit(new Date(Date.now() - 60_000))).toBe(0);
+    expect(await store.purgeAudit(new Date(Date.now() + 60_000))).toBeGreaterThan(0);
+    expect(await store.listAudit({ namespace: "team-p", name: "old" })).toEqual([]);
   });
 
   it("refuses to write identity columns or unknown fields through update", async () => {
@@ -424,7 +451,11 @@ describe("the LISTEN connection on PostgreSQL", () => {
     const h = (await backends[0]!.open()) as Harness;
     try {
       let lost: Error | undefined;
-      const unsubscribe = await h.subscribe(CHANGE_CHANNEL, () => {}, (err) => (lost = err));
+      const unsubscribe = await h.subscribe(
+        CHANGE_CHANNEL,
+        () => {},
+        (err) => (lost = err),
+      );
       const admin = new pg.Client({ connectionString: h.url });
       await admin.connect();
       const r = await admin.query(

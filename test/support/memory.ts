@@ -75,6 +75,18 @@ export class MemoryStore implements InstanceStore {
     }
   }
 
+  async purgeDeletedInstances(before: Date) {
+    const gone = this.rows.filter((r) => r.deletedAt && r.deletedAt < before);
+    this.rows = this.rows.filter((r) => !gone.includes(r));
+    return gone.map(({ id, namespace, name, uid, projectId }) => ({ id, namespace, name, uid, projectId }));
+  }
+
+  async purgeAudit(before: Date) {
+    const n = this.audit.length;
+    this.audit = this.audit.filter((e) => e.at >= before);
+    return n - this.audit.length;
+  }
+
   get writes(): number {
     return this.inserts + this.updates.length;
   }

@@ -2,6 +2,7 @@
 // connectorctl: offline validation for GitOps checks, and database chores.
 import { parseArgs } from "node:util";
 import { defaultCatalogDirs } from "../api/paths.ts";
+import { formatAuditTable } from "./audit.ts";
 import { formatProblem, validateFiles } from "./validate.ts";
 
 const USAGE = `usage: connectorctl <command> [options]
@@ -15,6 +16,9 @@ commands:
   migrate                       run database migrations (DATABASE_URL, or PGlite at --data-dir)
       --database-url URL
       --data-dir DIR
+  audit <namespace/name>        the audit trail of one Connector
+      --database-url URL | --data-dir DIR
+      --output table|json
 `;
 
 async function validate(argv: string[]): Promise<number> {
@@ -45,16 +49,43 @@ async function validate(argv: string[]): Promise<number> {
   return report.ok ? 0 : 1;
 }
 
-async function migrate(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { "database-url": { type: "string" }, "data-dir": { type: "string" } },
-  });
+const DB_OPTIONS = { "database-url": { type: "string" }, "data-dir": { type: "string" } } as const;
+
+async function openFromFlags(values: { "database-url"?: string; "data-dir"?: string }) {
   const { openDatabase } = await import("../store/database.ts");
-  const { migrateToLatest } = await import("../store/migrations.ts");
   const url = values["database-url"] ?? process.env.DATABASE_URL;
   const dataDir = values["data-dir"] ?? process.env.DATA_DIR ?? ".data/pglite";
-  const database = await openDatabase(url ? { url } : { dataDir });
+  return openDatabase(url ? { url } : { dataDir });
+}
+
+async function audit(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { ...DB_OPTIONS, output: { type: "string", default: "table" } },
+  });
+  const [key] = positionals;
+  const m = key ? /^([^/]+)\/([^/]+)$/.exec(key) : null;
+  if (!m) throw new UsageError("audit needs one <namespace>/<name>");
+  if (values.output !== "table" && values.output !== "json")
+    throw new UsageError("--output must be table or json");
+  const database = await openFromFlags(values);
+  try {
+    const { createInstanceStore } = await import("../store/instanceStore.ts");
+    const events = await createInstanceStore(database.db).listAudit({ namespace: m[1]!, name: m[2]! });
+    if (values.output === "json") process.stdout.write(JSON.stringify(events, null, 2) + "\n");
+    else if (!events.length) process.stderr.write(`no audit events for ${key}\n`);
+    else process.stdout.write(formatAuditTable(events));
+  } finally {
+    await database.close();
+  }
+  return 0;
+}
+
+async function migrate(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: DB_OPTIONS });
+  const { migrateToLatest } = await import("../store/migrations.ts");
+  const database = await openFromFlags(values);
   try {
     const ran = await migrateToLatest(database.db);
     process.stdout.write(
@@ -68,7 +99,7 @@ async function migrate(argv: string[]): Promise<number> {
 
 class UsageError extends Error {}
 
-const commands: Record<string, (argv: string[]) => Promise<number>> = { validate, migrate };
+const commands: Record<string, (argv: string[]) => Promise<number>> = { validate, migrate, audit };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

@@ -111,6 +111,12 @@ export interface InstanceStore {
   appendAudit(event: AuditEvent): Promise<void>;
   listAudit(filter: { namespace: string; name: string }): Promise<StoredAuditEvent[]>;
   transaction<T>(fn: (tx: InstanceStore) => Promise<T>): Promise<T>;
+  /** Removes soft-deleted rows deleted before `before`; returns what it removed. */
+  purgeDeletedInstances(
+    before: Date,
+  ): Promise<Pick<InstanceRow, "id" | "namespace" | "name" | "uid" | "projectId">[]>;
+  /** Removes audit rows older than `before` (the only way audit rows ever leave); returns how many. */
+  purgeAudit(before: Date): Promise<number>;
 }
 
 /** Read-only view of the catalog (ConnectorTypes and policy templates), from the informer cache. */

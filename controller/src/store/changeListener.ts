@@ -16,19 +16,26 @@ export interface ChangeListener {
   close(): Promise<void>;
 }
 
-export async function listenForExternalChanges(database: OpenedDatabase, h: ChangeListenerHandlers): Promise<ChangeListener> {
+export async function listenForExternalChanges(
+  database: OpenedDatabase,
+  h: ChangeListenerHandlers,
+): Promise<ChangeListener> {
   let closed = false;
   let unsubscribe: (() => Promise<void>) | undefined;
   let retry: NodeJS.Timeout | undefined;
   let backoffMs = 250;
 
   const subscribe = async (): Promise<void> => {
-    unsubscribe = await database.subscribe(CHANGE_CHANNEL, (key) => h.onChange(key), (err) => {
-      if (closed) return;
-      h.log.warn({ err: err.message }, "lost the LISTEN connection; re-establishing");
-      unsubscribe = undefined;
-      schedule();
-    });
+    unsubscribe = await database.subscribe(
+      CHANGE_CHANNEL,
+      (key) => h.onChange(key),
+      (err) => {
+        if (closed) return;
+        h.log.warn({ err: err.message }, "lost the LISTEN connection; re-establishing");
+        unsubscribe = undefined;
+        schedule();
+      },
+    );
   };
 
   const schedule = () => {

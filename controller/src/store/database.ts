@@ -28,7 +28,11 @@ export interface OpenedDatabase {
    * LISTENs on a channel. `onLost` fires once if the listening connection dies (e.g. its
    * backend was terminated); the caller subscribes again. Resolves with an unsubscribe.
    */
-  subscribe(channel: string, onMessage: (payload: string) => void, onLost: (err: Error) => void): Promise<() => Promise<void>>;
+  subscribe(
+    channel: string,
+    onMessage: (payload: string) => void,
+    onLost: (err: Error) => void,
+  ): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -72,7 +76,10 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<OpenedDat
       dialect: "pg",
       async subscribe(channel, onMessage, onLost) {
         // A dedicated connection: a pooled one could be handed to a query mid-LISTEN.
-        const client = new pg.Client({ connectionString: url, application_name: "connector-controller-listen" });
+        const client = new pg.Client({
+          connectionString: url,
+          application_name: "connector-controller-listen",
+        });
         let lost = false;
         const lose = (err: Error) => {
           if (lost) return;

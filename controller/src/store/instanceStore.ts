@@ -11,7 +11,7 @@ import type {
   NewInstance,
   StoredAuditEvent,
 } from "../reconcile/ports.ts";
-import { WRITER_SETTING } from "./migrations.ts";
+import { AUDIT_PURGE_SETTING, WRITER_SETTING } from "./migrations.ts";
 import type { ConnectorAuditEventsTable, ConnectorInstancesTable, Database } from "./schema.ts";
 
 // ---- camelCase <-> snake_case: the one place the instance columns are mapped ----------
@@ -197,14 +197,46 @@ class KyselyInstanceStore implements InstanceStore {
     return rows.map(fromAuditRow);
   }
 
+  async purgeDeletedInstances(before: Date) {
+    const rows = await this.#writeTx((db) =>
+      db
+        .deleteFrom("connector_instances")
+        .where("deleted_at", "is not", null)
+        .where("deleted_at", "<", before)
+        .returning(["id", "namespace", "name", "uid", "project_id"])
+        .execute(),
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      namespace: r.namespace,
+      name: r.name,
+      uid: r.uid,
+      projectId: r.project_id,
+    }));
+  }
+
+  async purgeAudit(before: Date): Promise<number> {
+    return this.#writeTx(async (db) => {
+      await sql`select set_config(${AUDIT_PURGE_SETTING}, 'on', true)`.execute(db);
+      const r = await db.deleteFrom("connector_audit_events").where("at", "<", before).executeTakeFirst();
+      return Number(r.numDeletedRows);
+    });
+  }
+
+  /** Runs fn on this store's transaction, or a new one marked as the controller's. */
+  #writeTx<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+    if (this.#db.isTransaction) return fn(this.#db);
+    return this.#db.transaction().execute(async (trx) => {
+      await sql`select set_config(${WRITER_SETTING}, 'controller', true)`.execute(trx);
+      return fn(trx);
+    });
+  }
+
   transaction<T>(fn: (tx: InstanceStore) => Promise<T>): Promise<T> {
     // Already in a transaction: run in it (no savepoint; a throw aborts the outer one).
     if (this.#db.isTransaction) return fn(this);
-    return this.#db.transaction().execute(async (trx) => {
-      // Marks this transaction's writes as the controller's own: the change trigger stays quiet.
-      await sql`select set_config(${WRITER_SETTING}, 'controller', true)`.execute(trx);
-      return fn(new KyselyInstanceStore(trx));
-    });
+    // The marker set by #writeTx tells the change trigger these writes are the controller's own.
+    return this.#writeTx((trx) => fn(new KyselyInstanceStore(trx)));
   }
 }
 
