@@ -5,13 +5,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "kysely";
-import type { Kysely } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDatabase, type OpenedDatabase } from "../../controller/src/store/database.ts";
 import { createInstanceStore, isUniqueViolation } from "../../controller/src/store/instanceStore.ts";
 import { CHANGE_CHANNEL, migrateToLatest, migrations } from "../../controller/src/store/migrations.ts";
-import type { Database } from "../../controller/src/store/schema.ts";
 import type {
   AuditEvent,
   InstanceRow,
