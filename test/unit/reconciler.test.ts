@@ -3,6 +3,7 @@ import type { Connector, ConnectorType } from "../../controller/src/api/types.ts
 import { ConfigSchemaCache } from "../../controller/src/catalog/configSchemas.ts";
 import { StaticCatalog } from "../../controller/src/catalog/fileCatalog.ts";
 import type { Prober } from "../../controller/src/reconcile/ports.ts";
+import { CircuitBreakers } from "../../controller/src/reconcile/health.ts";
 import { Reconciler } from "../../controller/src/reconcile/reconciler.ts";
 import { ManualClock, MemoryEvents, MemoryStore, MemoryWriter, silentLogger } from "../support/memory.ts";
 
@@ -371,5 +372,141 @@ describe("Reconciler", () => {
     await expect(run()).rejects.toMatchObject({ errorClass: "transient" });
     expect(cond("Synced")).toMatchObject({ status: "False", reason: "InternalError" });
     expect(cond("Stalled")).toBeUndefined();
+  });
+});
+
+describe("Reconciler health and the circuit breaker", () => {
+  const results: (
+    | { ok: true }
+    | {
+        ok: false;
+        reason?: string;
+        errorClass?: "transient" | "policy_denied" | "permanent";
+        message: string;
+      }
+  )[] = [];
+  let probes = 0;
+  const prober: Prober = {
+    probe: async () => {
+      probes++;
+      const next = results.shift() ?? { ok: true };
+      return { latencyMs: 2, ...next };
+    },
+  };
+  let conn: Connector;
+  let clock: ManualClock;
+  let store: MemoryStore;
+  let reconciler: Reconciler;
+  let breakers: CircuitBreakers;
+  const run = () => reconciler.reconcile({ connector: conn, reconcileId: "r", log: silentLogger });
+  const cond = (type: string) => conn.status?.conditions?.find((c) => c.type === type);
+
+  beforeEach(() => {
+    results.length = 0;
+    probes = 0;
+    clock = new ManualClock();
+    store = new MemoryStore();
+    breakers = new CircuitBreakers({ failureThreshold: 3, cooldownMs: 60_000, retryMs: 5_000 });
+    reconciler = new Reconciler({
+      catalog: new StaticCatalog([mailType()]),
+      schemas: new ConfigSchemaCache(),
+      store,
+      writer: new MemoryWriter(),
+      events: new MemoryEvents(),
+      clock,
+      enabledFeatures: new Set(),
+      prober,
+      breakers,
+      random: () => 0.5,
+    });
+    conn = connector();
+  });
+
+  it("degrades an active connector on a transient failure, opens the breaker at the threshold, and a half-open probe recovers it", async () => {
+    await run();
+    expect(conn.status?.state).toBe("active");
+
+    results.push({ ok: false, errorClass: "transient", message: "connect ECONNREFUSED 127.0.0.1:993" });
+    clock.advance(300_000);
+    let r = await run();
+    expect(conn.status?.state).toBe("degraded");
+    expect(cond("Ready")).toMatchObject({ status: "True", reason: "Degraded" });
+    expect(cond("Healthy")).toMatchObject({ status: "False", reason: "ConnectivityFailed" });
+    expect(r.requeueAfterMs).toBe(5_000); // failing: probed again soon
+
+    results.push({ ok: false, errorClass: "transient", message: "connect ECONNREFUSED 127.0.0.1:993" });
+    clock.advance(5_000);
+    await run();
+    expect(conn.status?.state).toBe("degraded");
+
+    results.push({ ok: false, errorClass: "transient", message: "connect ECONNREFUSED 127.0.0.1:993" });
+    clock.advance(5_000);
+    r = await run();
+    expect(conn.status?.state).toBe("error");
+    expect(cond("Healthy")).toMatchObject({ status: "False", reason: "CircuitOpen" });
+    expect(cond("Ready")).toMatchObject({ status: "False", reason: "Unavailable" });
+    expect(breakers.trips).toBe(1);
+    expect(r.requeueAfterMs).toBe(60_000);
+
+    const before = probes;
+    clock.advance(30_000); // still cooling down: no probe
+    await run();
+    expect(probes).toBe(before);
+    expect(cond("Healthy")?.reason).toBe("CircuitOpen");
+
+    clock.advance(30_000); // cooldown over: one half-open probe, which succeeds
+    await run();
+    expect(probes).toBe(before + 1);
+    expect(conn.status?.state).toBe("active");
+    expect(cond("Healthy")).toMatchObject({ status: "True", reason: "ConnectivityOK" });
+    expect(store.rows[0]!.lastSuccessAt?.getTime()).toBe(clock.now().getTime());
+    expect(store.audit.filter((a) => a.operation === "state_changed").map((a) => a.details)).toEqual([
+      { from: "provisioning", to: "active" },
+      { from: "active", to: "degraded" },
+      { from: "degraded", to: "error" },
+      { from: "error", to: "active" },
+    ]);
+  });
+
+  it("re-opens the breaker when the half-open probe fails", async () => {
+    await run();
+    for (let i = 0; i < 3; i++) {
+      results.push({ ok: false, errorClass: "transient", message: "timeout" });
+      clock.advance(300_000);
+      await run();
+    }
+    expect(breakers.phase(store.rows[0]!.id, clock.now())).toBe("open");
+    results.push({ ok: false, errorClass: "transient", message: "timeout" });
+    clock.advance(60_000);
+    await run();
+    expect(breakers.phase(store.rows[0]!.id, clock.now())).toBe("open");
+    expect(breakers.trips).toBe(1);
+  });
+
+  it("marks refused credentials as credential_expired without counting a breaker failure", async () => {
+    results.push({
+      ok: false,
+      reason: "auth",
+      errorClass: "permanent",
+      message: "LOGIN failed: authentication failed",
+    });
+    await run();
+    expect(conn.status?.state).toBe("credential_expired");
+    expect(cond("Healthy")).toMatchObject({ status: "False", reason: "AuthenticationFailed" });
+    expect(cond("Ready")).toMatchObject({ status: "False", reason: "CredentialExpired" });
+    expect(breakers.failures(store.rows[0]!.id)).toBe(0);
+  });
+
+  it("reports a host outside the egress allowlist as EgressDenied", async () => {
+    results.push({
+      ok: false,
+      errorClass: "policy_denied",
+      reason: "egress",
+      message: "host evil.example.net is not in the egress allowlist of type imap",
+    });
+    await run();
+    expect(conn.status?.state).toBe("error");
+    expect(cond("Healthy")).toMatchObject({ status: "False", reason: "EgressDenied" });
+    expect(conn.status?.lastError?.class).toBe("policy_denied");
   });
 });

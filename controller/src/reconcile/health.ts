@@ -1,8 +1,12 @@
-// Step 6: is the connector reachable? Runs the type's probe when one is due and turns the
-// result into the instance's next state.
-import type { ConnectorState, HealthCheck } from "../api/types.ts";
+// Step 6: is the connector reachable? Runs the type's probe when one is due, guarded by a
+// per-instance circuit breaker, and turns the result into the instance's next state:
+//   ok => active; authentication refused => credential_expired;
+//   a transient failure => degraded (was active) or error; `failureThreshold` failures in
+//   a row open the breaker (error, no probe until the cooldown ends, then one half-open
+//   probe that closes it again on success).
+import type { ConnectorState, ErrorClass, HealthCheck } from "../api/types.ts";
+import type { InstanceRow, ObservedInstance, ProbeInput, ProbeResult, Prober } from "./ports.ts";
 import type { HealthView } from "./status.ts";
-import type { InstanceRow, ObservedInstance, ProbeInput, Prober } from "./ports.ts";
 
 export const DEFAULT_INTERVAL_SECONDS = 300;
 export const DEFAULT_TIMEOUT_SECONDS = 10;
@@ -11,18 +15,95 @@ export function intervalMs(hc: HealthCheck | undefined): number {
   return (hc?.intervalSeconds ?? DEFAULT_INTERVAL_SECONDS) * 1000;
 }
 
-export function probeDue(row: InstanceRow, now: Date, hc: HealthCheck | undefined, force: boolean): boolean {
-  if (force || !row.healthCheckedAt || row.state === "provisioning") return true;
-  return now.getTime() - row.healthCheckedAt.getTime() >= intervalMs(hc);
+export interface BreakerSettings {
+  /** Consecutive failures that open the breaker. */
+  failureThreshold: number;
+  /** How long an open breaker refuses probes before one half-open probe. */
+  cooldownMs: number;
+  /** How soon a failing (not yet open) instance is probed again. */
+  retryMs: number;
+}
+
+export const DEFAULT_BREAKER: BreakerSettings = { failureThreshold: 3, cooldownMs: 60_000, retryMs: 10_000 };
+
+export type BreakerPhase = "closed" | "open" | "half-open";
+
+interface BreakerState {
+  failures: number;
+  openUntil?: number;
+}
+
+/** Breaker state lives in memory: a restart starts closed, which only costs one more probe. */
+export class CircuitBreakers {
+  readonly settings: BreakerSettings;
+  readonly #states = new Map<string, BreakerState>();
+  trips = 0;
+
+  constructor(settings: Partial<BreakerSettings> = {}) {
+    this.settings = { ...DEFAULT_BREAKER, ...settings };
+  }
+
+  phase(id: string, now: Date): BreakerPhase {
+    const s = this.#states.get(id);
+    if (s?.openUntil === undefined) return "closed";
+    return now.getTime() < s.openUntil ? "open" : "half-open";
+  }
+
+  failures(id: string): number {
+    return this.#states.get(id)?.failures ?? 0;
+  }
+
+  /** When an open breaker lets the next (half-open) probe through. */
+  openUntil(id: string): number | undefined {
+    return this.#states.get(id)?.openUntil;
+  }
+
+  success(id: string): void {
+    this.#states.delete(id);
+  }
+
+  /** Counts a failure; true when this failure opened (or re-opened) the breaker. */
+  failure(id: string, now: Date): boolean {
+    const s = this.#states.get(id) ?? { failures: 0 };
+    s.failures++;
+    const wasHalfOpen = s.openUntil !== undefined;
+    const opens = wasHalfOpen || s.failures >= this.settings.failureThreshold;
+    if (opens) s.openUntil = now.getTime() + this.settings.cooldownMs;
+    this.#states.set(id, s);
+    if (opens && !wasHalfOpen) this.trips++;
+    return opens && !wasHalfOpen;
+  }
+
+  forget(id: string): void {
+    this.#states.delete(id);
+  }
 }
 
 export interface HealthOutcome {
   health: HealthView;
   observed: Partial<ObservedInstance>;
+  /** The probe's own result, when one ran. */
+  result?: ProbeResult;
+  tripped?: boolean;
+}
+
+const FAILING: ReadonlySet<ConnectorState> = new Set(["active", "degraded"]);
+
+/** What an open breaker reports, without probing. */
+export function openBreakerOutcome(row: InstanceRow): HealthOutcome {
+  return {
+    health: {
+      status: "False",
+      reason: "CircuitOpen",
+      message: `health checks are paused after repeated failures: ${row.lastError ?? "probe failed"}`,
+    },
+    observed: { state: "error" },
+  };
 }
 
 export async function checkHealth(
   prober: Prober | undefined,
+  breakers: CircuitBreakers,
   row: InstanceRow,
   input: ProbeInput,
   now: Date,
@@ -30,50 +111,83 @@ export async function checkHealth(
   const pending = prober?.probe(input);
   if (!pending) {
     // No probe for this kind: the instance is applied but its connectivity is not known.
+    const kind =
+      input.type.spec.versions.find((v) => v.version === input.typeVersion)?.healthProbe.kind ?? "unknown";
     const state: ConnectorState =
       row.state === "provisioning" || row.state === "disabled" ? "active" : row.state;
     return {
       health: {
         status: "Unknown",
         reason: "ProbeUnavailable",
-        message: `no health probe is available for kind ${input.type.spec.versions.find((v) => v.version === input.typeVersion)?.healthProbe.kind ?? "unknown"}`,
+        message: `no health probe is available for kind ${kind}`,
       },
       observed: { state, healthCheckedAt: now },
     };
   }
   const result = await pending;
+  const checked = { healthCheckedAt: now };
   if (result.ok) {
+    breakers.success(row.id);
     return {
+      result,
       health: { status: "True", reason: "ConnectivityOK", message: "health probe succeeded" },
-      observed: {
-        state: "active",
-        healthCheckedAt: now,
-        lastSuccessAt: now,
-        lastError: null,
-        lastErrorClass: null,
-      },
+      observed: { ...checked, state: "active", lastSuccessAt: now, lastError: null, lastErrorClass: null },
     };
   }
   const message = result.message ?? "health probe failed";
+  const failed = (errorClass: ErrorClass) => ({ ...checked, lastError: message, lastErrorClass: errorClass });
   if (result.reason === "auth") {
+    breakers.success(row.id); // not a connectivity failure: the server answered
     return {
+      result,
       health: { status: "False", reason: "AuthenticationFailed", message },
-      observed: {
-        state: "credential_expired",
-        healthCheckedAt: now,
-        lastError: message,
-        lastErrorClass: result.errorClass ?? "permanent",
-      },
+      observed: { ...failed(result.errorClass ?? "permanent"), state: "credential_expired" },
     };
   }
-  const state: ConnectorState = row.state === "active" || row.state === "degraded" ? "degraded" : "error";
+  if (result.errorClass === "policy_denied") {
+    return {
+      result,
+      health: { status: "False", reason: "EgressDenied", message },
+      observed: { ...failed("policy_denied"), state: "error" },
+    };
+  }
+  const tripped = breakers.failure(row.id, now);
+  if (breakers.phase(row.id, now) === "open") {
+    return {
+      result,
+      tripped,
+      health: {
+        status: "False",
+        reason: "CircuitOpen",
+        message: `health checks are paused after repeated failures: ${message}`,
+      },
+      observed: { ...failed(result.errorClass ?? "transient"), state: "error" },
+    };
+  }
   return {
+    result,
     health: { status: "False", reason: "ConnectivityFailed", message },
     observed: {
-      state,
-      healthCheckedAt: now,
-      lastError: message,
-      lastErrorClass: result.errorClass ?? "transient",
+      ...failed(result.errorClass ?? "transient"),
+      state: FAILING.has(row.state) ? "degraded" : "error",
     },
   };
+}
+
+/** Whether a probe runs now, and when the next one is due if not. */
+export function probePlan(
+  row: InstanceRow,
+  breakers: CircuitBreakers,
+  now: Date,
+  hc: HealthCheck | undefined,
+  force: boolean,
+): { run: boolean; open: boolean; nextInMs: number } {
+  const phase = breakers.phase(row.id, now);
+  if (phase === "open")
+    return { run: false, open: true, nextInMs: breakers.openUntil(row.id)! - now.getTime() };
+  const since = row.healthCheckedAt ? now.getTime() - row.healthCheckedAt.getTime() : Infinity;
+  const every =
+    breakers.failures(row.id) > 0 ? Math.min(breakers.settings.retryMs, intervalMs(hc)) : intervalMs(hc);
+  const run = force || phase === "half-open" || row.state === "provisioning" || since >= every;
+  return { run, open: false, nextInMs: run ? every : every - since };
 }

@@ -9,12 +9,18 @@ import {
   ANNOTATION_MANAGEMENT_POLICY,
   FINALIZER,
   type Connector,
-  type HealthCheck,
   type JsonObject,
 } from "../api/types.ts";
 import type { ConfigSchemaCache } from "../catalog/configSchemas.ts";
 import { ConnectorError, classify, isRetryable } from "./errors.ts";
-import { checkHealth, DEFAULT_TIMEOUT_SECONDS, intervalMs, probeDue, type HealthOutcome } from "./health.ts";
+import {
+  checkHealth,
+  CircuitBreakers,
+  DEFAULT_TIMEOUT_SECONDS,
+  openBreakerOutcome,
+  probePlan,
+  type HealthOutcome,
+} from "./health.ts";
 import {
   DESIRED_FIELDS,
   type AuditEvent,
@@ -33,6 +39,13 @@ import {
 import { buildStatus, type DriftView } from "./status.ts";
 import { validateConnector, type ValidSpec } from "./validate.ts";
 
+/** Counters the reconciler reports; observability/ implements them with prom-client. */
+export interface ReconcileMetrics {
+  probe(kind: string, outcome: string, seconds: number): void;
+  breakerTrip(type: string): void;
+  driftCorrected(type: string): void;
+}
+
 export interface ReconcilerDeps {
   catalog: CatalogReader;
   schemas: ConfigSchemaCache;
@@ -43,6 +56,8 @@ export interface ReconcilerDeps {
   enabledFeatures: ReadonlySet<string>;
   secrets?: SecretResolver;
   prober?: Prober;
+  breakers?: CircuitBreakers;
+  metrics?: ReconcileMetrics;
   /** In [0, 1): spreads requeues so many connectors do not probe at once. */
   random?: () => number;
 }
@@ -96,9 +111,11 @@ export function actorOf(c: Connector): string | null {
 
 export class Reconciler {
   readonly #d: ReconcilerDeps;
+  readonly #breakers: CircuitBreakers;
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
+    this.#breakers = deps.breakers ?? new CircuitBreakers();
   }
 
   async reconcile(req: ReconcileRequest): Promise<ReconcileResult> {
@@ -115,7 +132,7 @@ export class Reconciler {
 
     try {
       const converged = await this.#converge(req, valid);
-      const health = await this.#health(req, valid, converged);
+      const health = converged.row.enabled ? await this.#health(req, valid, converged) : undefined;
       const row = health?.row ?? converged.row;
       await this.#writeStatus(
         req,
@@ -124,11 +141,11 @@ export class Reconciler {
           now: this.#d.clock.now(),
           row,
           warnings: valid.warnings,
-          ...(health ? { health: health.outcome.health } : {}),
+          ...(health?.outcome ? { health: health.outcome.health } : {}),
           ...(converged.drift ? { drift: converged.drift } : {}),
         }),
       );
-      return row.enabled ? { requeueAfterMs: this.#nextProbeIn(row, c.spec.healthCheck) } : {};
+      return health ? { requeueAfterMs: this.#jittered(health.nextProbeInMs) } : {};
     } catch (err) {
       return this.#fail(req, classify(err));
     }
@@ -256,6 +273,7 @@ export class Reconciler {
         { operation: "drift_corrected", outcome: "success", details: { fields } },
         tx,
       );
+      this.#d.metrics?.driftCorrected(desired.type);
       this.#d.events.record(
         c,
         "Warning",
@@ -271,15 +289,22 @@ export class Reconciler {
     req: ReconcileRequest,
     valid: ValidSpec,
     conv: Converged,
-  ): Promise<{ row: InstanceRow; outcome: HealthOutcome } | undefined> {
+  ): Promise<{ row: InstanceRow; outcome?: HealthOutcome; nextProbeInMs: number }> {
     const c = req.connector;
     const row = conv.row;
     const now = this.#d.clock.now();
-    if (!row.enabled) return undefined;
-    if (!probeDue(row, now, c.spec.healthCheck, conv.specChanged)) return undefined;
+    const plan = probePlan(row, this.#breakers, now, c.spec.healthCheck, conv.specChanged);
+    if (!plan.run)
+      return {
+        row,
+        nextProbeInMs: plan.nextInMs,
+        ...(plan.open ? { outcome: openBreakerOutcome(row) } : {}),
+      };
     const timeoutMs = (c.spec.healthCheck?.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
+    const kind = valid.version.healthProbe.kind;
     const outcome = await checkHealth(
       this.#d.prober,
+      this.#breakers,
       row,
       {
         type: valid.type,
@@ -291,6 +316,22 @@ export class Reconciler {
       },
       now,
     );
+    if (outcome.result) {
+      const r = outcome.result;
+      this.#d.metrics?.probe(
+        kind,
+        r.ok ? "ok" : r.reason === "auth" ? "auth" : (r.errorClass ?? "transient"),
+        r.latencyMs / 1000,
+      );
+      req.log.debug(
+        { kind, ok: r.ok, latencyMs: r.latencyMs, reason: r.reason, errorClass: r.errorClass },
+        "health probe",
+      );
+    }
+    if (outcome.tripped) {
+      this.#d.metrics?.breakerTrip(valid.type.metadata.name);
+      req.log.warn({ failures: this.#breakers.failures(row.id) }, "circuit breaker opened");
+    }
     const patch: InstancePatch = {};
     for (const [k, v] of Object.entries(outcome.observed) as [keyof InstanceRow, unknown][]) {
       if (!deepEqual(row[k], v)) Object.assign(patch, { [k]: v });
@@ -306,14 +347,13 @@ export class Reconciler {
         );
       return updated;
     });
-    return { row: next, outcome };
+    const after = probePlan(next, this.#breakers, this.#d.clock.now(), c.spec.healthCheck, false);
+    return { row: next, outcome, nextProbeInMs: after.nextInMs };
   }
 
-  #nextProbeIn(row: InstanceRow, hc: HealthCheck | undefined): number {
-    const interval = intervalMs(hc);
+  #jittered(ms: number): number {
     const jitter = 1 + ((this.#d.random ?? Math.random)() - 0.5) * 0.2; // ±10%
-    const since = row.healthCheckedAt ? this.#d.clock.now().getTime() - row.healthCheckedAt.getTime() : 0;
-    return Math.max(1000, Math.round((interval - since) * jitter));
+    return Math.max(1000, Math.round(ms * jitter));
   }
 
   async #finalize(req: ReconcileRequest): Promise<ReconcileResult> {
@@ -323,6 +363,7 @@ export class Reconciler {
     const uid = c.metadata.uid;
     const row = uid ? await this.#d.store.findByUid(uid) : undefined;
     if (row) {
+      this.#breakers.forget(row.id);
       await this.#d.store.transaction(async (tx) => {
         if (orphan) {
           await this.#audit(req, row, { operation: "orphaned", outcome: "success" }, tx);
