@@ -16,6 +16,17 @@ export interface Config {
   instanceRetentionMs: number;
   auditRetentionMs: number;
   retentionIntervalMs: number;
+  leaderElect: boolean;
+  leaderElectionNamespace: string;
+  leaderElectionId: string;
+  /** host:port, or undefined when switched off ("0"). */
+  metricsAddress: { host: string; port: number } | undefined;
+  healthAddress: { host: string; port: number } | undefined;
+  webhookPort: number | undefined;
+  webhookCertDir: string;
+  breakerThreshold: number;
+  breakerCooldownMs: number;
+  breakerRetryMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -98,21 +109,70 @@ export const FLAGS = {
     env: "RETENTION_INTERVAL",
     help: "how often the retention janitor runs (default 1h)",
   },
+  "leader-elect": { type: "boolean", env: "LEADER_ELECT", help: "elect a leader with a Lease, so replicas stand by" },
+  "leader-election-namespace": {
+    type: "string",
+    env: "POD_NAMESPACE",
+    help: "namespace of the Lease (default: the pod's namespace, else default)",
+  },
+  "leader-election-id": {
+    type: "string",
+    env: "LEADER_ELECTION_ID",
+    help: "name of the Lease; one per shard (default connector-controller)",
+  },
+  "metrics-bind-address": { type: "string", env: "METRICS_BIND_ADDRESS", help: "/metrics address, 0 = off (default :8080)" },
+  "health-probe-bind-address": {
+    type: "string",
+    env: "HEALTH_PROBE_BIND_ADDRESS",
+    help: "/healthz and /readyz address, 0 = off (default :8081)",
+  },
+  "webhook-port": { type: "string", env: "WEBHOOK_PORT", help: "HTTPS port of the validating webhook, 0 = off (default 0)" },
+  "webhook-cert-dir": {
+    type: "string",
+    env: "WEBHOOK_CERT_DIR",
+    help: "directory with tls.crt and tls.key for the webhook (default /tmp/k8s-webhook-server/serving-certs)",
+  },
+  "breaker-threshold": { type: "string", env: "BREAKER_THRESHOLD", help: "failed probes in a row that open the breaker (default 3)" },
+  "breaker-cooldown": { type: "string", env: "BREAKER_COOLDOWN", help: "how long an open breaker pauses probes (default 60s)" },
+  "failure-retry": { type: "string", env: "FAILURE_RETRY", help: "re-probe a failing connector after (default 10s)" },
 } as const;
+
+function address(flag: string, text: string): { host: string; port: number } | undefined {
+  if (text === "0") return undefined;
+  const m = /^(.*):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`--${flag}: "${text}" is not host:port (e.g. :8080 or 127.0.0.1:8080), or 0`);
+  return { host: m[1] || "0.0.0.0", port };
+}
+
+function port(flag: string, text: string): number | undefined {
+  if (text === "0") return undefined;
+  return positiveInt(flag, text, 65535);
+}
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
   const options = Object.fromEntries(Object.entries(FLAGS).map(([k, v]) => [k, { type: v.type }])) as Record<
     keyof typeof FLAGS,
-    { type: "string" }
+    { type: "string" | "boolean" }
   >;
-  let values: Partial<Record<keyof typeof FLAGS, string>>;
+  let values: Partial<Record<keyof typeof FLAGS, string | boolean>>;
   try {
     values = parseArgs({ args: argv, options, strict: true }).values as typeof values;
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-  const get = (flag: keyof typeof FLAGS): string | undefined =>
-    values[flag] ?? (env[FLAGS[flag].env] || undefined);
+  const get = (flag: keyof typeof FLAGS): string | undefined => {
+    const v = values[flag];
+    return typeof v === "string" ? v : env[FLAGS[flag].env] || undefined;
+  };
+  const flag = (name: keyof typeof FLAGS): boolean => {
+    const v = values[name];
+    if (typeof v === "boolean") return v;
+    const e = env[FLAGS[name].env];
+    if (e === undefined || e === "") return false;
+    if (e !== "true" && e !== "false") throw new ConfigError(`${FLAGS[name].env}: "${e}" must be true or false`);
+    return e === "true";
+  };
   const logLevel = get("log-level") ?? "info";
   if (!LOG_LEVELS.includes(logLevel))
     throw new ConfigError(`--log-level: "${logLevel}" must be one of ${LOG_LEVELS.join(", ")}`);
@@ -134,6 +194,16 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     instanceRetentionMs: parseDuration("instance-retention", get("instance-retention") ?? "30d"),
     auditRetentionMs: parseDuration("audit-retention", get("audit-retention") ?? "365d"),
     retentionIntervalMs: parseDuration("retention-interval", get("retention-interval") ?? "1h"),
+    leaderElect: flag("leader-elect"),
+    leaderElectionNamespace: get("leader-election-namespace") ?? "default",
+    leaderElectionId: get("leader-election-id") ?? "connector-controller",
+    metricsAddress: address("metrics-bind-address", get("metrics-bind-address") ?? ":8080"),
+    healthAddress: address("health-probe-bind-address", get("health-probe-bind-address") ?? ":8081"),
+    webhookPort: port("webhook-port", get("webhook-port") ?? "0"),
+    webhookCertDir: get("webhook-cert-dir") ?? "/tmp/k8s-webhook-server/serving-certs",
+    breakerThreshold: positiveInt("breaker-threshold", get("breaker-threshold") ?? "3", 100),
+    breakerCooldownMs: parseDuration("breaker-cooldown", get("breaker-cooldown") ?? "60s"),
+    breakerRetryMs: parseDuration("failure-retry", get("failure-retry") ?? "10s"),
   };
 }
 

@@ -1,12 +1,18 @@
-// The composition root: configuration, logger, database, Kubernetes client, controller.
+// The composition root: configuration, logger, database, Kubernetes client, metrics and
+// probes, leader election, controller.
 import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ConfigSchemaCache } from "./catalog/configSchemas.ts";
 import { ConfigError, loadConfig, usage, type Config } from "./config.ts";
 import { ConnectorController } from "./kube/controller.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
+import { LeaderElector } from "./kube/leaderElection.ts";
 import { KubeConnectorWriter } from "./kube/resources.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
+import { Metrics } from "./observability/metrics.ts";
+import { startProbeServer } from "./observability/server.ts";
+import { CircuitBreakers } from "./reconcile/health.ts";
 import type { InstanceStore } from "./reconcile/ports.ts";
 import { Reconciler } from "./reconcile/reconciler.ts";
 import { purgeExpired } from "./reconcile/retention.ts";
@@ -18,13 +24,21 @@ import { migrateToLatest } from "./store/migrations.ts";
 export interface Running {
   controller: ConnectorController;
   writer: KubeConnectorWriter;
+  metrics: Metrics;
+  /** Resolves once this replica leads and its workers run (at once without leader election). */
+  leading: Promise<void>;
+  /** Where /metrics and /healthz+/readyz listen (host:port), when switched on. */
+  addresses: { metrics?: string; health?: string };
   stop(): Promise<void>;
 }
 
-export async function startController(config: Config, log: Logger): Promise<Running> {
-  const database = await openDatabase(
-    config.databaseUrl ? { url: config.databaseUrl } : { dataDir: config.dataDir },
-  );
+export interface StartOptions {
+  /** Called when leadership is lost; the default exits the process, as client-go's users do. */
+  onLostLeadership?: () => void;
+}
+
+export async function startController(config: Config, log: Logger, opts: StartOptions = {}): Promise<Running> {
+  const database = await openDatabase(config.databaseUrl ? { url: config.databaseUrl } : { dataDir: config.dataDir });
   const applied = await migrateToLatest(database.db);
   log.info({ dialect: database.dialect, migrations: applied.map((m) => m.migrationName) }, "database ready");
 
@@ -32,53 +46,145 @@ export async function startController(config: Config, log: Logger): Promise<Runn
   if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
   else kc.loadFromDefault();
   log.info(
-    {
-      server: kc.getCurrentCluster()?.server,
-      namespaces: config.watchNamespaces.length ? config.watchNamespaces : "all",
-    },
+    { server: kc.getCurrentCluster()?.server, namespaces: config.watchNamespaces.length ? config.watchNamespaces : "all" },
     "connecting to Kubernetes",
   );
 
-  const controller = new ConnectorController({
+  let controller!: ConnectorController;
+  const metrics = new Metrics({
+    connectors: () => controller.allConnectors(),
+    processingSince: () => controller.queue.processingSince(),
+    activeWorkers: () => controller.activeWorkers,
+  });
+  metrics.maxConcurrent.set({ controller: "connector" }, config.concurrency);
+  controller = new ConnectorController({
     kc,
     log,
     concurrency: config.concurrency,
     resyncMs: config.resyncMs,
     namespaces: config.watchNamespaces,
     stallMs: config.stallMs,
+    queueMetrics: metrics.queue(),
+    informerMetrics: (name) => metrics.informer(name),
+    observer: { finished: (result, seconds) => metrics.reconcileFinished(result, seconds) },
     ...(config.labelSelector ? { labelSelector: config.labelSelector } : {}),
   });
+
+  const readiness = {
+    async ready() {
+      const checks: Record<string, string> = { informers: controller.isSynced() ? "ok" : "not synced" };
+      try {
+        await database.ping();
+        checks.database = "ok";
+      } catch (err) {
+        checks.database = `unreachable: ${(err as Error).message}`;
+      }
+      return { ok: Object.values(checks).every((v) => v === "ok"), checks };
+    },
+  };
+  const metricsServer = config.metricsAddress
+    ? await startProbeServer({ ...config.metricsAddress, registry: metrics.registry })
+    : undefined;
+  const healthServer = config.healthAddress ? await startProbeServer({ ...config.healthAddress, health: readiness }) : undefined;
+  const servers = [metricsServer, healthServer].filter((s) => s !== undefined);
+  const where = (s: typeof metricsServer) => {
+    const a = s?.address();
+    return a && typeof a === "object" ? `${a.address}:${a.port}` : undefined;
+  };
+  const addresses = {
+    ...(where(metricsServer) ? { metrics: where(metricsServer)! } : {}),
+    ...(where(healthServer) ? { health: where(healthServer)! } : {}),
+  };
+  log.info(addresses, "serving metrics and health probes");
+  // Every replica keeps warm caches (a standby takes over without relisting); only the
+  // leader runs workers.
   await controller.startInformers();
   log.info({ connectors: controller.allConnectors().length, types: controller.types.size }, "caches synced");
 
   const store = createInstanceStore(database.db);
   const writer = new KubeConnectorWriter(kc, (c) => controller.observe(c));
-  const reconciler = new Reconciler({
-    catalog: controller,
-    schemas: new ConfigSchemaCache(),
-    store,
-    writer,
-    events: new KubeEventRecorder(kc, log),
-    clock: { now: () => new Date() },
-    enabledFeatures: config.enabledFeatures,
-  });
-  controller.startWorkers(reconciler);
-  const listener = await listenForExternalChanges(database, {
-    log,
-    onChange: (key) => controller.queue.add(key),
-    onResubscribed: () => controller.resyncAll(),
-  });
-  const janitor = startJanitor(store, config, log);
-  log.info({ concurrency: config.concurrency }, "controller started");
+  const abort = new AbortController();
+  const stops: (() => Promise<void>)[] = [];
+  const elector = config.leaderElect
+    ? new LeaderElector({
+        kc,
+        log,
+        namespace: config.leaderElectionNamespace,
+        name: config.leaderElectionId,
+        identity: `${hostname()}_${randomUUID()}`,
+      })
+    : undefined;
+  const lost =
+    opts.onLostLeadership ??
+    (() => {
+      log.error({}, "lost leadership; exiting so that nothing is reconciled twice");
+      process.exit(1);
+    });
+
+  const lead = async (): Promise<void> => {
+    if (elector) {
+      log.info({ lease: `${config.leaderElectionNamespace}/${config.leaderElectionId}` }, "waiting to lead");
+      if (!(await elector.acquire(abort.signal))) return;
+      metrics.leader.set({ name: config.leaderElectionId }, 1);
+      void elector.holdUntilLost(abort.signal).then((why) => {
+        metrics.leader.set({ name: config.leaderElectionId }, 0);
+        if (why === "lost") lost();
+      });
+    }
+    // The database fence: a deposed leader still connected to PostgreSQL holds this lock
+    // until it exits, so the new one cannot write alongside it.
+    const unlock = await database.advisoryLock(`connector-controller/${config.leaderElectionId}`, abort.signal, (err) => {
+      log.error({ err: err.message }, "lost the database leader lock");
+      lost();
+    });
+    if (!unlock) return;
+    stops.push(unlock);
+
+    const reconciler = new Reconciler({
+      catalog: controller,
+      schemas: new ConfigSchemaCache(),
+      store,
+      writer,
+      events: new KubeEventRecorder(kc, log),
+      clock: { now: () => new Date() },
+      enabledFeatures: config.enabledFeatures,
+      breakers: new CircuitBreakers({
+        failureThreshold: config.breakerThreshold,
+        cooldownMs: config.breakerCooldownMs,
+        retryMs: config.breakerRetryMs,
+      }),
+      metrics: metrics.reconciler(),
+    });
+    controller.startWorkers(reconciler);
+    const listener = await listenForExternalChanges(database, {
+      log,
+      onChange: (key) => controller.queue.add(key),
+      onResubscribed: () => controller.resyncAll(),
+    });
+    stops.push(() => listener.close());
+    const janitor = startJanitor(store, config, log);
+    stops.push(async () => clearInterval(janitor));
+    log.info({ concurrency: config.concurrency }, "controller started");
+  };
+  const leading = lead();
 
   return {
     controller,
     writer,
+    metrics,
+    leading,
+    addresses,
     async stop() {
       log.info("draining: finishing running reconciles");
-      clearInterval(janitor);
-      await listener.close();
+      abort.abort();
+      await leading.catch(() => {});
+      for (const stop of stops.reverse()) await stop();
       await controller.stop();
+      await elector?.release();
+      for (const s of servers) {
+        s.stopMonitor();
+        await new Promise((r) => s.close(r));
+      }
       await database.close();
       log.info("stopped");
     },
@@ -86,10 +192,7 @@ export async function startController(config: Config, log: Logger): Promise<Runn
 }
 
 function startJanitor(store: InstanceStore, config: Config, log: Logger): NodeJS.Timeout {
-  const policy = {
-    instanceRetentionMs: config.instanceRetentionMs,
-    auditRetentionMs: config.auditRetentionMs,
-  };
+  const policy = { instanceRetentionMs: config.instanceRetentionMs, auditRetentionMs: config.auditRetentionMs };
   const run = () =>
     purgeExpired(store, policy, new Date(), log, randomUUID()).catch((err: unknown) =>
       log.warn({ err: (err as Error).message }, "retention purge failed; will retry"),
@@ -128,7 +231,7 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, "/"))) {
+if (import.meta.main) {
   main().catch((err: unknown) => {
     process.stderr.write(`connector-controller: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exit(1);

@@ -7,9 +7,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector } from "../../controller/src/api/types.ts";
-import { loadConfig } from "../../controller/src/config.ts";
-import { startController, type Running } from "../../controller/src/main.ts";
-import { createLogger } from "../../controller/src/observability/logger.ts";
+import type { Running } from "../../controller/src/main.ts";
 import {
   apply,
   condition,
@@ -19,6 +17,7 @@ import {
   kubectlOk,
 } from "../support/cluster.ts";
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
+import { startTestController } from "../support/controller.ts";
 import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 
 let cp: ControlPlane;
@@ -28,20 +27,7 @@ let running: Running | undefined;
 const logLines: string[] = [];
 
 async function start(): Promise<Running> {
-  const config = loadConfig([
-    "--kubeconfig",
-    cp.kubeconfigPath,
-    "--database-url",
-    db.url,
-    "--concurrency",
-    "4",
-    "--log-level",
-    "debug",
-  ]);
-  const destination = {
-    write: (line: string) => void logLines.push(line),
-  } as unknown as NodeJS.WritableStream;
-  running = await startController(config, createLogger({ level: "debug", destination }));
+  running = await startTestController(cp, db.url, ["--concurrency", "4"], logLines);
   return running;
 }
 
@@ -116,6 +102,7 @@ describe("the controller against a real API server and PostgreSQL", () => {
   });
 
   it("shows the printer columns in kubectl get connectors", async () => {
+    // Only Connector is in the `connectors` category, so the short form lists just them.
     const out = await kubectlOk(cp, ["get", "connectors", "-n", "team-ops"]);
     const [header, row] = out.trim().split("\n");
     expect(header!.split(/\s+/)).toEqual([

@@ -10,9 +10,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector } from "../../controller/src/api/types.ts";
-import { loadConfig } from "../../controller/src/config.ts";
-import { startController, type Running } from "../../controller/src/main.ts";
-import { createLogger } from "../../controller/src/observability/logger.ts";
+import type { Running } from "../../controller/src/main.ts";
 import {
   apply,
   condition,
@@ -22,6 +20,7 @@ import {
   kubectlOk,
 } from "../support/cluster.ts";
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
+import { startTestController } from "../support/controller.ts";
 import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 
 const exec = promisify(execFile);
@@ -32,17 +31,7 @@ let running: Running | undefined;
 const NS = "team-life";
 
 async function start(extra: string[] = []): Promise<Running> {
-  const config = loadConfig([
-    "--kubeconfig",
-    cp.kubeconfigPath,
-    "--database-url",
-    db.url,
-    "--resync-period",
-    "10m",
-    ...extra,
-  ]);
-  const destination = { write: () => {} } as unknown as NodeJS.WritableStream;
-  running = await startController(config, createLogger({ destination }));
+  running = await startTestController(cp, db.url, ["--resync-period", "10m", "--log-level", "info", ...extra]);
   return running;
 }
 

@@ -32,7 +32,7 @@ export interface ControllerOptions {
   labelSelector?: string;
   stallMs?: number;
   queueMetrics?: QueueMetrics;
-  informerMetrics?: InformerMetrics;
+  informerMetrics?: (informer: string) => InformerMetrics;
   observer?: ReconcileObserver;
 }
 
@@ -65,19 +65,17 @@ export class ConnectorController implements CatalogReader {
   constructor(opts: ControllerOptions) {
     this.#opts = opts;
     this.queue = new WorkQueue({ ...(opts.queueMetrics ? { metrics: opts.queueMetrics } : {}) });
-    const common = {
+    const common = (name: string) => ({
+      name,
       log: opts.log,
       ...(opts.stallMs ? { stallMs: opts.stallMs } : {}),
-      ...(opts.informerMetrics ? { metrics: opts.informerMetrics } : {}),
-    };
-    this.types = new Informer(opts.kc, customObjectSource<ConnectorType>(opts.kc, PLURALS.ConnectorType), {
-      ...common,
-      name: "connectortypes",
+      ...(opts.informerMetrics ? { metrics: opts.informerMetrics(name) } : {}),
     });
+    this.types = new Informer(opts.kc, customObjectSource<ConnectorType>(opts.kc, PLURALS.ConnectorType), common("connectortypes"));
     this.templates = new Informer(
       opts.kc,
       customObjectSource<PolicyTemplate>(opts.kc, PLURALS.ConnectorPolicyTemplate),
-      { ...common, name: "connectorpolicytemplates" },
+      common("connectorpolicytemplates"),
     );
     const scopes = opts.namespaces.length ? opts.namespaces : [""];
     for (const ns of scopes) {
@@ -87,7 +85,7 @@ export class ConnectorController implements CatalogReader {
       });
       this.connectors.set(
         ns,
-        new Informer(opts.kc, source, { ...common, name: ns ? `connectors/${ns}` : "connectors" }),
+        new Informer(opts.kc, source, common(ns ? `connectors/${ns}` : "connectors")),
       );
     }
 

@@ -5,7 +5,7 @@
 // Both backends return the same JS shapes: jsonb as parsed values, timestamptz as Date,
 // and int8/bigint as number (applied_generation and bigserial ids stay far below 2^53).
 import { PGlite } from "@electric-sql/pglite";
-import { Kysely, PostgresDialect } from "kysely";
+import { Kysely, PostgresDialect, sql } from "kysely";
 import { PGliteDialect } from "kysely-pglite-dialect";
 import pg from "pg";
 import type { Database } from "./schema.ts";
@@ -33,6 +33,19 @@ export interface OpenedDatabase {
     onMessage: (payload: string) => void,
     onLost: (err: Error) => void,
   ): Promise<() => Promise<void>>;
+  /**
+   * Takes a session-level advisory lock on its own connection, waiting (polling every
+   * `pollMs`) until it is free or the signal aborts; `onLost` fires if that connection
+   * dies. The leader holds it so that a deposed leader cannot write alongside a new one.
+   */
+  advisoryLock(
+    key: string,
+    signal: AbortSignal,
+    onLost: (err: Error) => void,
+    pollMs?: number,
+  ): Promise<(() => Promise<void>) | undefined>;
+  /** A trivial query, for readiness. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -98,6 +111,33 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<OpenedDat
           await client.end().catch(() => {});
         };
       },
+      async ping() {
+        await sql`select 1`.execute(db);
+      },
+      async advisoryLock(key, signal, onLost, pollMs = 1000) {
+        const client = new pg.Client({ connectionString: url, application_name: "connector-controller-leader" });
+        let released = false;
+        const lose = (err: Error) => {
+          if (!released) onLost(err);
+          released = true;
+        };
+        client.on("error", lose);
+        client.on("end", () => lose(new Error("leader lock connection ended")));
+        await client.connect();
+        while (!signal.aborted) {
+          const r = await client.query("select pg_try_advisory_lock(hashtext($1)) as ok", [key]);
+          if (r.rows[0]?.ok) {
+            return async () => {
+              released = true;
+              await client.end().catch(() => {});
+            };
+          }
+          await new Promise((res) => setTimeout(res, pollMs));
+        }
+        released = true;
+        await client.end().catch(() => {});
+        return undefined;
+      },
       async close() {
         // Kysely only tears down a driver it has used; end the pool ourselves too.
         await db.destroy();
@@ -114,6 +154,13 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<OpenedDat
   return {
     db,
     dialect: "pglite",
+    async ping() {
+      await pglite.query("select 1");
+    },
+    async advisoryLock() {
+      // One process owns a PGlite database: there is nobody to fence.
+      return async () => {};
+    },
     async subscribe(channel, onMessage) {
       // PGlite lives in this process: its connection cannot be lost from outside.
       return pglite.listen(channel, onMessage);
