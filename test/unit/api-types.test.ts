@@ -70,6 +70,19 @@ const pairs: [string, string, string][] = [
   ["RetryPolicy", "ConnectorType", "spec.versions.[].operations.[].retryPolicy"],
   ["HealthProbe", "ConnectorType", "spec.versions.[].healthProbe"],
   ["LimitsCap", "ConnectorType", "spec.versions.[].limitsCap"],
+  ["SecretProviderSpec", "SecretProvider", "spec"],
+  ["VaultProviderSpec", "SecretProvider", "spec.vault"],
+  ["VaultKv", "SecretProvider", "spec.vault.kv"],
+  ["VaultAuth", "SecretProvider", "spec.vault.auth"],
+  ["VaultKubernetesAuth", "SecretProvider", "spec.vault.auth.kubernetes"],
+  ["VaultAppRoleAuth", "SecretProvider", "spec.vault.auth.appRole"],
+  ["SecretKeySelector", "SecretProvider", "spec.vault.auth.appRole.secretIdRef"],
+  ["SecretKeySelector", "SecretProvider", "spec.vault.auth.token.secretRef"],
+  ["VaultTokenAuth", "SecretProvider", "spec.vault.auth.token"],
+  ["FileProviderSpec", "SecretProvider", "spec.file"],
+  ["LabelSelector", "SecretProvider", "spec.namespaceSelector"],
+  ["LabelSelectorRequirement", "SecretProvider", "spec.namespaceSelector.matchExpressions.[]"],
+  ["SecretProviderStatus", "SecretProvider", "status"],
 ];
 
 describe("TypeScript types agree with the CRDs", () => {

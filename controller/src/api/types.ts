@@ -218,3 +218,108 @@ export interface PolicyTemplate {
 export function connectorKey(c: { metadata: ObjectMeta }): string {
   return `${c.metadata.namespace ?? ""}/${c.metadata.name}`;
 }
+
+// ---------------------------------------------------------------------------------------
+// SecretProvider (cluster-scoped): where Connectors' secretRefs are resolved.
+// ---------------------------------------------------------------------------------------
+
+/** A key of a Kubernetes Secret (for the platform identities: AppRole SecretID, static token). */
+export interface SecretKeySelector {
+  namespace: string;
+  name: string;
+  key: string;
+}
+
+export interface VaultKv {
+  mount: string;
+  /** Defaults to 2. */
+  version?: 1 | 2;
+}
+
+/** Tenant identity: the service account lives in the Connector's namespace. */
+export interface VaultKubernetesAuth {
+  /** Defaults to "kubernetes". */
+  mountPath?: string;
+  role: string;
+  serviceAccountName: string;
+  /** Defaults to ["vault"]. */
+  audiences?: string[];
+}
+
+export interface VaultAppRoleAuth {
+  /** Defaults to "approle". */
+  mountPath?: string;
+  roleId: string;
+  secretIdRef: SecretKeySelector;
+}
+
+export interface VaultTokenAuth {
+  secretRef: SecretKeySelector;
+}
+
+/** Exactly one is set. */
+export interface VaultAuth {
+  kubernetes?: VaultKubernetesAuth;
+  appRole?: VaultAppRoleAuth;
+  token?: VaultTokenAuth;
+}
+
+export interface VaultProviderSpec {
+  address: string;
+  caBundle?: string;
+  /** Vault Enterprise / OpenBao namespace. */
+  namespace?: string;
+  kv: VaultKv;
+  /** Defaults to DEFAULT_PATH_TEMPLATE. */
+  pathTemplate?: string;
+  auth: VaultAuth;
+}
+
+export interface FileProviderSpec {
+  directory: string;
+}
+
+export interface LabelSelectorRequirement {
+  key: string;
+  operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+  values?: string[];
+}
+
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: LabelSelectorRequirement[];
+}
+
+/** Exactly one of vault and file is set. */
+export interface SecretProviderSpec {
+  vault?: VaultProviderSpec;
+  file?: FileProviderSpec;
+  allowedNamespaces?: string[];
+  namespaceSelector?: LabelSelector;
+}
+
+export interface SecretProviderStatus {
+  observedGeneration?: number;
+  type?: "vault" | "file";
+  conditions?: Condition[];
+}
+
+export interface SecretProvider {
+  apiVersion: typeof API_VERSION;
+  kind: "SecretProvider";
+  metadata: ObjectMeta;
+  spec: SecretProviderSpec;
+  status?: SecretProviderStatus;
+}
+
+export const DEFAULT_PATH_TEMPLATE = "connectors/{namespace}/{name}";
+
+/** Reasons of a SecretProvider's Ready condition. */
+export const SECRET_PROVIDER_REASONS = [
+  "Ready",
+  "InvalidConfig",
+  "Unreachable",
+  "Sealed",
+  "Unauthenticated",
+] as const;
+export type SecretProviderReason = (typeof SECRET_PROVIDER_REASONS)[number];
