@@ -40,18 +40,35 @@ interface Result {
   stderr: string;
 }
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Result> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; stderrTo?: NodeJS.WritableStream } = {},
+): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { env, maxBuffer: 64 * 1024 * 1024, timeout: 120_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
+    const child = execFile(
+      cmd,
+      args,
+      { env: opts.env ?? process.env, maxBuffer: 64 * 1024 * 1024, timeout: opts.timeoutMs ?? 120_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+      },
+    );
+    if (opts.stderrTo) child.stderr?.pipe(opts.stderrTo, { end: false });
   });
 }
 
+// Building helm from source takes about 5 minutes on 2 cores the first time (`make testbin`
+// does it beforehand); a cached build answers at once.
+const HELM_BUILD_TIMEOUT_MS = 20 * 60_000;
+
 /** hack/testbin.sh helm: the directory holding helm (built once, cached). Never skipped. */
 async function resolveHelm(): Promise<string> {
-  const res = await run("bash", [path.join(REPO_ROOT, "hack", "testbin.sh"), "helm"]);
+  const res = await run("bash", [path.join(REPO_ROOT, "hack", "testbin.sh"), "helm"], {
+    timeoutMs: HELM_BUILD_TIMEOUT_MS,
+    stderrTo: process.stderr,
+  });
   const dir = res.stdout.trim().split("\n").pop()?.trim() ?? "";
   const helm = path.join(dir, "helm");
   if (res.code !== 0 || !dir || !fs.existsSync(helm)) {
@@ -165,10 +182,12 @@ let caBundle: string;
 
 async function helm(args: string[]): Promise<Result> {
   return run(helmBin, args, {
-    ...process.env,
-    HELM_CACHE_HOME: path.join(helmHome, "cache"),
-    HELM_CONFIG_HOME: path.join(helmHome, "config"),
-    HELM_DATA_HOME: path.join(helmHome, "data"),
+    env: {
+      ...process.env,
+      HELM_CACHE_HOME: path.join(helmHome, "cache"),
+      HELM_CONFIG_HOME: path.join(helmHome, "config"),
+      HELM_DATA_HOME: path.join(helmHome, "data"),
+    },
   });
 }
 
@@ -212,7 +231,7 @@ beforeAll(async () => {
   // The chart's own copies of the CRDs, installed first (what `helm install` does).
   cp = await startControlPlane({ crdDir: path.join(CHART, "crds") });
   caBundle = Buffer.from(cp.caPem).toString("base64");
-});
+}, HELM_BUILD_TIMEOUT_MS + 300_000);
 
 afterAll(async () => {
   await cp?.stop();
