@@ -735,7 +735,8 @@ describe("a server that accepts and never answers", () => {
       expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "timeout" });
       expect(r.message).toMatch(/no answer within 600ms$/);
       expect(took).toBeGreaterThanOrEqual(timeoutMs - 5);
-      expect(took).toBeLessThan(timeoutMs + 400);
+      // The deadline is timeoutMs; the slack is for a busy 2-core machine, not for the probe.
+      expect(took).toBeLessThan(timeoutMs + 1000);
       expect(silent.connections()).toBe(1);
       await silent.waitForNoOpenSockets(1000);
     });

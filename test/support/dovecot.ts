@@ -141,7 +141,8 @@ function hookExit(): void {
   if (hooked) return;
   hooked = true;
   process.on("exit", () => {
-    for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    // SIGTERM: the master takes its login and auth processes down with it.
+    for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill("SIGTERM");
   });
 }
 

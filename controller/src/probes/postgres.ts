@@ -74,8 +74,8 @@ async function attempt(ctx: ProbeContext, ssl: ConnectionOptions | false): Promi
     ssl,
     stream: () => socket,
     connectionTimeoutMillis: connectTimeout > 0 ? Math.min(connectTimeout, ctx.timeoutMs) : ctx.timeoutMs,
+    // Client-side only: a statement_timeout startup parameter would be refused by PgBouncer.
     query_timeout: ctx.timeoutMs,
-    statement_timeout: ctx.timeoutMs,
     application_name: str(config, "applicationName") ?? "cynode-connector-probe",
   });
   client.on("error", () => undefined);
