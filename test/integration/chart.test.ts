@@ -577,6 +577,40 @@ describe("on the test control plane", () => {
     );
   });
 
+  it("installs with helm itself (--dry-run=server) and explains itself in NOTES", async () => {
+    const prod = await helm([
+      "install",
+      RELEASE,
+      CHART,
+      "--namespace",
+      NS,
+      "--kubeconfig",
+      cp.kubeconfigPath,
+      "--dry-run=server",
+      ...PROD,
+      "--set",
+      `webhook.caBundle=${caBundle}`,
+    ]);
+    expect(prod.code, prod.stderr).toBe(0);
+    const notes = prod.stdout.slice(prod.stdout.indexOf("NOTES:"));
+    expect(notes).toContain("Replicas: 2 (leader election on");
+    expect(notes).toContain("PostgreSQL, URL from Secret connector-db");
+    expect(notes).toContain(`${RELEASE}-webhook.${NS}.svc/validate-connector (failurePolicy Fail)`);
+    const embedded = await helm([
+      "install",
+      RELEASE,
+      CHART,
+      "-n",
+      NS,
+      "--kubeconfig",
+      cp.kubeconfigPath,
+      "--dry-run=server",
+    ]);
+    expect(embedded.code, embedded.stderr).toBe(0);
+    expect(embedded.stdout).toMatch(/Replicas: 1\b/);
+    expect(embedded.stdout).toContain("it is LOST when the pod goes");
+  });
+
   it("accepts the embedded-database variant with a PVC, and the Vault SecretProvider when its CRD is installed", async () => {
     const embedded = await renderText(["--set", "database.embedded.persistence.enabled=true"]);
     const r = await kubectlOk(
