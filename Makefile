@@ -8,7 +8,7 @@ SHELL := /bin/bash
 NODE_BIN := $(shell hack/ensure-node.sh)
 export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help deps build typecheck lint format test test-unit test-integration testbin run clean
+.PHONY: help deps build typecheck lint format test test-unit test-integration testbin sync-chart run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/'
@@ -32,8 +32,12 @@ lint: deps ## typescript-eslint and prettier
 format: deps
 	prettier --write .
 
-testbin: ## build (once, cached) kube-apiserver, kubectl and etcd for the integration tests
+testbin: ## build (once, cached) kube-apiserver, kubectl, etcd and helm for the integration tests
 	hack/testbin.sh
+	hack/testbin.sh helm
+
+sync-chart: ## copy crds/ and the catalog into the chart; regenerate argocd-cm from the Lua
+	node hack/sync-chart.ts
 
 test-unit: deps
 	vitest run --project unit

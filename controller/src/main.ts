@@ -37,8 +37,14 @@ export interface StartOptions {
   onLostLeadership?: () => void;
 }
 
-export async function startController(config: Config, log: Logger, opts: StartOptions = {}): Promise<Running> {
-  const database = await openDatabase(config.databaseUrl ? { url: config.databaseUrl } : { dataDir: config.dataDir });
+export async function startController(
+  config: Config,
+  log: Logger,
+  opts: StartOptions = {},
+): Promise<Running> {
+  const database = await openDatabase(
+    config.databaseUrl ? { url: config.databaseUrl } : { dataDir: config.dataDir },
+  );
   const applied = await migrateToLatest(database.db);
   log.info({ dialect: database.dialect, migrations: applied.map((m) => m.migrationName) }, "database ready");
 
@@ -46,7 +52,10 @@ export async function startController(config: Config, log: Logger, opts: StartOp
   if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
   else kc.loadFromDefault();
   log.info(
-    { server: kc.getCurrentCluster()?.server, namespaces: config.watchNamespaces.length ? config.watchNamespaces : "all" },
+    {
+      server: kc.getCurrentCluster()?.server,
+      namespaces: config.watchNamespaces.length ? config.watchNamespaces : "all",
+    },
     "connecting to Kubernetes",
   );
 
@@ -85,7 +94,9 @@ export async function startController(config: Config, log: Logger, opts: StartOp
   const metricsServer = config.metricsAddress
     ? await startProbeServer({ ...config.metricsAddress, registry: metrics.registry })
     : undefined;
-  const healthServer = config.healthAddress ? await startProbeServer({ ...config.healthAddress, health: readiness }) : undefined;
+  const healthServer = config.healthAddress
+    ? await startProbeServer({ ...config.healthAddress, health: readiness })
+    : undefined;
   const servers = [metricsServer, healthServer].filter((s) => s !== undefined);
   const where = (s: typeof metricsServer) => {
     const a = s?.address();
@@ -111,7 +122,7 @@ export async function startController(config: Config, log: Logger, opts: StartOp
         log,
         namespace: config.leaderElectionNamespace,
         name: config.leaderElectionId,
-        identity: `${hostname()}_${randomUUID()}`,
+        identity: `${process.env.POD_NAME ?? process.env.HOSTNAME ?? hostname()}_${randomUUID()}`,
       })
     : undefined;
   const lost =
@@ -131,14 +142,20 @@ export async function startController(config: Config, log: Logger, opts: StartOp
         if (why === "lost") lost();
       });
     }
-    // The database fence: a deposed leader still connected to PostgreSQL holds this lock
-    // until it exits, so the new one cannot write alongside it.
-    const unlock = await database.advisoryLock(`connector-controller/${config.leaderElectionId}`, abort.signal, (err) => {
-      log.error({ err: err.message }, "lost the database leader lock");
-      lost();
-    });
-    if (!unlock) return;
-    stops.push(unlock);
+    if (elector) {
+      // The database fence: a deposed leader still connected to PostgreSQL holds this lock
+      // until it exits, so the new one cannot write alongside it.
+      const unlock = await database.advisoryLock(
+        `connector-controller/${config.leaderElectionNamespace}/${config.leaderElectionId}`,
+        abort.signal,
+        (err) => {
+          log.error({ err: err.message }, "lost the database leader lock");
+          lost();
+        },
+      );
+      if (!unlock) return;
+      stops.push(unlock);
+    }
 
     const reconciler = new Reconciler({
       catalog: controller,
@@ -192,7 +209,10 @@ export async function startController(config: Config, log: Logger, opts: StartOp
 }
 
 function startJanitor(store: InstanceStore, config: Config, log: Logger): NodeJS.Timeout {
-  const policy = { instanceRetentionMs: config.instanceRetentionMs, auditRetentionMs: config.auditRetentionMs };
+  const policy = {
+    instanceRetentionMs: config.instanceRetentionMs,
+    auditRetentionMs: config.auditRetentionMs,
+  };
   const run = () =>
     purgeExpired(store, policy, new Date(), log, randomUUID()).catch((err: unknown) =>
       log.warn({ err: (err as Error).message }, "retention purge failed; will retry"),

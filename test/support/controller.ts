@@ -29,8 +29,14 @@ export async function startTestController(
     "debug",
     ...extraArgs,
   ]);
-  const destination = { write: (line: string) => void logLines.push(line) } as unknown as NodeJS.WritableStream;
-  const running = await startController(config, createLogger({ level: config.logLevel, destination }));
+  const destination = {
+    write: (line: string) => void logLines.push(line),
+  } as unknown as NodeJS.WritableStream;
+  const log = createLogger({ level: config.logLevel, destination });
+  // In a test process, losing leadership must not exit the test runner.
+  const running = await startController(config, log, {
+    onLostLeadership: () => log.error({}, "lost leadership"),
+  });
   await running.leading;
   return Object.assign(running, { logLines });
 }

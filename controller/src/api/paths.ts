@@ -18,4 +18,7 @@ function findProjectRoot(): string {
 export const projectRoot = findProjectRoot();
 export const crdDir = join(projectRoot, "crds");
 /** The built-in catalog: ConnectorTypes and policy templates that ship with the project. */
-export const defaultCatalogDirs = [join(projectRoot, "examples", "types"), join(projectRoot, "examples", "policy-templates")];
+export const defaultCatalogDirs = [
+  join(projectRoot, "examples", "types"),
+  join(projectRoot, "examples", "policy-templates"),
+];
