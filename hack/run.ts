@@ -4,6 +4,7 @@
 // then runs the controller in the foreground (PGlite under .data/, readable logs).
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
+import { createServer } from "node:http";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { KubeConfig, VersionApi } from "@kubernetes/client-node";
@@ -41,6 +42,26 @@ function kubectl(bin: string, kubeconfig: string, args: string[]): Promise<void>
       code === 0 ? resolve() : reject(new Error(`kubectl ${args.join(" ")} exited ${code}`)),
     );
   });
+}
+
+/**
+ * The standalone example `status-webhook` delivers to 127.0.0.1:18080; a tiny receiver
+ * there lets its health probe succeed, so `make run` shows a healthy connector.
+ */
+async function startExampleReceiver(): Promise<void> {
+  const server = createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end('{"ok":true}\n');
+  });
+  await new Promise<void>((resolve) => {
+    server.once("error", () => {
+      console.log("make run: 127.0.0.1:18080 is taken; status-webhook will report what its probe finds there");
+      resolve();
+    });
+    server.listen(18080, "127.0.0.1", () => resolve());
+  });
+  server.unref();
 }
 
 async function main(): Promise<void> {
@@ -92,6 +113,7 @@ async function main(): Promise<void> {
     join(projectRoot, "examples/connectors"),
   ]);
 
+  await startExampleReceiver();
   mkdirSync(join(projectRoot, ".data"), { recursive: true });
   let config;
   try {

@@ -12,6 +12,7 @@ import { KubeConnectorWriter } from "./kube/resources.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { startProbeServer } from "./observability/server.ts";
+import { createProber } from "./probes/index.ts";
 import { CircuitBreakers } from "./reconcile/health.ts";
 import type { InstanceStore } from "./reconcile/ports.ts";
 import { Reconciler } from "./reconcile/reconciler.ts";
@@ -171,6 +172,7 @@ export async function startController(
         retryMs: config.breakerRetryMs,
       }),
       metrics: metrics.reconciler(),
+      prober: createProber({ log }),
     });
     controller.startWorkers(reconciler);
     const listener = await listenForExternalChanges(database, {

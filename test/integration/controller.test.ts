@@ -15,15 +15,19 @@ import {
   eventually,
   getConnector,
   kubectlOk,
+  httpConnector,
 } from "../support/cluster.ts";
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
 import { startTestController } from "../support/controller.ts";
+import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
 import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 
 let cp: ControlPlane;
 let db: TestPostgres;
 let sql: pg.Pool;
 let running: Running | undefined;
+let target: HttpTarget;
+let exampleReceiver: HttpTarget;
 const logLines: string[] = [];
 
 async function start(): Promise<Running> {
@@ -31,12 +35,8 @@ async function start(): Promise<Running> {
   return running;
 }
 
-const example = (file: string) =>
-  yaml.load(readFileSync(join(projectRoot, "examples", file), "utf8")) as Connector;
-
 function connector(ns: string, name: string, patch: (c: Connector) => void = () => {}): Connector {
-  const c = example("connectors/ops-mail.yaml");
-  c.metadata = { name, namespace: ns };
+  const c = httpConnector(ns, name, target.url);
   patch(c);
   return c;
 }
@@ -60,7 +60,12 @@ async function rowsFor(ns: string, name: string) {
 }
 
 beforeAll(async () => {
-  [cp, db] = await Promise.all([startControlPlane(), startTestPostgres()]);
+  [cp, db, target, exampleReceiver] = await Promise.all([
+    startControlPlane(),
+    startTestPostgres(),
+    startHttpTarget(),
+    startHttpTarget(18080),
+  ]);
   sql = new pg.Pool({ connectionString: db.url, max: 2 });
   await kubectlOk(cp, [
     "apply",
@@ -77,25 +82,28 @@ afterAll(async () => {
   await sql?.end();
   await db?.stop();
   await cp?.stop();
+  await target?.stop();
+  await exampleReceiver?.stop();
 });
 
 describe("the controller against a real API server and PostgreSQL", () => {
   it("reconciles an applied Connector until kubectl wait --for=condition=Ready succeeds", async () => {
-    await ensureNamespace(cp, "team-ops");
-    await kubectlOk(cp, ["apply", "-f", join(projectRoot, "examples/connectors/ops-mail.yaml")]);
+    // The standalone example as shipped: it probes 127.0.0.1:18080, where `exampleReceiver` listens.
+    await ensureNamespace(cp, "team-platform");
+    await kubectlOk(cp, ["apply", "-f", join(projectRoot, "examples/connectors/status-webhook.yaml")]);
     const r = await cp.kubectl([
       "wait",
       "--for=condition=Ready",
-      "connector/ops-mail",
+      "connector/status-webhook",
       "-n",
-      "team-ops",
+      "team-platform",
       "--timeout=60s",
     ]);
     expect(r.stderr).toBe("");
     expect(r.stdout).toContain("condition met");
-    const rows = await rowsFor("team-ops", "ops-mail");
+    const rows = await rowsFor("team-platform", "status-webhook");
     expect(rows).toHaveLength(1);
-    const c = await getConnector(cp, "team-ops", "ops-mail");
+    const c = await getConnector(cp, "team-platform", "status-webhook");
     expect(rows[0].uid).toBe(c!.metadata.uid);
     expect(c!.status?.instanceId).toBe(rows[0].id);
     expect(c!.metadata.finalizers).toContain("cynodeai.io/instance-cleanup");
@@ -103,7 +111,7 @@ describe("the controller against a real API server and PostgreSQL", () => {
 
   it("shows the printer columns in kubectl get connectors", async () => {
     // Only Connector is in the `connectors` category, so the short form lists just them.
-    const out = await kubectlOk(cp, ["get", "connectors", "-n", "team-ops"]);
+    const out = await kubectlOk(cp, ["get", "connectors", "-n", "team-platform"]);
     const [header, row] = out.trim().split("\n");
     expect(header!.split(/\s+/)).toEqual([
       "NAME",
@@ -116,16 +124,16 @@ describe("the controller against a real API server and PostgreSQL", () => {
       "AGE",
     ]);
     expect(row!.split(/\s+/).slice(0, 7)).toEqual([
-      "ops-mail",
-      "imap",
+      "status-webhook",
+      "http",
       "true",
       "active",
       "True",
-      "Unknown",
+      "True",
       "false",
     ]);
-    const wide = await kubectlOk(cp, ["get", "conn", "-n", "team-ops", "-o", "wide"]);
-    const rows = await rowsFor("team-ops", "ops-mail");
+    const wide = await kubectlOk(cp, ["get", "conn", "-n", "team-platform", "-o", "wide"]);
+    const rows = await rowsFor("team-platform", "status-webhook");
     expect(wide.split("\n")[0]).toMatch(/VERSION\s+INSTANCE\s+MESSAGE/);
     expect(wide).toContain(rows[0].id);
     expect(wide).toContain("connector is active");
@@ -133,7 +141,7 @@ describe("the controller against a real API server and PostgreSQL", () => {
 
   it("refuses a spec that breaks a CEL rule at kubectl apply", async () => {
     const bad = connector(
-      "team-ops",
+      "team-platform",
       "both-policies",
       (c) => (c.spec.policyTemplate = "read-only-notifications"),
     );
@@ -141,13 +149,13 @@ describe("the controller against a real API server and PostgreSQL", () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("exactly one of spec.policy and spec.policyTemplate must be set");
     const rate = connector(
-      "team-ops",
+      "team-platform",
       "slow-burst",
       (c) => (c.spec.limits = { rateLimit: { rps: 5, burst: 2 } }),
     );
     const r2 = await cp.kubectl(["apply", "-f", "-"], { input: yaml.dump(rate) });
     expect(r2.stderr).toContain("limits.rateLimit.burst must be at least limits.rateLimit.rps");
-    expect(await getConnector(cp, "team-ops", "slow-burst")).toBeUndefined();
+    expect(await getConnector(cp, "team-platform", "slow-burst")).toBeUndefined();
   });
 
   it("stalls on a config that fails the type's schema, keeps the last valid config, and recovers when fixed", async () => {
@@ -162,18 +170,18 @@ describe("the controller against a real API server and PostgreSQL", () => {
       "team-stall",
       "--type=merge",
       "-p",
-      '{"spec":{"config":{"port":70000}}}',
+      '{"spec":{"config":{"timeoutMs":50}}}',
     ]);
     const stalled = await eventually(async () => {
       const c = await getConnector(cp, "team-stall", "mail");
       return condition(c, "Stalled")?.status === "True" ? c : undefined;
     }, "Stalled=True");
     expect(condition(stalled, "Stalled")).toMatchObject({ reason: "InvalidConfig", observedGeneration: 2 });
-    expect(condition(stalled, "Stalled")!.message).toContain("spec.config.port: must be <= 65535");
+    expect(condition(stalled, "Stalled")!.message).toContain("spec.config.timeoutMs: must be >= 100");
     expect(condition(stalled, "Ready")?.status).toBe("False");
     expect(stalled.status?.appliedGeneration).toBe(1);
     const rows = await rowsFor("team-stall", "mail");
-    expect(rows[0].config.port).toBe(993);
+    expect(rows[0].config.timeoutMs).toBe(5000);
     expect(Number(rows[0].applied_generation)).toBe(1);
 
     await kubectlOk(cp, [
@@ -184,12 +192,12 @@ describe("the controller against a real API server and PostgreSQL", () => {
       "team-stall",
       "--type=merge",
       "-p",
-      '{"spec":{"config":{"port":143}}}',
+      '{"spec":{"config":{"timeoutMs":3000}}}',
     ]);
     const fixed = await readyConnector("team-stall", "mail");
     expect(condition(fixed, "Stalled")).toBeUndefined();
     expect(fixed.status?.appliedGeneration).toBe(3);
-    expect((await rowsFor("team-stall", "mail"))[0].config.port).toBe(143);
+    expect((await rowsFor("team-stall", "mail"))[0].config.timeoutMs).toBe(3000);
   });
 
   it("runs the finalizer on kubectl delete: row soft-deleted, object gone", async () => {
@@ -206,21 +214,18 @@ describe("the controller against a real API server and PostgreSQL", () => {
 
   it("stalls a type's Connectors when its version is retired, without editing them", async () => {
     await ensureNamespace(cp, "team-retire");
-    const type = yaml.load(readFileSync(join(projectRoot, "examples/types/postgres.yaml"), "utf8")) as {
+    const type = yaml.load(readFileSync(join(projectRoot, "examples/types/http.yaml"), "utf8")) as {
       metadata: { name: string };
-      spec: { versions: { lifecycle: string }[] };
+      spec: { versions: { version: number; lifecycle: string }[] };
     };
     type.metadata.name = "retirable";
     await apply(cp, type);
     await apply(
       cp,
-      connector("team-retire", "db", (c) => {
-        const pgExample = example("connectors/analytics-warehouse.yaml");
-        c.spec = { ...pgExample.spec, type: "retirable", enabled: true };
-      }),
+      connector("team-retire", "db", (c) => (c.spec.type = "retirable")),
     );
     await readyConnector("team-retire", "db");
-    type.spec.versions[0]!.lifecycle = "retired";
+    type.spec.versions.find((v) => v.version === 2)!.lifecycle = "retired";
     await apply(cp, type);
     const stalled = await eventually(async () => {
       const c = await getConnector(cp, "team-retire", "db");

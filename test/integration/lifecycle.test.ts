@@ -4,8 +4,6 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import * as yaml from "js-yaml";
-import { readFileSync } from "node:fs";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
@@ -18,9 +16,11 @@ import {
   eventually,
   getConnector,
   kubectlOk,
+  httpConnector,
 } from "../support/cluster.ts";
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
 import { startTestController } from "../support/controller.ts";
+import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
 import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 
 const exec = promisify(execFile);
@@ -28,10 +28,17 @@ let cp: ControlPlane;
 let db: TestPostgres;
 let sql: pg.Pool;
 let running: Running | undefined;
+let target: HttpTarget;
 const NS = "team-life";
 
 async function start(extra: string[] = []): Promise<Running> {
-  running = await startTestController(cp, db.url, ["--resync-period", "10m", "--log-level", "info", ...extra]);
+  running = await startTestController(cp, db.url, [
+    "--resync-period",
+    "10m",
+    "--log-level",
+    "info",
+    ...extra,
+  ]);
   return running;
 }
 
@@ -41,11 +48,7 @@ async function stop(): Promise<void> {
 }
 
 function connector(name: string, annotations?: Record<string, string>): Connector {
-  const c = yaml.load(
-    readFileSync(join(projectRoot, "examples/connectors/ops-mail.yaml"), "utf8"),
-  ) as Connector;
-  c.metadata = { name, namespace: NS, ...(annotations ? { annotations } : {}) };
-  return c;
+  return httpConnector(NS, name, target.url, annotations);
 }
 
 async function row(name: string) {
@@ -86,7 +89,7 @@ async function events(name: string): Promise<{ reason: string; type: string; mes
 }
 
 beforeAll(async () => {
-  [cp, db] = await Promise.all([startControlPlane(), startTestPostgres()]);
+  [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startHttpTarget()]);
   sql = new pg.Pool({ connectionString: db.url, max: 2 });
   await kubectlOk(cp, [
     "apply",
@@ -104,6 +107,7 @@ afterAll(async () => {
   await sql?.end();
   await db?.stop();
   await cp?.stop();
+  await target?.stop();
 });
 
 describe("drift", () => {
@@ -112,10 +116,10 @@ describe("drift", () => {
     await ready("drifty");
     const t0 = performance.now();
     await psql(
-      `update connector_instances set config = jsonb_set(config, '{mailbox}', '"Junk"') where namespace = '${NS}' and name = 'drifty'`,
+      `update connector_instances set config = jsonb_set(config, '{headers,X-Source}', '"evil-drift"') where namespace = '${NS}' and name = 'drifty'`,
     );
     await eventually(
-      async () => (await row("drifty")).config.mailbox === "INBOX",
+      async () => (await row("drifty")).config.headers["X-Source"] === "cynode-status",
       "drift to be corrected",
       20_000,
     );
@@ -127,14 +131,14 @@ describe("drift", () => {
       const x = await getConnector(cp, NS, "drifty");
       return x?.status?.drift?.corrections ? x : undefined;
     }, "status.drift");
-    expect(c.status?.drift).toMatchObject({ detected: true, fields: ["config.mailbox"], corrections: 1 });
-    expect(JSON.stringify(c.status)).not.toContain("Junk");
+    expect(c.status?.drift).toMatchObject({ detected: true, fields: ["config.headers"], corrections: 1 });
+    expect(JSON.stringify(c.status)).not.toContain("evil-drift");
     const audit = await sql.query(
       "select * from connector_audit_events where namespace = $1 and name = 'drifty' and operation = 'drift_corrected'",
       [NS],
     );
     expect(audit.rows).toHaveLength(1);
-    expect(audit.rows[0].details).toEqual({ fields: ["config.mailbox"] });
+    expect(audit.rows[0].details).toEqual({ fields: ["config.headers"] });
     await eventually(
       async () => (await events("drifty")).some((e) => e.reason === "DriftCorrected" && e.type === "Warning"),
       "DriftCorrected event",
@@ -189,10 +193,10 @@ describe("drift", () => {
       20_000,
     );
     await psql(
-      `update connector_instances set config = jsonb_set(config, '{port}', '143') where namespace = '${NS}' and name = 'listener'`,
+      `update connector_instances set config = jsonb_set(config, '{timeoutMs}', '999') where namespace = '${NS}' and name = 'listener'`,
     );
     await eventually(
-      async () => (await row("listener")).config.port === 993,
+      async () => (await row("listener")).config.timeoutMs === 5000,
       "drift corrected after the reconnect",
       20_000,
     );

@@ -73,6 +73,11 @@ describe("make run", () => {
     );
     expect(connector.status?.instanceId).toMatch(/^[0-9a-f-]{36}$/);
     expect(connector.status?.conditions?.find((x) => x.type === "Synced")?.status).toBe("True");
+    expect(connector.status?.conditions?.find((x) => x.type === "Healthy")).toMatchObject({
+      status: "True",
+      reason: "ConnectivityOK",
+    });
+    expect(connector.status?.state).toBe("active");
     const types = await kubectl(bin, kubeconfig, ["get", "ctype", "-o", "name"]);
     expect(types.stdout.trim().split("\n").sort()).toEqual(
       ["discord", "http", "imap", "mattermost", "postgres", "smtp"].map(

@@ -1,9 +1,7 @@
 // Operating the controller: metrics and probes over HTTP, leader election between real
 // processes, and sharding by namespace — against the real API server and PostgreSQL.
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import * as yaml from "js-yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector } from "../../controller/src/api/types.ts";
@@ -13,23 +11,22 @@ import {
   ensureNamespace,
   eventually,
   getConnector,
+  httpConnector,
   kubectlOk,
 } from "../support/cluster.ts";
 import { startTestController, type TestController } from "../support/controller.ts";
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
+import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
 import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 
 let cp: ControlPlane;
 let db: TestPostgres;
 const inProcess: TestController[] = [];
 const processes: ChildProcess[] = [];
+let target: HttpTarget;
 
 function connector(ns: string, name: string): Connector {
-  const c = yaml.load(
-    readFileSync(join(projectRoot, "examples/connectors/ops-mail.yaml"), "utf8"),
-  ) as Connector;
-  c.metadata = { name, namespace: ns };
-  return c;
+  return httpConnector(ns, name, target.url);
 }
 
 async function ready(ns: string, name: string): Promise<Connector> {
@@ -105,7 +102,7 @@ async function lease(): Promise<{ holderIdentity?: string; leaseTransitions?: nu
 }
 
 beforeAll(async () => {
-  [cp, db] = await Promise.all([startControlPlane(), startTestPostgres()]);
+  [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startHttpTarget()]);
   await kubectlOk(cp, [
     "apply",
     "-f",
@@ -120,6 +117,7 @@ afterAll(async () => {
   for (const c of inProcess) await c.stop();
   await db?.stop();
   await cp?.stop();
+  await target?.stop();
 });
 
 describe("metrics and probes", () => {
@@ -166,8 +164,8 @@ describe("metrics and probes", () => {
     expect(has("workqueue_retries_total")).toBe(true);
     expect(value('workqueue_unfinished_work_seconds{name="connector"}')).toBeGreaterThanOrEqual(0);
     expect(value('workqueue_longest_running_processor_seconds{name="connector"}')).toBeGreaterThanOrEqual(0);
-    expect(value('connector_instances{state="active",type="imap"}')).toBe(1);
-    expect(value('connector_instances{state="disabled",type="imap"}')).toBe(1);
+    expect(value('connector_instances{state="active",type="http"}')).toBe(1);
+    expect(value('connector_instances{state="disabled",type="http"}')).toBe(1);
     expect(value("connector_health")).toBe(1);
     expect(
       value('connector_controller_relists_total{informer="connectors/team-metrics"}'),

@@ -1,5 +1,8 @@
 // Small helpers for integration tests that drive the real control plane with kubectl.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import * as yaml from "js-yaml";
+import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector } from "../../controller/src/api/types.ts";
 import type { ControlPlane } from "./controlPlane.ts";
 
@@ -56,4 +59,19 @@ export async function eventually<T>(
       );
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** The standalone `status-webhook` example, renamed and pointed at a loopback target. */
+export function httpConnector(
+  ns: string,
+  name: string,
+  baseUrl: string,
+  annotations?: Record<string, string>,
+): Connector {
+  const c = yaml.load(
+    readFileSync(join(projectRoot, "examples/connectors/status-webhook.yaml"), "utf8"),
+  ) as Connector;
+  c.metadata = { name, namespace: ns, ...(annotations ? { annotations } : {}) };
+  c.spec.config = { ...c.spec.config, baseUrl: `${baseUrl}/hooks/status` };
+  return c;
 }
