@@ -61,10 +61,10 @@ function pathProblem(value: string, what: string, forbidden: Set<string>): strin
   return undefined;
 }
 
-/** Checks a provider's path template; throws validation_error/InvalidConfig. */
+/** Checks a provider's path template; throws validation_error/InvalidSecretProvider. */
 export function checkPathTemplate(template: string): void {
   const bad = (msg: string) =>
-    new ConnectorError("validation_error", "InvalidConfig", `${PATH_TEMPLATE_FIELD}: ${msg}`);
+    new ConnectorError("validation_error", "InvalidSecretProvider", `${PATH_TEMPLATE_FIELD}: ${msg}`);
   const placeholders = [...template.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]);
   for (const p of placeholders)
     if (p !== "namespace" && p !== "name")

@@ -489,7 +489,7 @@ export class VaultSecretResolver implements SecretResolver {
         namespace,
         serviceAccount: auth.kubernetes.serviceAccountName,
         mountPath: auth.kubernetes.mountPath ?? "kubernetes",
-        role: auth.kubernetes.role,
+        role: auth.kubernetes.role.split("{namespace}").join(namespace),
         audiences: auth.kubernetes.audiences?.length ? auth.kubernetes.audiences : ["vault"],
       };
     if (auth.appRole)
