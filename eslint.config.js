@@ -13,14 +13,21 @@ export default tseslint.config(
   },
   {
     // Dependencies point inward: the reconciler knows interfaces, not client libraries.
-    files: ["controller/src/reconcile/**/*.ts", "controller/src/api/**/*.ts", "controller/src/catalog/**/*.ts"],
+    files: [
+      "controller/src/reconcile/**/*.ts",
+      "controller/src/api/**/*.ts",
+      "controller/src/catalog/**/*.ts",
+    ],
     rules: {
       "no-restricted-imports": [
         "error",
         {
           patterns: [
             { group: ["@kubernetes/client-node"], message: "only controller/src/kube imports client-node" },
-            { group: ["kysely", "pg", "@electric-sql/*", "kysely-*"], message: "only controller/src/store talks to the database" },
+            {
+              group: ["kysely", "pg", "@electric-sql/*", "kysely-*"],
+              message: "only controller/src/store talks to the database",
+            },
             { group: ["node-vault"], message: "only controller/src/secrets imports node-vault" },
           ],
         },

@@ -56,7 +56,9 @@ async function startExampleReceiver(): Promise<void> {
   });
   await new Promise<void>((resolve) => {
     server.once("error", () => {
-      console.log("make run: 127.0.0.1:18080 is taken; status-webhook will report what its probe finds there");
+      console.log(
+        "make run: 127.0.0.1:18080 is taken; status-webhook will report what its probe finds there",
+      );
       resolve();
     });
     server.listen(18080, "127.0.0.1", () => resolve());

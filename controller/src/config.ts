@@ -109,7 +109,11 @@ export const FLAGS = {
     env: "RETENTION_INTERVAL",
     help: "how often the retention janitor runs (default 1h)",
   },
-  "leader-elect": { type: "boolean", env: "LEADER_ELECT", help: "elect a leader with a Lease, so replicas stand by" },
+  "leader-elect": {
+    type: "boolean",
+    env: "LEADER_ELECT",
+    help: "elect a leader with a Lease, so replicas stand by",
+  },
   "leader-election-namespace": {
     type: "string",
     env: "POD_NAMESPACE",
@@ -120,28 +124,49 @@ export const FLAGS = {
     env: "LEADER_ELECTION_ID",
     help: "name of the Lease; one per shard (default connector-controller)",
   },
-  "metrics-bind-address": { type: "string", env: "METRICS_BIND_ADDRESS", help: "/metrics address, 0 = off (default :8080)" },
+  "metrics-bind-address": {
+    type: "string",
+    env: "METRICS_BIND_ADDRESS",
+    help: "/metrics address, 0 = off (default :8080)",
+  },
   "health-probe-bind-address": {
     type: "string",
     env: "HEALTH_PROBE_BIND_ADDRESS",
     help: "/healthz and /readyz address, 0 = off (default :8081)",
   },
-  "webhook-port": { type: "string", env: "WEBHOOK_PORT", help: "HTTPS port of the validating webhook, 0 = off (default 0)" },
+  "webhook-port": {
+    type: "string",
+    env: "WEBHOOK_PORT",
+    help: "HTTPS port of the validating webhook, 0 = off (default 0)",
+  },
   "webhook-cert-dir": {
     type: "string",
     env: "WEBHOOK_CERT_DIR",
     help: "directory with tls.crt and tls.key for the webhook (default /tmp/k8s-webhook-server/serving-certs)",
   },
-  "breaker-threshold": { type: "string", env: "BREAKER_THRESHOLD", help: "failed probes in a row that open the breaker (default 3)" },
-  "breaker-cooldown": { type: "string", env: "BREAKER_COOLDOWN", help: "how long an open breaker pauses probes (default 60s)" },
-  "failure-retry": { type: "string", env: "FAILURE_RETRY", help: "re-probe a failing connector after (default 10s)" },
+  "breaker-threshold": {
+    type: "string",
+    env: "BREAKER_THRESHOLD",
+    help: "failed probes in a row that open the breaker (default 3)",
+  },
+  "breaker-cooldown": {
+    type: "string",
+    env: "BREAKER_COOLDOWN",
+    help: "how long an open breaker pauses probes (default 60s)",
+  },
+  "failure-retry": {
+    type: "string",
+    env: "FAILURE_RETRY",
+    help: "re-probe a failing connector after (default 10s)",
+  },
 } as const;
 
 function address(flag: string, text: string): { host: string; port: number } | undefined {
   if (text === "0") return undefined;
   const m = /^(.*):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new ConfigError(`--${flag}: "${text}" is not host:port (e.g. :8080 or 127.0.0.1:8080), or 0`);
+  if (!m || port > 65535)
+    throw new ConfigError(`--${flag}: "${text}" is not host:port (e.g. :8080 or 127.0.0.1:8080), or 0`);
   return { host: m[1] || "0.0.0.0", port };
 }
 
@@ -170,7 +195,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (typeof v === "boolean") return v;
     const e = env[FLAGS[name].env];
     if (e === undefined || e === "") return false;
-    if (e !== "true" && e !== "false") throw new ConfigError(`${FLAGS[name].env}: "${e}" must be true or false`);
+    if (e !== "true" && e !== "false")
+      throw new ConfigError(`${FLAGS[name].env}: "${e}" must be true or false`);
     return e === "true";
   };
   const logLevel = get("log-level") ?? "info";

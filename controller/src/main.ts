@@ -60,14 +60,15 @@ export async function startController(
     "connecting to Kubernetes",
   );
 
-  let controller!: ConnectorController;
+  // Metrics read the controller, and the controller reports to metrics.
+  const ref: { controller?: ConnectorController } = {};
   const metrics = new Metrics({
-    connectors: () => controller.allConnectors(),
-    processingSince: () => controller.queue.processingSince(),
-    activeWorkers: () => controller.activeWorkers,
+    connectors: () => ref.controller?.allConnectors() ?? [],
+    processingSince: () => ref.controller?.queue.processingSince() ?? [],
+    activeWorkers: () => ref.controller?.activeWorkers ?? 0,
   });
   metrics.maxConcurrent.set({ controller: "connector" }, config.concurrency);
-  controller = new ConnectorController({
+  const controller = new ConnectorController({
     kc,
     log,
     concurrency: config.concurrency,
@@ -79,6 +80,7 @@ export async function startController(
     observer: { finished: (result, seconds) => metrics.reconcileFinished(result, seconds) },
     ...(config.labelSelector ? { labelSelector: config.labelSelector } : {}),
   });
+  ref.controller = controller;
 
   const readiness = {
     async ready() {

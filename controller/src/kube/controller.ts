@@ -71,7 +71,11 @@ export class ConnectorController implements CatalogReader {
       ...(opts.stallMs ? { stallMs: opts.stallMs } : {}),
       ...(opts.informerMetrics ? { metrics: opts.informerMetrics(name) } : {}),
     });
-    this.types = new Informer(opts.kc, customObjectSource<ConnectorType>(opts.kc, PLURALS.ConnectorType), common("connectortypes"));
+    this.types = new Informer(
+      opts.kc,
+      customObjectSource<ConnectorType>(opts.kc, PLURALS.ConnectorType),
+      common("connectortypes"),
+    );
     this.templates = new Informer(
       opts.kc,
       customObjectSource<PolicyTemplate>(opts.kc, PLURALS.ConnectorPolicyTemplate),
@@ -83,10 +87,7 @@ export class ConnectorController implements CatalogReader {
         ...(ns ? { namespace: ns } : {}),
         ...(opts.labelSelector ? { labelSelector: opts.labelSelector } : {}),
       });
-      this.connectors.set(
-        ns,
-        new Informer(opts.kc, source, common(ns ? `connectors/${ns}` : "connectors")),
-      );
+      this.connectors.set(ns, new Informer(opts.kc, source, common(ns ? `connectors/${ns}` : "connectors")));
     }
 
     for (const inf of this.connectors.values()) {

@@ -49,7 +49,10 @@ export class LeaderElector {
     while (!signal.aborted) {
       if (await this.#tryAcquireOrRenew()) {
         this.#leading = true;
-        this.#o.log.info({ lease: `${this.#o.namespace}/${this.#o.name}`, identity: this.#o.identity }, "became leader");
+        this.#o.log.info(
+          { lease: `${this.#o.namespace}/${this.#o.name}`, identity: this.#o.identity },
+          "became leader",
+        );
         return true;
       }
       await sleep(this.#o.retryPeriodMs * (1 + Math.random() * 1.2), signal); // client-go's JitterFactor 1.2
@@ -83,7 +86,13 @@ export class LeaderElector {
     const now = microTime(new Date());
     const body: V1Lease = {
       ...this.#lease,
-      spec: { ...this.#lease.spec, holderIdentity: "", leaseDurationSeconds: 1, renewTime: now as unknown as Date, acquireTime: now as unknown as Date },
+      spec: {
+        ...this.#lease.spec,
+        holderIdentity: "",
+        leaseDurationSeconds: 1,
+        renewTime: now as unknown as Date,
+        acquireTime: now as unknown as Date,
+      },
     };
     try {
       await this.#api.replaceNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace, body });
@@ -110,7 +119,13 @@ export class LeaderElector {
             apiVersion: "coordination.k8s.io/v1",
             kind: "Lease",
             metadata: { name, namespace },
-            spec: { holderIdentity: identity, leaseDurationSeconds: durationSeconds, acquireTime: now as unknown as Date, renewTime: now as unknown as Date, leaseTransitions: 0 },
+            spec: {
+              holderIdentity: identity,
+              leaseDurationSeconds: durationSeconds,
+              acquireTime: now as unknown as Date,
+              renewTime: now as unknown as Date,
+              leaseTransitions: 0,
+            },
           },
         });
         this.#observed = { record: JSON.stringify(this.#lease.spec), at: nowMs };
@@ -151,7 +166,8 @@ export class LeaderElector {
 
   #failed(err: unknown): false {
     const code = err instanceof ApiException ? err.code : undefined;
-    if (code !== 409) this.#o.log.warn({ err: (err as Error).message?.split("\n")[0], code }, "lease update failed");
+    if (code !== 409)
+      this.#o.log.warn({ err: (err as Error).message?.split("\n")[0], code }, "lease update failed");
     return false;
   }
 }

@@ -115,7 +115,10 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<OpenedDat
         await sql`select 1`.execute(db);
       },
       async advisoryLock(key, signal, onLost, pollMs = 1000) {
-        const client = new pg.Client({ connectionString: url, application_name: "connector-controller-leader" });
+        const client = new pg.Client({
+          connectionString: url,
+          application_name: "connector-controller-leader",
+        });
         let released = false;
         const lose = (err: Error) => {
           if (!released) onLost(err);
