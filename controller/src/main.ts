@@ -9,6 +9,7 @@ import { ConnectorController } from "./kube/controller.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
 import { LeaderElector } from "./kube/leaderElection.ts";
 import { KubeConnectorWriter } from "./kube/resources.ts";
+import { startWebhookServer } from "./kube/webhook.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { startProbeServer } from "./observability/server.ts";
@@ -115,6 +116,16 @@ export async function startController(
   await controller.startInformers();
   log.info({ connectors: controller.allConnectors().length, types: controller.types.size }, "caches synced");
 
+  const schemas = new ConfigSchemaCache();
+  const webhook = config.webhookPort
+    ? await startWebhookServer({
+        port: config.webhookPort,
+        certDir: config.webhookCertDir,
+        ctx: { catalog: controller, schemas, enabledFeatures: config.enabledFeatures },
+        log,
+      })
+    : undefined;
+
   const store = createInstanceStore(database.db);
   const writer = new KubeConnectorWriter(kc, (c) => controller.observe(c));
   const abort = new AbortController();
@@ -162,7 +173,7 @@ export async function startController(
 
     const reconciler = new Reconciler({
       catalog: controller,
-      schemas: new ConfigSchemaCache(),
+      schemas,
       store,
       writer,
       events: new KubeEventRecorder(kc, log),
@@ -202,6 +213,7 @@ export async function startController(
       for (const stop of stops.reverse()) await stop();
       await controller.stop();
       await elector?.release();
+      if (webhook) await new Promise((r) => webhook.close(r));
       for (const s of servers) {
         s.stopMonitor();
         await new Promise((r) => s.close(r));

@@ -1,0 +1,124 @@
+// The validating admission webhook: the API server asks before it stores a Connector, and
+// a config that fails its type's schema (or a type or version that does not exist or is
+// retired, a policy or limits out of bounds) is refused at `kubectl apply` with the same
+// path-qualified message `connectorctl validate` prints. Served by every replica.
+import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:https";
+import { join } from "node:path";
+import { deepEqual } from "../api/canonical.ts";
+import { formatProblems } from "../api/problems.ts";
+import type { Connector } from "../api/types.ts";
+import { ConnectorError } from "../reconcile/errors.ts";
+import type { Logger } from "../reconcile/ports.ts";
+import { validateConnector, type ValidationContext } from "../reconcile/validate.ts";
+
+export const WEBHOOK_PATH = "/validate-connector";
+const MAX_BODY = 3 * 1024 * 1024; // the API server's own request size limit
+
+interface AdmissionRequest {
+  uid: string;
+  operation: "CREATE" | "UPDATE" | "DELETE" | "CONNECT";
+  object?: Connector;
+  oldObject?: Connector;
+}
+
+export interface AdmissionVerdict {
+  allowed: boolean;
+  message?: string;
+  warnings?: string[];
+}
+
+/** The decision alone, without HTTP: what the tests and the server share. */
+export function reviewConnector(req: AdmissionRequest, ctx: ValidationContext): AdmissionVerdict {
+  const c = req.object;
+  if (!c || (req.operation !== "CREATE" && req.operation !== "UPDATE")) return { allowed: true };
+  // Only a changed spec is judged: a finalizer or label change on a Connector whose type was
+  // retired later must still go through (the controller removes its finalizer this way).
+  if (req.operation === "UPDATE" && (c.metadata.deletionTimestamp || deepEqual(c.spec, req.oldObject?.spec)))
+    return { allowed: true };
+  try {
+    const valid = validateConnector(c, ctx);
+    return {
+      allowed: true,
+      ...(valid.warnings.length ? { warnings: valid.warnings.map((w) => w.message) } : {}),
+    };
+  } catch (err) {
+    if (!(err instanceof ConnectorError)) throw err;
+    return { allowed: false, message: err.problems.length ? formatProblems(err.problems) : err.message };
+  }
+}
+
+export interface WebhookOptions {
+  port: number;
+  host?: string;
+  certDir: string;
+  ctx: ValidationContext;
+  log: Logger;
+}
+
+export async function startWebhookServer(opts: WebhookOptions): Promise<Server> {
+  const load = () => ({
+    cert: readFileSync(join(opts.certDir, "tls.crt")),
+    key: readFileSync(join(opts.certDir, "tls.key")),
+  });
+  const server = createServer(load(), (req, res) => {
+    const reply = (code: number, body: object) => {
+      res.writeHead(code, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method !== "POST" || (req.url ?? "").split("?")[0] !== WEBHOOK_PATH)
+      return reply(404, { message: "not found" });
+    let size = 0;
+    const chunks: Buffer[] = [];
+    req.on("data", (d: Buffer) => {
+      size += d.length;
+      if (size > MAX_BODY) req.destroy();
+      else chunks.push(d);
+    });
+    req.on("end", () => {
+      let review: { apiVersion?: string; request?: AdmissionRequest };
+      try {
+        review = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      } catch {
+        return reply(400, { message: "body is not an AdmissionReview" });
+      }
+      const request = review.request;
+      if (!request?.uid) return reply(400, { message: "AdmissionReview has no request" });
+      const verdict = reviewConnector(request, opts.ctx);
+      if (!verdict.allowed)
+        opts.log.info(
+          {
+            key: `${request.object?.metadata.namespace}/${request.object?.metadata.name}`,
+            reason: verdict.message,
+          },
+          "admission denied",
+        );
+      reply(200, {
+        apiVersion: review.apiVersion ?? "admission.k8s.io/v1",
+        kind: "AdmissionReview",
+        response: {
+          uid: request.uid,
+          allowed: verdict.allowed,
+          ...(verdict.allowed ? {} : { status: { code: 422, reason: "Invalid", message: verdict.message } }),
+          ...(verdict.warnings ? { warnings: verdict.warnings } : {}),
+        },
+      });
+    });
+  });
+  // Certificates are rotated (cert-manager): pick up new files without a restart.
+  const reload = setInterval(() => {
+    try {
+      server.setSecureContext(load());
+    } catch (err) {
+      opts.log.warn({ err: (err as Error).message }, "could not reload webhook certificates");
+    }
+  }, 60_000);
+  reload.unref();
+  server.on("close", () => clearInterval(reload));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, opts.host ?? "0.0.0.0", () => resolve());
+  });
+  opts.log.info({ port: opts.port, path: WEBHOOK_PATH }, "validating webhook listening");
+  return server;
+}
