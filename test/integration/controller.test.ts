@@ -200,6 +200,80 @@ describe("the controller against a real API server and PostgreSQL", () => {
     expect((await rowsFor("team-stall", "mail"))[0].config.timeoutMs).toBe(3000);
   });
 
+  it("gives policy-template, forbidden-operation, unknown-operation and over-cap cases each their clear status", async () => {
+    await ensureNamespace(cp, "team-policy");
+    const guarded = yaml.load(readFileSync(join(projectRoot, "examples/types/http.yaml"), "utf8")) as {
+      metadata: { name: string };
+      spec: { versions: { version: number; operations: object[] }[] };
+    };
+    guarded.metadata = { name: "http-guarded" };
+    guarded.spec.versions
+      .find((v) => v.version === 2)!
+      .operations.push({
+        name: "purgeQueue",
+        mode: "sync",
+        class: "forbidden",
+        action: "connector.operation.invoke",
+        maxTimeoutMs: 1000,
+      });
+    await apply(cp, guarded);
+    await apply(cp, {
+      apiVersion: "cynodeai.io/v1alpha1",
+      kind: "ConnectorPolicyTemplate",
+      metadata: { name: "deliver-only" },
+      spec: { allowOperations: ["deliverEvent"], actionScope: ["connector.operation.invoke"] },
+    });
+    await apply(cp, [
+      connector("team-policy", "templated", (c) => {
+        delete c.spec.policy;
+        c.spec.policyTemplate = "deliver-only";
+      }),
+      connector("team-policy", "forbidden", (c) => {
+        c.spec.type = "http-guarded";
+        c.spec.policy = { allowOperations: ["deliverEvent", "purgeQueue"] };
+      }),
+      connector(
+        "team-policy",
+        "unknown-op",
+        (c) => (c.spec.policy = { allowOperations: ["launchMissiles"] }),
+      ),
+      connector("team-policy", "over-cap", (c) => (c.spec.limits = { maxParallelInvocations: 5000 })),
+      connector("team-policy", "no-template", (c) => {
+        delete c.spec.policy;
+        c.spec.policyTemplate = "nonexistent";
+      }),
+    ]);
+    const templated = await readyConnector("team-policy", "templated");
+    const row = (await rowsFor("team-policy", "templated"))[0];
+    expect(row.policy).toEqual({
+      template: "deliver-only",
+      actionScope: ["connector.operation.invoke"],
+      operations: [{ name: "deliverEvent", class: "auto", action: "connector.operation.invoke" }],
+    });
+    expect(templated.status?.state).toBe("active");
+    const stalled = async (name: string) =>
+      eventually(async () => {
+        const c = await getConnector(cp, "team-policy", name);
+        return condition(c, "Stalled")?.status === "True" ? condition(c, "Stalled") : undefined;
+      }, `${name} Stalled`);
+    expect(await stalled("unknown-op")).toMatchObject({ reason: "PolicyDenied" });
+    expect((await stalled("unknown-op")).message).toContain(
+      'operation "launchMissiles" is not an operation of connector type "http"',
+    );
+    const f = await stalled("forbidden");
+    expect(f.reason).toBe("PolicyDenied");
+    expect(f.message).toContain(
+      'spec.policy.allowOperations[1]: operation "purgeQueue" is forbidden (class C)',
+    );
+    const cap = await stalled("over-cap");
+    expect(cap).toMatchObject({ reason: "LimitsExceeded" });
+    expect(cap.message).toMatch(
+      /spec\.limits\.maxParallelInvocations: 5000 is over the connector type's cap of \d+/,
+    );
+    expect(await stalled("no-template")).toMatchObject({ reason: "UnknownPolicyTemplate" });
+    expect(await rowsFor("team-policy", "forbidden")).toEqual([]);
+  });
+
   it("runs the finalizer on kubectl delete: row soft-deleted, object gone", async () => {
     await ensureNamespace(cp, "team-delete");
     await apply(cp, connector("team-delete", "mail"));
