@@ -372,6 +372,10 @@ describe("Reconciler", () => {
     await expect(run()).rejects.toMatchObject({ errorClass: "transient" });
     expect(cond("Synced")).toMatchObject({ status: "False", reason: "InternalError" });
     expect(cond("Stalled")).toBeUndefined();
+    // The working connector's last good state stands while the database is away.
+    expect(cond("Ready")).toMatchObject({ status: "True", reason: "Available" });
+    expect(conn.status?.state).toBe("active");
+    expect(conn.status?.instanceId).toBe(store.rows[0]!.id);
   });
 });
 

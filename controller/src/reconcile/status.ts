@@ -63,12 +63,25 @@ export function buildStatus(input: StatusInput): ConnectorStatus {
       ? { status: prevHealthy.status, reason: prevHealthy.reason, message: prevHealthy.message }
       : undefined);
   const generation = connector.metadata.generation;
-  const state: ConnectorState = row?.state ?? (failure ? "error" : "provisioning");
   const stalled = failure !== undefined && isTerminal(failure.errorClass);
+  // A passing failure that kept us from reading the row leaves what status said standing.
+  const unread = !row && failure !== undefined && !stalled;
+  const state: ConnectorState =
+    row?.state ?? (unread && prev.state ? prev.state : failure ? "error" : "provisioning");
   const wanted: ConditionInput[] = [];
 
-  // Ready: the summary kstatus, kubectl wait and Argo CD read.
-  if (failure) {
+  // Ready: the summary kstatus, kubectl wait and Argo CD read. A passing failure (the
+  // database or Vault briefly away) does not take a working connector's Ready away: it
+  // shows in Synced, and the last good state stands.
+  const prevReady = prev.conditions?.find((c) => c.type === "Ready");
+  if (failure && !stalled && prevReady) {
+    wanted.push({
+      type: "Ready",
+      status: prevReady.status,
+      reason: prevReady.reason,
+      message: prevReady.message,
+    });
+  } else if (failure) {
     wanted.push({ type: "Ready", status: "False", reason: failure.reason, message: failure.message });
   } else if (state === "disabled") {
     wanted.push({ type: "Ready", status: "True", reason: "Disabled", message: stateMessage(state, health) });
@@ -150,6 +163,10 @@ export function buildStatus(input: StatusInput): ConnectorStatus {
     state,
     conditions: nextConditions(prev.conditions, wanted, generation, now),
   };
+  if (unread) {
+    for (const k of ["appliedGeneration", "instanceId", "typeVersion", "configSchemaVersion"] as const)
+      if (prev[k] !== undefined) Object.assign(status, { [k]: prev[k] });
+  }
   if (row) {
     status.appliedGeneration = row.appliedGeneration;
     status.instanceId = row.id;
