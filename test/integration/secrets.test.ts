@@ -143,7 +143,8 @@ beforeAll(async () => {
   hmacKey = await loadOrCreateFingerprintKey(kc, "connector-system");
   await applyProvider("tenant-vault", vaultSpec());
   await applyProvider("tenant-vault-v1", vaultSpec({ kv: { mount: "kv1", version: 1 } }));
-});
+  // A cold build of the server binary (hack/testbin.sh openbao) takes many minutes.
+}, 45 * 60_000);
 
 afterAll(async () => {
   for (const r of resolvers) await r.close().catch(() => undefined);
@@ -341,7 +342,7 @@ describe("secrets against a real Vault-API server", () => {
     await bao.writeKv2("connectors/team-rev/app", { key: secret("rev") });
     const r2 = makeResolver();
     await r2.resolve("team-rev", ref);
-    const accessors = (await bao.call("LIST", "auth/token/accessors")).data.keys as string[];
+    const accessors = (await bao.call("GET", "auth/token/accessors?list=true")).data.keys as string[];
     for (const a of accessors) {
       const info = await bao.request("POST", "auth/token/lookup-accessor", { accessor: a });
       if ((info.body?.data?.policies ?? []).includes("tenant-team-rev"))
@@ -377,6 +378,10 @@ describe("secrets against a real Vault-API server", () => {
     expect(tokens.requests - tokenRequestsBefore).toBe(1);
     expect(countLogins("team-many")).toBe(1);
     expect(reads("kv/data/connectors/team-many/shared")).toBe(1);
+    console.info(
+      `50 concurrent resolves: ${tokens.requests - tokenRequestsBefore} TokenRequest, ` +
+        `${countLogins("team-many")} login, ${reads("kv/data/connectors/team-many/shared")} read (audit log)`,
+    );
     // Each caller got its own copy of the values.
     (results[0] as { values: Record<string, string> }).values.password = "changed";
     expect(results[1]?.values.password).not.toBe("changed");

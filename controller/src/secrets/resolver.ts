@@ -337,7 +337,7 @@ export class VaultSecretResolver implements SecretResolver {
           "InvalidSecretRef",
           `spec.credentials.secretRef.version: SecretProvider ${provider.metadata.name} is a file provider, which has no versions`,
         );
-      const data = await this.#readFile(provider.spec.file.directory, rel, provider.metadata.name);
+      const data = await this.#readFile(provider.spec.file.directory, namespace, rel, provider.metadata.name);
       const values = mapSecretKeys(data, ref.keys, `${provider.metadata.name}:${rel}`);
       return { values, version: null, fingerprint: fingerprint(this.#o.hmacKey, values) };
     }
@@ -735,7 +735,12 @@ export class VaultSecretResolver implements SecretResolver {
     return this.#o.kubeSecrets;
   }
 
-  async #readFile(directory: string, rel: string, providerName: string): Promise<Record<string, unknown>> {
+  async #readFile(
+    directory: string,
+    namespace: string,
+    rel: string,
+    providerName: string,
+  ): Promise<Record<string, unknown>> {
     const where = `${providerName}:${rel}`;
     let root: string;
     try {
@@ -754,12 +759,12 @@ export class VaultSecretResolver implements SecretResolver {
     } catch {
       throw new ConnectorError("permanent", "SecretNotFound", `the secret ${where} does not exist`);
     }
-    // A symlink must not lead out of the directory.
-    if (!real.startsWith(root + nodePath.sep))
+    // A symlink must not lead out of the namespace's own directory.
+    if (!real.startsWith(nodePath.join(root, namespace) + nodePath.sep))
       throw new ConnectorError(
         "validation_error",
         "InvalidSecretRef",
-        `the secret ${where} leads outside the provider's directory`,
+        `the secret ${where} leads outside the namespace's directory of the provider`,
       );
     let parsed: unknown;
     try {
