@@ -540,6 +540,61 @@ describe("secrets against a real Vault-API server", () => {
     expect((await bao.request("GET", "auth/token/lookup-self", undefined, platformToken)).status).toBe(200);
   });
 
+  it("a killed server is transient VaultUnavailable; after a restart (sealed, then unsealed) the same token works", async () => {
+    const r = makeResolver();
+    const ref = { provider: "tenant-vault", name: "imap" };
+    await r.resolve("team-a", ref);
+    const loginsBefore = countLogins("team-a");
+    await bao.kill();
+    const down = await failure(r.resolve("team-a", ref));
+    expect(down).toMatchObject({ errorClass: "transient", reason: "VaultUnavailable" });
+    expect(down.message).toMatch(/ECONNREFUSED|ECONNRESET|socket/);
+    await bao.restart();
+    expect((await r.resolve("team-a", ref)).version).toBe(1);
+    expect(countLogins("team-a")).toBe(loginsBefore);
+  });
+
+  it("429 from a rate-limit quota is quota_exceeded with the server's Retry-After; 400 is validation_error", async () => {
+    await bao.tenant(cp, "team-q");
+    await bao.writeKv2("connectors/team-q/app", { key: secret("quota") });
+    // The server sends Retry-After (and X-Ratelimit-*) only when asked to.
+    await bao.call("POST", "sys/quotas/config", { enable_rate_limit_response_headers: true });
+    await bao.call("POST", "sys/quotas/rate-limit/team-q", {
+      path: "kv/",
+      rate: 1,
+      interval: "30s",
+      block_interval: "30s",
+    });
+    try {
+      const r = makeResolver();
+      const ref = { provider: "tenant-vault", name: "app" };
+      await r.resolve("team-q", ref);
+      const e = await failure(r.resolve("team-q", ref));
+      expect(e).toMatchObject({
+        errorClass: "quota_exceeded",
+        reason: "QuotaExceeded",
+        providerStatusCode: 429,
+      });
+      // block_interval 30s: the server's Retry-After, not our 1 s default.
+      expect(e.retryAfterMs).toBeGreaterThan(5_000);
+      expect(e.retryAfterMs).toBeLessThanOrEqual(30_000);
+      console.info(`429 Retry-After: ${e.retryAfterMs} ms`);
+    } finally {
+      await bao.call("DELETE", "sys/quotas/rate-limit/team-q");
+    }
+    // A role that does not exist: Vault answers 400 to the login.
+    await applyProvider(
+      "no-such-role",
+      vaultSpec({
+        auth: { kubernetes: { role: "missing-{namespace}", serviceAccountName: "vault-reader" } },
+      }),
+    );
+    const r = makeResolver();
+    const bad = await failure(r.resolve("team-a", { provider: "no-such-role", name: "imap" }));
+    expect(bad).toMatchObject({ errorClass: "validation_error", providerStatusCode: 400 });
+    expect(bad.message).toContain("missing-team-a");
+  });
+
   it("drops and revokes a provider's sessions when it changes, and every session on close()", async () => {
     await bao.tenant(cp, "team-rot");
     await bao.writeKv2("connectors/team-rot/app", { key: secret("rot") });
