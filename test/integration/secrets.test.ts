@@ -352,6 +352,21 @@ describe("secrets against a real Vault-API server", () => {
     expect(countLogins("team-rev")).toBe(2);
   });
 
+  it("a token with under 60 s left counts as expired (default threshold, our clock moved forward)", async () => {
+    await bao.tenant(cp, "team-60", { tokenTtl: 120, tokenMaxTtl: 600 });
+    await bao.writeKv2("connectors/team-60/app", { key: secret("sixty") });
+    let offset = 0;
+    const r = makeResolver({ clock: { now: () => new Date(Date.now() + offset) }, jitter: 0 });
+    const ref = { provider: "tenant-vault", name: "app" };
+    await r.resolve("team-60", ref);
+    offset = 59_000; // 61 s left: still usable, not yet due for renewal (80 s)
+    await r.resolve("team-60", ref);
+    expect(countLogins("team-60")).toBe(1);
+    offset = 61_000; // 59 s left: expired for us, though the server would still accept it
+    await r.resolve("team-60", ref);
+    expect(countLogins("team-60")).toBe(2);
+  });
+
   it("renews at about 2/3 of the TTL instead of logging in again", async () => {
     await bao.tenant(cp, "team-renew", { tokenTtl: 6, tokenMaxTtl: 120 });
     await bao.writeKv2("connectors/team-renew/app", { key: secret("renew") });
