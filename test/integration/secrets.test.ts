@@ -131,6 +131,16 @@ function countLogins(role: string): number {
 }
 const reads = (p: string) => bao.countAudit({ path: p, operation: "read" });
 
+/** Revokes, behind the resolvers' backs, every token carrying the tenant's policy. */
+async function revokeTenantTokens(namespace: string): Promise<void> {
+  const accessors = (await bao.call("GET", "auth/token/accessors?list=true")).data.keys as string[];
+  for (const a of accessors) {
+    const info = await bao.request("POST", "auth/token/lookup-accessor", { accessor: a });
+    if ((info.body?.data?.policies ?? []).includes(`tenant-${namespace}`))
+      await bao.call("POST", "auth/token/revoke-accessor", { accessor: a });
+  }
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
@@ -342,12 +352,7 @@ describe("secrets against a real Vault-API server", () => {
     await bao.writeKv2("connectors/team-rev/app", { key: secret("rev") });
     const r2 = makeResolver();
     await r2.resolve("team-rev", ref);
-    const accessors = (await bao.call("GET", "auth/token/accessors?list=true")).data.keys as string[];
-    for (const a of accessors) {
-      const info = await bao.request("POST", "auth/token/lookup-accessor", { accessor: a });
-      if ((info.body?.data?.policies ?? []).includes("tenant-team-rev"))
-        await bao.call("POST", "auth/token/revoke-accessor", { accessor: a });
-    }
+    await revokeTenantTokens("team-rev");
     await r2.resolve("team-rev", ref);
     expect(countLogins("team-rev")).toBe(2);
   });
@@ -365,6 +370,21 @@ describe("secrets against a real Vault-API server", () => {
     offset = 61_000; // 59 s left: expired for us, though the server would still accept it
     await r.resolve("team-60", ref);
     expect(countLogins("team-60")).toBe(2);
+  });
+
+  it("a refused renewal is followed by one fresh login", async () => {
+    await bao.tenant(cp, "team-renew-fail", { tokenTtl: 300, tokenMaxTtl: 3600 });
+    await bao.writeKv2("connectors/team-renew-fail/app", { key: secret("renewfail") });
+    let offset = 0;
+    const r = makeResolver({ clock: { now: () => new Date(Date.now() + offset) }, jitter: 0 });
+    const ref = { provider: "tenant-vault", name: "app" };
+    await r.resolve("team-renew-fail", ref);
+    await revokeTenantTokens("team-renew-fail");
+    const renewsBefore = bao.countAudit({ path: "auth/token/renew-self" });
+    offset = 201_000; // past 2/3 of 300 s, 99 s left: due for renewal, which the server refuses
+    expect((await r.resolve("team-renew-fail", ref)).version).toBe(1);
+    expect(bao.countAudit({ path: "auth/token/renew-self" }) - renewsBefore).toBe(1);
+    expect(countLogins("team-renew-fail")).toBe(2);
   });
 
   it("renews at about 2/3 of the TTL instead of logging in again", async () => {
