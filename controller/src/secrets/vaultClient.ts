@@ -284,9 +284,7 @@ export class VaultClient {
   async revokeSelf(): Promise<void> {
     if (!this.hasToken) return;
     try {
-      await this.#call("revoke", "token revocation", () =>
-        this.#vault.tokenRevokeSelf({ requestOptions: { timeout: 5_000 } }),
-      );
+      await this.#call("revoke", "token revocation", () => this.#vault.tokenRevokeSelf());
     } finally {
       this.#vault.token = undefined;
     }
