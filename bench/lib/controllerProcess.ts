@@ -1,0 +1,280 @@
+// The controller under test, in a child process started the way an operator starts it
+// (node controller/src/main.ts with flags), so that its memory and CPU are its own.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { projectRoot } from "../../controller/src/api/paths.ts";
+import { parseLabels } from "./kube.ts";
+import { procMemory, procStat } from "./proc.ts";
+import { sleep } from "./util.ts";
+
+export interface ControllerOptions {
+  /** The tree whose controller/src/main.ts runs (default: this checkout). */
+  root?: string;
+  kubeconfig: string;
+  databaseUrl: string;
+  concurrency: number;
+  resyncPeriod?: string;
+  logLevel?: string;
+  /** Write a V8 CPU profile into this directory when the process exits. */
+  cpuProfileDir?: string;
+  extraArgs?: string[];
+}
+
+export interface LogLine {
+  msg?: string;
+  level?: number;
+  time?: string;
+  [k: string]: unknown;
+}
+
+export interface ProcessFigures {
+  cpuSeconds: number;
+  rss: number;
+  peakRss: number;
+}
+
+// Children still running when the bench exits (an error, Ctrl-C) are killed with it.
+const live = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of live) c.kill("SIGKILL");
+});
+
+export class ControllerProcess {
+  readonly child: ChildProcess;
+  /** Date.now() and performance.now() when it was spawned. */
+  readonly spawnedAtWall: number;
+  readonly spawnedAt: number;
+  readonly marks = new Map<string, number>();
+  readonly warnings: LogLine[] = [];
+  readonly tail: string[] = [];
+  logLines = 0;
+  metricsAddress: string | undefined;
+  readonly exited: Promise<number | null>;
+  #waiters: { msg: string; resolve: () => void }[] = [];
+
+  constructor(opts: ControllerOptions) {
+    const nodeArgs: string[] = [];
+    if (opts.cpuProfileDir) {
+      mkdirSync(opts.cpuProfileDir, { recursive: true });
+      nodeArgs.push("--cpu-prof", "--cpu-prof-dir", opts.cpuProfileDir);
+    }
+    const args = [
+      ...nodeArgs,
+      join(opts.root ?? projectRoot, "controller/src/main.ts"),
+      "--kubeconfig",
+      opts.kubeconfig,
+      "--database-url",
+      opts.databaseUrl,
+      "--concurrency",
+      String(opts.concurrency),
+      "--metrics-bind-address",
+      "127.0.0.1:0",
+      "--health-probe-bind-address",
+      "127.0.0.1:0",
+      "--log-level",
+      opts.logLevel ?? "info",
+      ...(opts.resyncPeriod ? ["--resync-period", opts.resyncPeriod] : []),
+      ...(opts.extraArgs ?? []),
+    ];
+    this.spawnedAtWall = Date.now();
+    this.spawnedAt = performance.now();
+    this.child = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      cwd: opts.root ?? projectRoot,
+    });
+    live.add(this.child);
+    this.exited = new Promise((resolve) =>
+      this.child.once("exit", (code) => {
+        live.delete(this.child);
+        resolve(code);
+      }),
+    );
+    let buf = "";
+    this.child.stdout!.on("data", (d: Buffer) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        this.#line(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+    this.child.stderr!.on("data", (d: Buffer) => this.#remember(`stderr: ${d.toString().trimEnd()}`));
+  }
+
+  #remember(line: string): void {
+    this.tail.push(line);
+    if (this.tail.length > 60) this.tail.shift();
+  }
+
+  #line(text: string): void {
+    this.logLines++;
+    let line: LogLine;
+    try {
+      line = JSON.parse(text) as LogLine;
+    } catch {
+      this.#remember(text);
+      return;
+    }
+    const msg = line.msg ?? "";
+    if (!this.marks.has(msg)) {
+      // The first time each message is logged, on the bench's clock.
+      const wall = line.time ? Date.parse(line.time) : Date.now();
+      this.marks.set(msg, this.spawnedAt + (wall - this.spawnedAtWall));
+    }
+    if (msg === "serving metrics and health probes" && typeof line.metrics === "string")
+      this.metricsAddress = line.metrics;
+    if ((line.level ?? 0) >= 40) {
+      if (this.warnings.length < 200) this.warnings.push(line);
+      this.#remember(text);
+    }
+    this.#waiters = this.#waiters.filter((w) => (w.msg === msg ? (w.resolve(), false) : true));
+  }
+
+  /** Resolves when the controller logs `msg` (at once if it already has). */
+  async waitFor(msg: string, timeoutMs = 120_000): Promise<number> {
+    if (!this.marks.has(msg)) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.#waiters.push({ msg, resolve })),
+        this.exited.then((code) => {
+          throw new Error(`controller exited (${code}) before "${msg}":\n${this.tail.join("\n")}`);
+        }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`controller did not log "${msg}" in ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
+    }
+    return this.marks.get(msg)!;
+  }
+
+  /** CPU seconds and memory of the process so far (read before it exits). */
+  figures(): ProcessFigures {
+    const pid = this.child.pid!;
+    const stat = procStat(pid);
+    const mem = procMemory(pid);
+    return { cpuSeconds: stat?.cpuSeconds ?? NaN, rss: mem?.rss ?? NaN, peakRss: mem?.peakRss ?? NaN };
+  }
+
+  /** The controller's /metrics as series name{labels} => value. */
+  async metrics(): Promise<Map<string, number>> {
+    if (!this.metricsAddress) await this.waitFor("serving metrics and health probes");
+    const res = await fetch(`http://${this.metricsAddress}/metrics`);
+    const text = await res.text();
+    const out = new Map<string, number>();
+    for (const line of text.split("\n")) {
+      if (!line || line.startsWith("#")) continue;
+      const sp = line.lastIndexOf(" ");
+      out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
+    }
+    return out;
+  }
+
+  /**
+   * Waits until the controller has nothing to do: queue empty, no worker busy and no
+   * reconcile finished between two scrapes `intervalMs` apart.
+   */
+  async settle(intervalMs = 1000, timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = -1;
+    for (;;) {
+      const m = await this.metrics();
+      const done = sumSeries(m, "controller_runtime_reconcile_total");
+      const depth = sumSeries(m, "workqueue_depth");
+      const active = sumSeries(m, "controller_runtime_active_workers");
+      if (depth === 0 && active === 0 && done === last) return;
+      last = done;
+      if (Date.now() > deadline) return;
+      await sleep(intervalMs);
+    }
+  }
+
+  /** SIGTERM (a clean drain; a CPU profile is written on exit), SIGKILL after 30 s. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill("SIGTERM");
+    const t = setTimeout(() => this.child.kill("SIGKILL"), 30_000);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
+
+/** Sum of a metric over all its label sets. */
+export function sumSeries(m: Map<string, number>, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const [series, value] of m) {
+    const brace = series.indexOf("{");
+    const n = brace < 0 ? series : series.slice(0, brace);
+    if (n !== name) continue;
+    if (Object.keys(labels).length) {
+      const l = parseLabels(brace < 0 ? "" : series.slice(brace + 1, -1));
+      if (!Object.entries(labels).every(([k, v]) => l[k] === v)) continue;
+    }
+    total += value;
+  }
+  return total;
+}
+
+/** A histogram's buckets (le => cumulative count) from a scrape. */
+export function histogram(m: Map<string, number>, name: string): { le: number; count: number }[] {
+  const by = new Map<number, number>();
+  for (const [series, value] of m) {
+    if (!series.startsWith(`${name}_bucket{`)) continue;
+    const le = parseLabels(series.slice(series.indexOf("{") + 1, -1)).le;
+    const bound = le === "+Inf" ? Infinity : Number(le);
+    by.set(bound, (by.get(bound) ?? 0) + value);
+  }
+  return [...by].map(([le, count]) => ({ le, count })).sort((a, b) => a.le - b.le);
+}
+
+/** Quantile of the difference of two histogram scrapes, interpolated within buckets (as PromQL does). */
+export function histogramQuantile(
+  before: { le: number; count: number }[],
+  after: { le: number; count: number }[],
+  q: number,
+): number {
+  const b = new Map(before.map((x) => [x.le, x.count]));
+  const d = after.map((x) => ({ le: x.le, count: x.count - (b.get(x.le) ?? 0) }));
+  const total = d.at(-1)?.count ?? 0;
+  if (total === 0) return NaN;
+  const rank = q * total;
+  let prevLe = 0;
+  let prevCount = 0;
+  for (const { le, count } of d) {
+    if (count >= rank) {
+      if (le === Infinity) return prevLe;
+      return prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(1, count - prevCount);
+    }
+    prevLe = le;
+    prevCount = count;
+  }
+  return prevLe;
+}
+
+/**
+ * A snapshot of the controller at a git revision (git archive into a temp dir, sharing this
+ * checkout's node_modules), so that figures belong to a commit and not to a working tree
+ * others are editing. Returns its root and a cleanup.
+ */
+export function controllerSnapshot(ref: string): { root: string; sha: string; remove(): void } {
+  const root = mkdtempSync(join(tmpdir(), "cc-bench-controller-"));
+  const sha = execFileSync("git", ["rev-parse", "--short", ref], {
+    cwd: projectRoot,
+    encoding: "utf8",
+  }).trim();
+  const tar = execFileSync(
+    "git",
+    ["archive", "--format=tar", ref, "package.json", "controller", "crds", "examples"],
+    {
+      cwd: projectRoot,
+      maxBuffer: 256 * 1024 * 1024,
+    },
+  );
+  execFileSync("tar", ["-x", "-C", root], { input: tar });
+  symlinkSync(join(projectRoot, "node_modules"), join(root, "node_modules"));
+  return { root, sha, remove: () => rmSync(root, { recursive: true, force: true }) };
+}

@@ -1,0 +1,339 @@
+// The benchmarks (issue 8): `make bench`, or
+//
+//   node bench/run.ts [--n 1000,5000,10000] [--scenarios cold,floor,apply,quiet,drift,vault]
+//                     [--concurrency 4,16] [--applies 1000] [--drift-tries 100]
+//                     [--resync-period 20s] [--postgres auto|private|url] [--pg-fast]
+//                     [--profile] [--out bench/results] [--no-save]
+//
+// For each N and concurrency: a fresh control plane (etcd + kube-apiserver) and database,
+// N http Connectors created over 20 namespaces (concurrency 16; not measured), then the
+// cold start and the floor; the steady-state scenarios (quiet, apply → Ready, drift) run
+// once per N, at the last concurrency given. Prints the tables and writes them, with the
+// raw numbers, to bench/results/ (latest.md, latest.json and a dated copy). Figures only:
+// nothing here fails because the machine was slow.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { projectRoot } from "../controller/src/api/paths.ts";
+import { startControlPlane, type ControlPlane } from "../test/support/controlPlane.ts";
+import { startHttpTarget } from "../test/support/httpTarget.ts";
+import { controllerSnapshot } from "./lib/controllerProcess.ts";
+import {
+  benchConnector,
+  createConnectors,
+  kubeConfig,
+  NAMESPACES,
+  prepareCluster,
+  ReadyTracker,
+} from "./lib/kube.ts";
+import { startBenchPostgres, type BenchDatabase, type PgMode } from "./lib/postgres.ts";
+import { markdown, TARGETS, type Results, type RunResult } from "./lib/report.ts";
+import {
+  applyLatency,
+  coldStart,
+  drift,
+  floor,
+  quiet,
+  secretsWired,
+  warmStart,
+  type Env,
+} from "./lib/scenarios.ts";
+import { errorText, fmtMs, since } from "./lib/util.ts";
+
+const ALL = ["cold", "floor", "apply", "quiet", "drift", "vault"] as const;
+type Scenario = (typeof ALL)[number];
+
+const { values } = parseArgs({
+  options: {
+    n: { type: "string", default: "1000,5000,10000" },
+    scenarios: { type: "string", default: ALL.join(",") },
+    concurrency: { type: "string", default: "4,16" },
+    applies: { type: "string", default: "1000" },
+    "drift-tries": { type: "string", default: "100" },
+    "resync-period": { type: "string", default: "20s" },
+    "quiet-passes": { type: "string", default: "3" },
+    "floor-finalizers": { type: "boolean", default: true },
+    "no-floor-finalizers": { type: "boolean", default: false },
+    postgres: { type: "string", default: "auto" },
+    "database-url": { type: "string" },
+    "pg-fast": { type: "boolean", default: false },
+    profile: { type: "boolean", default: false },
+    "controller-ref": { type: "string" },
+    "controller-root": { type: "string" },
+    label: { type: "string" },
+    out: { type: "string", default: join(projectRoot, "bench/results") },
+    "no-save": { type: "boolean", default: false },
+    help: { type: "boolean", default: false },
+  },
+  strict: true,
+});
+
+if (values.help) {
+  process.stdout.write(
+    (await import("node:fs"))
+      .readFileSync(new URL(import.meta.url), "utf8")
+      .split("\nimport")[0]!
+      .replace(/^\/\/ ?/gm, "") + "\n",
+  );
+  process.exit(0);
+}
+
+const ints = (s: string) =>
+  s
+    .split(",")
+    .map((x) => Number(x.trim()))
+    .filter((x) => Number.isInteger(x) && x > 0);
+const ns = ints(values.n);
+const concurrencies = ints(values.concurrency);
+const scenarios = new Set(values.scenarios.split(",").map((s) => s.trim()) as Scenario[]);
+for (const s of scenarios)
+  if (!ALL.includes(s)) throw new Error(`unknown scenario ${s} (known: ${ALL.join(", ")})`);
+const applies = Number(values.applies);
+const driftTries = Number(values["drift-tries"]);
+const resyncPeriod = values["resync-period"];
+if (!/^\d+s$/.test(resyncPeriod)) throw new Error("--resync-period: whole seconds, e.g. 20s");
+const quietPasses = Number(values["quiet-passes"]);
+const floorFinalizers = values["floor-finalizers"] && !values["no-floor-finalizers"];
+
+const started = performance.now();
+const startedAt = new Date().toISOString();
+const log = (msg: string) =>
+  process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(5)} s] ${msg}\n`);
+
+function git(args: string[]): string {
+  try {
+    return execFileSync("git", args, { cwd: projectRoot, encoding: "utf8" }).trim();
+  } catch {
+    return "";
+  }
+}
+
+const commit = git(["rev-parse", "--short", "HEAD"]);
+const dirty = git(["status", "--porcelain", "--", "controller/"]) !== "";
+
+// What this run started, stopped in reverse order: `perRun` after each N × concurrency,
+// `global` at the end (and both on SIGINT/SIGTERM).
+type Cleanup = () => Promise<void>;
+const global: Cleanup[] = [];
+const perRun: Cleanup[] = [];
+let interrupted = false;
+async function cleanup(list: Cleanup[]): Promise<void> {
+  while (list.length) {
+    const c = list.pop()!;
+    await c().catch((err: unknown) => log(`cleanup failed: ${errorText(err)}`));
+  }
+}
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    interrupted = true;
+    log(`${sig}: cleaning up`);
+    void cleanup(perRun)
+      .then(() => cleanup(global))
+      .finally(() => process.exit(130));
+  });
+}
+
+// The controller under test: this checkout (default), a snapshot of a git revision, or a tree.
+let controllerRoot = values["controller-root"];
+let controllerUnderTest = controllerRoot
+  ? `tree ${controllerRoot}`
+  : `working tree at ${commit}${dirty ? " (controller/ has uncommitted changes)" : ""}`;
+if (values["controller-ref"]) {
+  const snap = controllerSnapshot(values["controller-ref"]);
+  global.push(async () => snap.remove());
+  controllerRoot = snap.root;
+  controllerUnderTest = `${values["controller-ref"]} = ${snap.sha} (git archive)`;
+}
+if (values.label) controllerUnderTest += ` — ${values.label}`;
+log(`controller under test: ${controllerUnderTest}`);
+
+const pgServer = await startBenchPostgres(
+  values.postgres as PgMode,
+  values["database-url"] ?? process.env.TEST_DATABASE_URL,
+  values["pg-fast"],
+);
+global.push(() => pgServer.stop());
+log(`PostgreSQL: ${pgServer.description}`);
+const target = await startHttpTarget();
+global.push(() => target.stop());
+
+const runs: RunResult[] = [];
+let kubernetesVersion = "";
+const profileDir = values.profile ? join(values.out, "profiles") : undefined;
+
+try {
+  for (const n of ns) {
+    for (const [ci, concurrency] of concurrencies.entries()) {
+      if (interrupted) break;
+      const primary = ci === concurrencies.length - 1;
+      const run: RunResult = { n, concurrency, errors: [] };
+      runs.push(run);
+      const steady = primary && (scenarios.has("quiet") || scenarios.has("apply") || scenarios.has("drift"));
+      const needCold = scenarios.has("cold") || scenarios.has("floor") || steady;
+      if (!needCold) continue;
+      log(`N=${n}, concurrency ${concurrency}: starting a control plane and a database`);
+      let cp: ControlPlane | undefined;
+      let db: BenchDatabase | undefined;
+      let tracker: ReadyTracker | undefined;
+      try {
+        [cp, db] = await Promise.all([startControlPlane(), pgServer.createDatabase(`n${n}_c${concurrency}`)]);
+        const cpRef = cp;
+        const dbRef = db;
+        perRun.push(
+          () => dbRef.drop(),
+          () => cpRef.stop(),
+        );
+        if (!kubernetesVersion) {
+          const v = await cp.kubectl(["version", "-o", "json"]);
+          kubernetesVersion = `kube-apiserver ${(JSON.parse(v.stdout || "{}") as { serverVersion?: { gitVersion?: string } }).serverVersion?.gitVersion ?? "?"}`;
+        }
+        await prepareCluster(cp);
+        const kc = kubeConfig(cp);
+        const t = performance.now();
+        await createConnectors(
+          kc,
+          Array.from({ length: n }, (_, i) => benchConnector(i, target.url)),
+          16,
+        );
+        log(`  created ${n} Connectors in ${fmtMs(since(t))} (not measured)`);
+        tracker = new ReadyTracker(kc);
+        const trackerRef = tracker;
+        perRun.push(() => trackerRef.stop());
+        await tracker.start();
+        const env: Env = {
+          n,
+          cp,
+          kc,
+          pg: pgServer,
+          db,
+          target,
+          tracker,
+          log,
+          ...(profileDir ? { profileDir } : {}),
+        };
+
+        log(`  cold start at concurrency ${concurrency}`);
+        run.coldStart = await coldStart(env, concurrency, values.profile);
+        log(
+          `  cold start: all Ready in ${fmtMs(run.coldStart.allReadyMs)}, ${run.coldStart.statusWrites} status writes, ` +
+            `${run.coldStart.sql.statements ?? "?"} statements, peak RSS ${(run.coldStart.peakRssBytes / 2 ** 20).toFixed(0)} MB, ` +
+            `${run.coldStart.cpuSeconds.toFixed(1)} CPU s`,
+        );
+        if (scenarios.has("floor")) {
+          try {
+            run.floor = await floor(env, concurrency, { finalizers: floorFinalizers });
+            log(
+              `  floor: status ${fmtMs(run.floor.statusMs)}, upserts ${fmtMs(run.floor.upsertMs)}, ` +
+                `finalizers ${fmtMs(run.floor.finalizerMs)}, store inserts ${fmtMs(run.floor.storeInsertMs)}`,
+            );
+          } catch (err) {
+            run.errors.push({ scenario: "floor", message: errorText(err) });
+            log(`  floor failed: ${errorText(err)}`);
+          }
+        }
+        if (primary && scenarios.has("quiet")) {
+          try {
+            run.quiet = await quiet(env, concurrency, resyncPeriod, quietPasses);
+            log(
+              `  quiet: ${run.quiet.passes} passes, ${run.quiet.statusWrites} status writes, ` +
+                `${run.quiet.instanceRowsWritten} rows written, ${run.quiet.healthChecked} health checks`,
+            );
+          } catch (err) {
+            run.errors.push({ scenario: "quiet", message: errorText(err) });
+            log(`  quiet failed: ${errorText(err)}`);
+          }
+        }
+        if (primary && (scenarios.has("apply") || scenarios.has("drift"))) {
+          const { ctrl } = await warmStart(env, concurrency);
+          try {
+            if (scenarios.has("apply") && applies > 0) {
+              try {
+                run.apply = await applyLatency(env, ctrl, applies);
+                log(
+                  `  apply → Ready: p50 ${fmtMs(run.apply.latencyMs.p50)}, p99 ${fmtMs(run.apply.latencyMs.p99)} ` +
+                    `(probe mean ${fmtMs(run.apply.probeMs.mean)})`,
+                );
+              } catch (err) {
+                run.errors.push({ scenario: "apply", message: errorText(err) });
+                log(`  apply failed: ${errorText(err)}`);
+              }
+            }
+            if (scenarios.has("drift") && driftTries > 0) {
+              try {
+                run.drift = await drift(env, driftTries);
+                log(`  drift: p50 ${fmtMs(run.drift.latencyMs.p50)}, p99 ${fmtMs(run.drift.latencyMs.p99)}`);
+              } catch (err) {
+                run.errors.push({ scenario: "drift", message: errorText(err) });
+                log(`  drift failed: ${errorText(err)}`);
+              }
+            }
+          } finally {
+            await ctrl.stop();
+          }
+        }
+      } catch (err) {
+        run.errors.push({ scenario: "setup/cold", message: errorText(err) });
+        log(`N=${n}, c=${concurrency} failed: ${(err as Error)?.stack ?? String(err)}`);
+      } finally {
+        // This run's watch, control plane and database go now: the next run starts clean.
+        await cleanup(perRun);
+      }
+    }
+  }
+} finally {
+  await cleanup(perRun);
+  await cleanup(global);
+}
+
+const secrets = secretsWired();
+const results: Results = {
+  startedAt,
+  durationMs: since(started),
+  command: `node bench/run.ts ${process.argv.slice(2).join(" ")}`.trim(),
+  environment: {
+    commit: `${commit}${dirty ? " (controller/ modified)" : ""}`,
+    controller: controllerUnderTest,
+    cpus: cpus().length,
+    memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
+    loadAverage: loadavg()
+      .map((x) => x.toFixed(1))
+      .join(" "),
+    node: process.version,
+    kubernetes: kubernetesVersion,
+    postgres: pgServer.description,
+    postgresSettings: pgServer.settings,
+    namespaces: NAMESPACES,
+    scenarios: [...scenarios],
+    applies,
+    driftTries,
+    resyncPeriod,
+  },
+  targets: TARGETS,
+  runs,
+  vault: secrets
+    ? {
+        status: "run",
+        reason: "secrets are wired into the reconciler, but this harness has no Vault scenario yet",
+      }
+    : {
+        status: "skipped",
+        reason:
+          "the secrets integration has not landed (controller/src/main.ts passes no secrets resolver to the reconciler).",
+      },
+};
+const md = markdown(results);
+process.stdout.write(`\n${md}\n`);
+if (!values["no-save"]) {
+  mkdirSync(values.out, { recursive: true });
+  const stamp = startedAt.replace(/[:]/g, "-").replace(/\.\d+Z$/, "Z");
+  const json = `${JSON.stringify(results, null, 2)}\n`;
+  writeFileSync(join(values.out, "latest.md"), `${md}\n`);
+  writeFileSync(join(values.out, "latest.json"), json);
+  writeFileSync(join(values.out, `${stamp}-${commit}.md`), `${md}\n`);
+  writeFileSync(join(values.out, `${stamp}-${commit}.json`), json);
+  log(`written to ${values.out}/latest.md and latest.json (and ${stamp}-${commit}.*)`);
+}
+log(`done in ${fmtMs(since(started))}`);
+process.exit(0);
