@@ -10,6 +10,11 @@ import { KubeEventRecorder } from "./kube/events.ts";
 import { LeaderElector } from "./kube/leaderElection.ts";
 import { KubeConnectorWriter } from "./kube/resources.ts";
 import { startWebhookServer } from "./kube/webhook.ts";
+import { loadOrCreateFingerprintKey } from "./kube/hmacKey.ts";
+import { SecretProviderStatusWriter } from "./kube/secretProviderStatus.ts";
+import { watchSecretProviders } from "./kube/secretProviders.ts";
+import { KubeSecretKeys, KubeServiceAccountTokens } from "./kube/serviceAccountTokens.ts";
+import { VaultSecretResolver } from "./secrets/resolver.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { startProbeServer } from "./observability/server.ts";
@@ -171,6 +176,29 @@ export async function startController(
       stops.push(unlock);
     }
 
+    // Credentials: the fingerprint key (created once), and a resolver whose Vault identity is
+    // the tenant's own service account in each Connector's namespace.
+    const hmacKey = await loadOrCreateFingerprintKey(kc, config.leaderElectionNamespace);
+    const resolver = new VaultSecretResolver({
+      providers: { get: (name) => controller.providers.get(name) },
+      tokens: new KubeServiceAccountTokens(kc),
+      kubeSecrets: new KubeSecretKeys(kc),
+      namespaceLabels: (ns) => {
+        const n = controller.namespaces.get(ns);
+        return n ? (n.metadata.labels ?? {}) : undefined;
+      },
+      hmacKey,
+      log,
+    });
+    stops.push(() => resolver.close());
+    const stopProviders = watchSecretProviders(
+      controller.providers,
+      resolver,
+      new SecretProviderStatusWriter(kc),
+      log,
+    );
+    stops.push(async () => stopProviders());
+
     const reconciler = new Reconciler({
       catalog: controller,
       schemas,
@@ -186,6 +214,11 @@ export async function startController(
       }),
       metrics: metrics.reconciler(),
       prober: createProber({ log }),
+      secrets: resolver,
+      oauthClients: {
+        client: (provider, type) => controller.providers.get(provider)?.spec.oauthClients?.[type],
+      },
+      oauthStateKey: hmacKey,
     });
     controller.startWorkers(reconciler);
     const listener = await listenForExternalChanges(database, {

@@ -291,9 +291,15 @@ export interface LabelSelector {
 }
 
 /** Exactly one of vault and file is set. */
+export interface OAuthClient {
+  clientId: string;
+  redirectUri?: string;
+}
+
 export interface SecretProviderSpec {
   vault?: VaultProviderSpec;
   file?: FileProviderSpec;
+  oauthClients?: Record<string, OAuthClient>;
   allowedNamespaces?: string[];
   namespaceSelector?: LabelSelector;
 }

@@ -5,12 +5,12 @@
 import { randomUUID } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { deepEqual } from "../api/canonical.ts";
-import type { Connector, ConnectorType, PolicyTemplate } from "../api/types.ts";
+import type { Connector, ConnectorType, PolicyTemplate, SecretProvider } from "../api/types.ts";
 import { classify } from "../reconcile/errors.ts";
 import type { CatalogReader, Logger } from "../reconcile/ports.ts";
 import type { ReconcileRequest, ReconcileResult } from "../reconcile/reconciler.ts";
 import { Informer, objectKey, type InformerMetrics } from "./informer.ts";
-import { customObjectSource, PLURALS } from "./resources.ts";
+import { customObjectSource, namespaceSource, PLURALS, type NamespaceObject } from "./resources.ts";
 import { WorkQueue, type QueueMetrics } from "./workqueue.ts";
 
 export interface ReconcileFn {
@@ -53,6 +53,8 @@ export class ConnectorController implements CatalogReader {
   readonly queue: WorkQueue;
   readonly types: Informer<ConnectorType>;
   readonly templates: Informer<PolicyTemplate>;
+  readonly providers: Informer<SecretProvider>;
+  readonly namespaces: Informer<NamespaceObject>;
   readonly connectors = new Map<string, Informer<Connector>>();
   readonly #opts: ControllerOptions;
   #reconciler: ReconcileFn | undefined;
@@ -81,6 +83,12 @@ export class ConnectorController implements CatalogReader {
       customObjectSource<PolicyTemplate>(opts.kc, PLURALS.ConnectorPolicyTemplate),
       common("connectorpolicytemplates"),
     );
+    this.providers = new Informer(
+      opts.kc,
+      customObjectSource<SecretProvider>(opts.kc, PLURALS.SecretProvider),
+      common("secretproviders"),
+    );
+    this.namespaces = new Informer(opts.kc, namespaceSource(opts.kc), common("namespaces"));
     const scopes = opts.namespaces.length ? opts.namespaces : [""];
     for (const ns of scopes) {
       const source = customObjectSource<Connector>(opts.kc, PLURALS.Connector, {
@@ -98,6 +106,13 @@ export class ConnectorController implements CatalogReader {
     }
     this.types.on((_t, type) => this.#enqueueUsers((c) => c.spec.type === type.metadata.name));
     this.templates.on((_t, tpl) => this.#enqueueUsers((c) => c.spec.policyTemplate === tpl.metadata.name));
+    this.providers.on((_t, p) =>
+      this.#enqueueUsers(
+        (c) =>
+          c.spec.credentials?.secretRef?.provider === p.metadata.name ||
+          c.spec.credentials?.oauth?.provider === p.metadata.name,
+      ),
+    );
   }
 
   getType(name: string): ConnectorType | undefined {
@@ -124,17 +139,13 @@ export class ConnectorController implements CatalogReader {
   }
 
   isSynced(): boolean {
-    return (
-      this.types.isSynced() &&
-      this.templates.isSynced() &&
-      [...this.connectors.values()].every((i) => i.isSynced())
-    );
+    return this.#informers().every((i) => i.isSynced());
   }
 
   /** Starts the informers and resolves once every cache has synced. */
   async startInformers(): Promise<void> {
     const signal = this.#abort.signal;
-    const all = [this.types, this.templates, ...this.connectors.values()];
+    const all = this.#informers();
     this.#informerRuns = all.map((i) => i.run(signal));
     await Promise.all(all.map((i) => i.waitForSync()));
   }
@@ -159,6 +170,18 @@ export class ConnectorController implements CatalogReader {
   /** Re-enqueues every Connector (the periodic resync, and after a lost change feed). */
   resyncAll(): void {
     for (const c of this.allConnectors()) this.queue.add(objectKey(c));
+  }
+
+  #informers(): Informer<{ metadata: { name: string } }>[] {
+    return [
+      this.types,
+      this.templates,
+      this.providers,
+      this.namespaces,
+      ...this.connectors.values(),
+    ] as Informer<{
+      metadata: { name: string };
+    }>[];
   }
 
   #enqueueUsers(uses: (c: Connector) => boolean): void {

@@ -1,6 +1,7 @@
 // The controller's reads and writes of its own resources through the API server.
 import {
   ApiException,
+  CoreV1Api,
   CustomObjectsApi,
   PatchStrategy,
   setHeaderOptions,
@@ -25,6 +26,7 @@ export const PLURALS = {
   Connector: "connectors",
   ConnectorType: "connectortypes",
   ConnectorPolicyTemplate: "connectorpolicytemplates",
+  SecretProvider: "secretproviders",
 } as const;
 
 /** A list+watch source for one of our kinds, cluster-wide or in one namespace. */
@@ -58,6 +60,32 @@ export function customObjectSource<T extends KubeObject>(
         items: body.items,
         resourceVersion: body.metadata.resourceVersion,
         continue: body.metadata.continue,
+      };
+    },
+  };
+}
+
+/** Namespaces (for SecretProviders' namespaceSelector): their labels, nothing else. */
+export interface NamespaceObject {
+  metadata: { name: string; labels?: Record<string, string>; resourceVersion?: string };
+}
+
+export function namespaceSource(kc: KubeConfig): ListWatchSource<NamespaceObject> {
+  const api = kc.makeApiClient(CoreV1Api);
+  return {
+    watchPath: "/api/v1/namespaces",
+    async list(cont, limit) {
+      const body = await api.listNamespace({ limit, ...(cont ? { _continue: cont } : {}) });
+      return {
+        items: body.items.map((n) => ({
+          metadata: {
+            name: n.metadata?.name ?? "",
+            ...(n.metadata?.labels ? { labels: n.metadata.labels } : {}),
+            ...(n.metadata?.resourceVersion ? { resourceVersion: n.metadata.resourceVersion } : {}),
+          },
+        })),
+        resourceVersion: body.metadata?.resourceVersion ?? "",
+        ...(body.metadata?._continue ? { continue: body.metadata._continue } : {}),
       };
     },
   };

@@ -234,6 +234,7 @@ export class Metrics {
       },
       breakerTrip: (type) => this.breakerTrips.inc({ type }),
       driftCorrected: (type) => this.driftCorrections.inc({ type }),
+      secretResolution: (provider, result) => this.secretResolutions.inc({ provider, result }),
     };
   }
 

@@ -36,6 +36,7 @@ import {
   type Prober,
   type SecretResolver,
 } from "./ports.ts";
+import { resolveCredentials, type OAuthClients } from "./credentials.ts";
 import { buildStatus, type DriftView } from "./status.ts";
 import { validateConnector, type ValidSpec } from "./validate.ts";
 
@@ -44,6 +45,7 @@ export interface ReconcileMetrics {
   probe(kind: string, outcome: string, seconds: number): void;
   breakerTrip(type: string): void;
   driftCorrected(type: string): void;
+  secretResolution(provider: string, result: string): void;
 }
 
 export interface ReconcilerDeps {
@@ -57,6 +59,9 @@ export interface ReconcilerDeps {
   secrets?: SecretResolver;
   prober?: Prober;
   breakers?: CircuitBreakers;
+  oauthClients?: OAuthClients;
+  /** Keys the OAuth state nonce (the fingerprint key). */
+  oauthStateKey?: Buffer;
   metrics?: ReconcileMetrics;
   /** In [0, 1): spreads requeues so many connectors do not probe at once. */
   random?: () => number;
@@ -70,6 +75,15 @@ export interface ReconcileRequest {
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
+}
+
+interface HealthStep {
+  row: InstanceRow;
+  outcome?: HealthOutcome;
+  probed: boolean;
+  nextProbeInMs: number;
+  problem?: ConnectorError;
+  auth?: { state: "Pending" | "Authorized"; url?: string };
 }
 
 interface Converged {
@@ -142,6 +156,9 @@ export class Reconciler {
           row,
           warnings: valid.warnings,
           ...(health?.outcome ? { health: health.outcome.health } : {}),
+          ...(health?.problem ? { syncProblem: health.problem } : {}),
+          ...(health?.auth ? { auth: health.auth } : {}),
+          probed: health?.probed ?? false,
           ...(converged.drift ? { drift: converged.drift } : {}),
         }),
       );
@@ -285,11 +302,7 @@ export class Reconciler {
     });
   }
 
-  async #health(
-    req: ReconcileRequest,
-    valid: ValidSpec,
-    conv: Converged,
-  ): Promise<{ row: InstanceRow; outcome?: HealthOutcome; nextProbeInMs: number }> {
+  async #health(req: ReconcileRequest, valid: ValidSpec, conv: Converged): Promise<HealthStep> {
     const c = req.connector;
     const row = conv.row;
     const now = this.#d.clock.now();
@@ -297,25 +310,51 @@ export class Reconciler {
     if (!plan.run)
       return {
         row,
+        probed: false,
         nextProbeInMs: plan.nextInMs,
         ...(plan.open ? { outcome: openBreakerOutcome(row) } : {}),
       };
     const timeoutMs = (c.spec.healthCheck?.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
+    const signal = AbortSignal.timeout(timeoutMs);
     const kind = valid.version.healthProbe.kind;
-    const outcome = await checkHealth(
-      this.#d.prober,
-      this.#breakers,
-      row,
-      {
-        type: valid.type,
-        typeVersion: valid.version.version,
-        config: row.config,
-        credentials: undefined,
-        timeoutMs,
-        signal: AbortSignal.timeout(timeoutMs),
-      },
-      now,
-    );
+
+    const creds = await resolveCredentials(this.#d, c, valid.version, row, conv.specChanged, signal);
+    const provider = c.spec.credentials?.secretRef?.provider ?? c.spec.credentials?.oauth?.provider;
+    if (provider && this.#d.secrets)
+      this.#d.metrics?.secretResolution(
+        provider,
+        creds.problem?.reason ?? (creds.pending ? "Pending" : "ok"),
+      );
+    let outcome: HealthOutcome;
+    if (creds.problem || creds.pending) {
+      const p = creds.problem;
+      outcome = {
+        health: p
+          ? { status: "False", reason: p.reason, message: p.message }
+          : {
+              status: "Unknown",
+              reason: "AuthorizationPending",
+              message: "waiting for the OAuth flow to complete",
+            },
+        observed: { ...creds.observed, healthCheckedAt: now },
+      };
+    } else {
+      outcome = await checkHealth(
+        this.#d.prober,
+        this.#breakers,
+        row,
+        {
+          type: valid.type,
+          typeVersion: valid.version.version,
+          config: row.config,
+          credentials: creds.values,
+          timeoutMs,
+          signal,
+        },
+        now,
+      );
+      outcome.observed = { ...creds.observed, ...outcome.observed };
+    }
     if (outcome.result) {
       const r = outcome.result;
       this.#d.metrics?.probe(
@@ -338,6 +377,13 @@ export class Reconciler {
     }
     const next = await this.#d.store.transaction(async (tx) => {
       const updated = await tx.update(row.id, patch);
+      if (creds.rotated)
+        await this.#audit(
+          req,
+          updated,
+          { operation: "credential_rotated", outcome: "success", details: creds.rotated },
+          tx,
+        );
       if (row.state !== updated.state)
         await this.#audit(
           req,
@@ -347,8 +393,26 @@ export class Reconciler {
         );
       return updated;
     });
+    if (creds.rotated) {
+      const { from, to } = creds.rotated;
+      this.#d.events.record(
+        c,
+        "Normal",
+        "CredentialRotated",
+        `credentials rotated (version ${from ?? "-"} -> ${to ?? "-"}); re-probed`,
+      );
+      req.log.info({ from, to }, "credentials rotated");
+    }
+    const waiting = creds.pending || creds.problem;
     const after = probePlan(next, this.#breakers, this.#d.clock.now(), c.spec.healthCheck, false);
-    return { row: next, outcome, nextProbeInMs: after.nextInMs };
+    return {
+      row: next,
+      outcome,
+      probed: true,
+      nextProbeInMs: waiting ? this.#breakers.settings.retryMs : after.nextInMs,
+      ...(creds.problem ? { problem: creds.problem } : {}),
+      ...(creds.auth ? { auth: creds.auth } : {}),
+    };
   }
 
   #jittered(ms: number): number {

@@ -27,7 +27,21 @@ export interface StatusInput {
   warnings?: ConditionInput[];
   health?: HealthView;
   drift?: DriftView;
+  /** A credential problem found this reconcile (not the spec's fault): Synced=False. */
+  syncProblem?: ConnectorError;
+  /** Whether credentials and the probe ran this reconcile (else their last finding stands). */
+  probed?: boolean;
+  /** For credentials.mode oauth: the authorization's progress. */
+  auth?: { state: string; url?: string };
 }
+
+/** Synced reasons that come from resolving credentials; they stand until the next probe. */
+const CREDENTIAL_REASONS: ReadonlySet<string> = new Set([
+  "SecretNotFound",
+  "SecretDeleted",
+  "SecretKeyMissing",
+  "OAuthNotConfigured",
+]);
 
 const READY_STATES: ReadonlySet<ConnectorState> = new Set(["active", "degraded"]);
 
@@ -102,16 +116,30 @@ export function buildStatus(input: StatusInput): ConnectorStatus {
     wanted.push({ type: "Ready", status: "False", reason, message: stateMessage(state, health) });
   }
 
-  wanted.push(
-    failure
-      ? { type: "Synced", status: "False", reason: failure.reason, message: failure.message }
-      : {
-          type: "Synced",
-          status: "True",
-          reason: "ReconcileSuccess",
-          message: `generation ${row?.appliedGeneration ?? generation} is applied`,
-        },
-  );
+  const prevSynced = prev.conditions?.find((c) => c.type === "Synced");
+  if (failure)
+    wanted.push({ type: "Synced", status: "False", reason: failure.reason, message: failure.message });
+  else if (input.syncProblem)
+    wanted.push({
+      type: "Synced",
+      status: "False",
+      reason: input.syncProblem.reason,
+      message: input.syncProblem.message,
+    });
+  else if (
+    !input.probed &&
+    prevSynced?.status === "False" &&
+    CREDENTIAL_REASONS.has(prevSynced.reason) &&
+    row?.appliedGeneration === prev.appliedGeneration
+  )
+    wanted.push({ type: "Synced", status: "False", reason: prevSynced.reason, message: prevSynced.message });
+  else
+    wanted.push({
+      type: "Synced",
+      status: "True",
+      reason: "ReconcileSuccess",
+      message: `generation ${row?.appliedGeneration ?? generation} is applied`,
+    });
 
   if (health) wanted.push({ type: "Healthy", ...health });
   else
@@ -203,6 +231,7 @@ export function buildStatus(input: StatusInput): ConnectorStatus {
   } else {
     status.drift = { detected: false };
   }
-  if (prev.auth) status.auth = prev.auth;
+  const auth = input.auth ?? (connector.spec.credentials?.mode === "oauth" ? prev.auth : undefined);
+  if (auth) status.auth = auth;
   return status;
 }

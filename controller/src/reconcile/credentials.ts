@@ -1,0 +1,157 @@
+// Step 4: the credentials a probe needs, resolved only when a probe is due, held for it
+// and dropped after. A new secret version (or, for KV v1, a new keyed fingerprint) while
+// the spec did not change is a rotation. OAuth connectors wait, with an authorization URL
+// in status, until completing the flow stores their token with the provider.
+import { createHmac } from "node:crypto";
+import type { Connector, TypeVersion } from "../api/types.ts";
+import { ConnectorError, classify, isRetryable } from "./errors.ts";
+import type { InstanceRow, ObservedInstance, ResolvedSecret, SecretResolver } from "./ports.ts";
+
+export interface OAuthClients {
+  /** The client id (and redirect URI) the named provider holds for a connector type. */
+  client(provider: string, type: string): { clientId: string; redirectUri?: string } | undefined;
+}
+
+export interface CredentialOutcome {
+  values?: Record<string, string>;
+  observed: Partial<ObservedInstance>;
+  /** A credential problem that is not the spec's fault: Synced=False with its reason. */
+  problem?: ConnectorError;
+  rotated?: { from: number | null; to: number | null };
+  auth?: { state: "Pending" | "Authorized"; url?: string };
+  pending?: boolean;
+}
+
+/** The type's credential keys must all be in the secret; names only in the message. */
+export function checkCredentialKeys(
+  values: Record<string, string>,
+  version: TypeVersion,
+  where: string,
+): void {
+  const missing = (version.credentialKeys ?? []).filter((k) => !(k in values));
+  if (missing.length)
+    throw new ConnectorError(
+      "permanent",
+      "SecretKeyMissing",
+      `secret ${where} has no key ${missing.map((k) => `"${k}"`).join(", ")} (the type needs ${version.credentialKeys!.join(", ")})`,
+    );
+}
+
+export function oauthState(key: Buffer, c: Connector): string {
+  return createHmac("sha256", key)
+    .update(`${c.metadata.uid}:${c.metadata.generation ?? 0}`)
+    .digest("hex")
+    .slice(0, 32);
+}
+
+export function authorizeUrl(
+  version: TypeVersion,
+  clientId: string,
+  scopes: string[],
+  state: string,
+  redirectUri?: string,
+): string {
+  const url = new URL(version.oauth!.authorizeUrl);
+  url.searchParams.set("response_type", "code");
+  url.searchParams.set("client_id", clientId);
+  if (scopes.length) url.searchParams.set("scope", scopes.join(" "));
+  url.searchParams.set("state", state);
+  if (redirectUri) url.searchParams.set("redirect_uri", redirectUri);
+  return url.toString();
+}
+
+export interface CredentialDeps {
+  secrets?: SecretResolver | undefined;
+  oauthClients?: OAuthClients;
+  oauthStateKey?: Buffer;
+}
+
+export async function resolveCredentials(
+  deps: CredentialDeps,
+  c: Connector,
+  version: TypeVersion,
+  row: InstanceRow,
+  specChanged: boolean,
+  signal: AbortSignal,
+): Promise<CredentialOutcome> {
+  const creds = c.spec.credentials;
+  if (!creds || !deps.secrets) return { observed: {} };
+  const ns = c.metadata.namespace ?? "";
+
+  if (creds.mode === "oauth" && creds.oauth) {
+    const provider = creds.oauth.provider;
+    const client = deps.oauthClients?.client(provider, c.spec.type);
+    if (!version.oauth || !client)
+      return {
+        observed: { state: "error" },
+        problem: new ConnectorError(
+          "permanent",
+          "OAuthNotConfigured",
+          !version.oauth
+            ? `connector type "${c.spec.type}" version ${version.version} has no OAuth settings`
+            : `SecretProvider ${provider} has no OAuth client for type "${c.spec.type}"`,
+        ),
+      };
+    let secret: ResolvedSecret;
+    try {
+      secret = await deps.secrets.resolve(ns, { provider, name: `${c.metadata.name}-oauth` }, signal);
+    } catch (err) {
+      const e = classify(err);
+      if (e.reason !== "SecretNotFound") throw e;
+      const scopes = creds.oauth.scopes ?? version.oauth.scopes ?? [];
+      const state = deps.oauthStateKey ? oauthState(deps.oauthStateKey, c) : "";
+      return {
+        observed: { state: "provisioning" },
+        pending: true,
+        auth: {
+          state: "Pending",
+          url: authorizeUrl(version, client.clientId, scopes, state, client.redirectUri),
+        },
+      };
+    }
+    const token = secret.values.access_token ?? secret.values.token;
+    if (!token)
+      throw new ConnectorError(
+        "permanent",
+        "SecretKeyMissing",
+        `the OAuth token secret of ${ns}/${c.metadata.name} has no "access_token" or "token" key`,
+      );
+    return {
+      values: { ...secret.values, token },
+      observed: { secretVersion: secret.version, secretFingerprint: secret.fingerprint },
+      auth: { state: "Authorized" },
+    };
+  }
+
+  const ref = creds.secretRef;
+  if (creds.mode !== "secretRef" || !ref) return { observed: {} };
+  let secret: ResolvedSecret;
+  try {
+    secret = await deps.secrets.resolve(ns, ref, signal);
+    checkCredentialKeys(secret.values, version, `${ref.provider}/${ref.name}`);
+  } catch (err) {
+    const e = classify(err);
+    // Passing trouble (Vault sealed or away) and spec problems go to the caller: the first is
+    // retried with the last good state kept, the second stalls the generation.
+    if (isRetryable(e.errorClass) || e.errorClass === "validation_error" || e.errorClass === "policy_denied")
+      throw e;
+    return {
+      observed: {
+        state: e.reason === "SecretDeleted" ? "credential_expired" : "error",
+        lastError: e.message,
+        lastErrorClass: e.errorClass,
+      },
+      problem: e,
+    };
+  }
+  const pinned = ref.version !== undefined;
+  const rotated =
+    !specChanged && !pinned && row.secretFingerprint !== null && row.secretFingerprint !== secret.fingerprint
+      ? { from: row.secretVersion, to: secret.version }
+      : undefined;
+  return {
+    values: secret.values,
+    observed: { secretVersion: secret.version, secretFingerprint: secret.fingerprint },
+    ...(rotated ? { rotated } : {}),
+  };
+}
