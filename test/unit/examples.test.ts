@@ -22,7 +22,9 @@ const show = (problems: FileProblem[]) => problems.map((p) => formatProblem(p, p
 
 describe("valid examples", () => {
   it("validate with no problems against the example catalog", () => {
-    const report = validateFiles([connectorsDir, typesDir, templatesDir], { catalogPaths: [typesDir] });
+    const report = validateFiles([connectorsDir, typesDir, templatesDir, dir("providers")], {
+      catalogPaths: [typesDir],
+    });
     expect(report.problems, show(report.problems)).toEqual([]);
     expect(report.documents).toBeGreaterThanOrEqual(13);
   });
