@@ -18,6 +18,19 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        test: {
+          name: "reliability",
+          include: ["test/reliability/**/*.test.ts"],
+          globalSetup: ["test/reliability/globalSetup.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+          // After unit and integration (which run side by side), not alongside them: its
+          // faults (API server restarts, SIGKILLs, a stopped database) need the machine.
+          sequence: { groupOrder: 1 },
+        },
+      },
     ],
   },
 });
