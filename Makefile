@@ -32,9 +32,10 @@ lint: deps ## typescript-eslint and prettier
 format: deps
 	prettier --write .
 
-testbin: ## build (once, cached) kube-apiserver, kubectl, etcd and helm for the integration tests
+testbin: ## build (once, cached) kube-apiserver, kubectl, etcd, helm and the Vault-API server for the tests
 	hack/testbin.sh
 	hack/testbin.sh helm
+	hack/testbin.sh openbao
 
 sync-chart: ## copy crds/ and the catalog into the chart; regenerate argocd-cm from the Lua
 	node hack/sync-chart.ts
