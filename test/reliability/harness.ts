@@ -31,8 +31,21 @@ export const SECRETS = [
   "relsecret-BEARER-7f3a9c1e5d2b48a6-token",
   "relsecret-COOKIE-0d9f7c2a6b1e4f58-session",
   "relsecret-PASSWORD-c4fe8e21b7d94a03-hunter2",
+  // Real credentials, in Vault and in a file provider: only the probe's target may see them.
+  "relsecret-TENANTA-91b2c3d4e5f60718-vault",
+  "relsecret-TENANTB-a0b1c2d3e4f5a6b7-vault",
+  "relsecret-ROTATED-5e6f7a8b9c0d1e2f-vault",
+  "relsecret-FILEA-3c4d5e6f70819203-file",
 ] as const;
-export const [BEARER_SECRET, COOKIE_SECRET, PASSWORD_SECRET] = SECRETS;
+export const [
+  BEARER_SECRET,
+  COOKIE_SECRET,
+  PASSWORD_SECRET,
+  TENANT_A_SECRET,
+  TENANT_B_SECRET,
+  ROTATED_SECRET,
+  FILE_A_SECRET,
+] = SECRETS;
 
 // ---------------------------------------------------------------------------------------
 // Connectors
@@ -88,6 +101,8 @@ export type Want =
   | "ready"
   /** Applied (Synced=True, a live row) whatever its health says. */
   | "applied"
+  /** Applied, but failing for a reason that is not the spec's (Synced=False with `reason`, not Stalled). */
+  | "failing"
   /** Stalled=True with `reason`. */
   | "stalled"
   /** Deleted: gone from the API, row soft-deleted (or kept live when `orphan`). */

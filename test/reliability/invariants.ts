@@ -118,9 +118,13 @@ async function convergenceViolations(
       }
       continue;
     }
-    // ready / applied
+    // ready / applied / failing
     if (stalled) v.push(`${at}: Stalled ${stalled.reason}: ${stalled.message}`);
-    if (synced?.status !== "True") v.push(`${at}: Synced ${synced?.status} ${synced?.reason ?? ""}`);
+    if (e.want === "failing") {
+      if (synced?.status !== "False" || (e.reason && synced.reason !== e.reason))
+        v.push(`${at}: Synced ${synced?.status} ${synced?.reason ?? ""}`);
+      if (ready?.status === "True") v.push(`${at}: Ready although failing`);
+    } else if (synced?.status !== "True") v.push(`${at}: Synced ${synced?.status} ${synced?.reason ?? ""}`);
     if (e.want === "ready") {
       if (ready?.status !== "True")
         v.push(`${at}: Ready ${ready?.status} ${ready?.reason}: ${ready?.message}`);
