@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { projectRoot } from "../controller/src/api/paths.ts";
 import { startControlPlane, type ControlPlane } from "../test/support/controlPlane.ts";
 import { startHttpTarget } from "../test/support/httpTarget.ts";
-import { controllerSnapshot } from "./lib/controllerProcess.ts";
+import { prepareController } from "./lib/controllerProcess.ts";
 import {
   benchConnector,
   createConnectors,
@@ -62,6 +62,7 @@ const { values } = parseArgs({
     profile: { type: "boolean", default: false },
     "controller-ref": { type: "string" },
     "controller-root": { type: "string" },
+    "controller-build": { type: "string", default: "ts" },
     label: { type: "string" },
     out: { type: "string", default: join(projectRoot, "bench/results") },
     "no-save": { type: "boolean", default: false },
@@ -135,19 +136,21 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-// The controller under test: this checkout (default), a snapshot of a git revision, or a tree.
-let controllerRoot = values["controller-root"];
-let controllerUnderTest = controllerRoot
-  ? `tree ${controllerRoot}`
-  : `working tree at ${commit}${dirty ? " (controller/ has uncommitted changes)" : ""}`;
-if (values["controller-ref"]) {
-  const snap = controllerSnapshot(values["controller-ref"]);
-  global.push(async () => snap.remove());
-  controllerRoot = snap.root;
-  controllerUnderTest = `${values["controller-ref"]} = ${snap.sha} (git archive)`;
-}
+// The controller under test: this checkout (default), a snapshot of a git revision, or
+// another tree; as TypeScript (node main.ts, the default) or compiled (as the image runs it).
+if (values["controller-build"] !== "ts" && values["controller-build"] !== "dist")
+  throw new Error("--controller-build: ts or dist");
+const tree = prepareController({
+  ...(values["controller-ref"] ? { ref: values["controller-ref"] } : {}),
+  ...(values["controller-root"] ? { root: values["controller-root"] } : {}),
+  build: values["controller-build"],
+});
+global.push(async () => tree.remove());
+let controllerUnderTest = tree.description;
+if (!values["controller-ref"] && !values["controller-root"])
+  controllerUnderTest = `working tree at ${commit}${dirty ? " (controller/ has uncommitted changes)" : ""}${values["controller-build"] === "dist" ? ", compiled to JavaScript" : ""}`;
 if (values.label) controllerUnderTest += ` — ${values.label}`;
-log(`controller under test: ${controllerUnderTest}`);
+log(`controller under test: ${controllerUnderTest} (${tree.entry})`);
 
 const pgServer = await startBenchPostgres(
   values.postgres as PgMode,
@@ -212,6 +215,7 @@ try {
           tracker,
           log,
           ...(profileDir ? { profileDir } : {}),
+          controllerEntry: tree.entry,
         };
 
         log(`  cold start at concurrency ${concurrency}`);

@@ -1,7 +1,7 @@
 // The controller under test, in a child process started the way an operator starts it
 // (node controller/src/main.ts with flags), so that its memory and CPU are its own.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { projectRoot } from "../../controller/src/api/paths.ts";
@@ -10,8 +10,8 @@ import { procMemory, procStat } from "./proc.ts";
 import { sleep } from "./util.ts";
 
 export interface ControllerOptions {
-  /** The tree whose controller/src/main.ts runs (default: this checkout). */
-  root?: string;
+  /** The file to run (default: this checkout's controller/src/main.ts). */
+  entry?: string;
   kubeconfig: string;
   databaseUrl: string;
   concurrency: number;
@@ -62,7 +62,7 @@ export class ControllerProcess {
     }
     const args = [
       ...nodeArgs,
-      join(opts.root ?? projectRoot, "controller/src/main.ts"),
+      opts.entry ?? join(projectRoot, "controller/src/main.ts"),
       "--kubeconfig",
       opts.kubeconfig,
       "--database-url",
@@ -82,7 +82,7 @@ export class ControllerProcess {
     this.spawnedAt = performance.now();
     this.child = spawn(process.execPath, args, {
       stdio: ["ignore", "pipe", "pipe"],
-      cwd: opts.root ?? projectRoot,
+      cwd: projectRoot,
     });
     live.add(this.child);
     this.exited = new Promise((resolve) =>
@@ -255,26 +255,70 @@ export function histogramQuantile(
   return prevLe;
 }
 
+export interface ControllerTree {
+  /** The file node runs: <root>/controller/src/main.ts, or <root>/dist/controller/src/main.js. */
+  entry: string;
+  root: string;
+  description: string;
+  remove(): void;
+}
+
+const TREE_PATHS = ["package.json", "tsconfig.json", "tsconfig.build.json", "controller", "crds", "examples"];
+
 /**
- * A snapshot of the controller at a git revision (git archive into a temp dir, sharing this
- * checkout's node_modules), so that figures belong to a commit and not to a working tree
- * others are editing. Returns its root and a cleanup.
+ * The controller under test. By default this checkout's controller/src/main.ts as it is.
+ * `ref`: a snapshot of a git revision (git archive into a temp dir sharing this checkout's
+ * node_modules), so that figures belong to a commit and not to a working tree others are
+ * editing. `root`: another tree (e.g. one with a proposed fix applied). `build: "dist"`:
+ * compiled with tsconfig.build.json and run as JavaScript, as the container image runs it
+ * (in a temp copy, never in this checkout's dist/).
  */
-export function controllerSnapshot(ref: string): { root: string; sha: string; remove(): void } {
+export function prepareController(opts: {
+  ref?: string;
+  root?: string;
+  build: "ts" | "dist";
+}): ControllerTree {
+  const source = opts.root ?? projectRoot;
+  let description = opts.root ? `tree ${opts.root}` : "this working tree";
+  if (!opts.ref && opts.build === "ts") {
+    return { entry: join(source, "controller/src/main.ts"), root: source, description, remove: () => {} };
+  }
   const root = mkdtempSync(join(tmpdir(), "cc-bench-controller-"));
-  const sha = execFileSync("git", ["rev-parse", "--short", ref], {
-    cwd: projectRoot,
-    encoding: "utf8",
-  }).trim();
-  const tar = execFileSync(
-    "git",
-    ["archive", "--format=tar", ref, "package.json", "controller", "crds", "examples"],
-    {
-      cwd: projectRoot,
-      maxBuffer: 256 * 1024 * 1024,
-    },
-  );
-  execFileSync("tar", ["-x", "-C", root], { input: tar });
-  symlinkSync(join(projectRoot, "node_modules"), join(root, "node_modules"));
-  return { root, sha, remove: () => rmSync(root, { recursive: true, force: true }) };
+  try {
+    if (opts.ref) {
+      const sha = execFileSync("git", ["rev-parse", "--short", opts.ref], {
+        cwd: source,
+        encoding: "utf8",
+      }).trim();
+      const tar = execFileSync("git", ["archive", "--format=tar", opts.ref, ...TREE_PATHS], {
+        cwd: source,
+        maxBuffer: 512 * 1024 * 1024,
+      });
+      execFileSync("tar", ["-x", "-C", root], { input: tar });
+      description = `${opts.ref} = ${sha} (git archive)`;
+    } else {
+      // A tree without its own tsconfig files compiles with this checkout's.
+      for (const p of TREE_PATHS)
+        cpSync(existsSync(join(source, p)) ? join(source, p) : join(projectRoot, p), join(root, p), {
+          recursive: true,
+        });
+    }
+    symlinkSync(join(projectRoot, "node_modules"), join(root, "node_modules"));
+    if (opts.build === "dist") {
+      execFileSync(join(projectRoot, "node_modules/.bin/tsc"), ["-p", join(root, "tsconfig.build.json")], {
+        cwd: root,
+        stdio: "pipe",
+      });
+      description += ", compiled to JavaScript (tsconfig.build.json)";
+    }
+  } catch (err) {
+    rmSync(root, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    entry: join(root, opts.build === "dist" ? "dist/controller/src/main.js" : "controller/src/main.ts"),
+    root,
+    description,
+    remove: () => rmSync(root, { recursive: true, force: true }),
+  };
 }

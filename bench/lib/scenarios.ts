@@ -45,8 +45,8 @@ export interface Env {
   target: HttpTarget;
   tracker: ReadyTracker;
   profileDir?: string;
-  /** Where the controller under test lives (default: this checkout). */
-  controllerRoot?: string;
+  /** The controller under test's entry file (default: this checkout's controller/src/main.ts). */
+  controllerEntry?: string;
   log(msg: string): void;
 }
 
@@ -147,7 +147,7 @@ export async function coldStart(env: Env, concurrency: number, profile: boolean)
   const cpu0 = serverCpu(env);
   const profileDir = profile && env.profileDir ? env.profileDir : undefined;
   const ctrl = new ControllerProcess({
-    ...(env.controllerRoot ? { root: env.controllerRoot } : {}),
+    ...(env.controllerEntry ? { entry: env.controllerEntry } : {}),
     kubeconfig: env.cp.kubeconfigPath,
     databaseUrl: env.db.url,
     concurrency,
@@ -513,7 +513,7 @@ export async function warmStart(
   const t0 = await dbNow(env.db);
   const api0 = await apiserverRequests(env.cp);
   const ctrl = new ControllerProcess({
-    ...(env.controllerRoot ? { root: env.controllerRoot } : {}),
+    ...(env.controllerEntry ? { entry: env.controllerEntry } : {}),
     kubeconfig: env.cp.kubeconfigPath,
     databaseUrl: env.db.url,
     concurrency,
