@@ -116,8 +116,11 @@ export async function resolveCredentials(
         "SecretKeyMissing",
         `the OAuth token secret of ${ns}/${c.metadata.name} has no "access_token" or "token" key`,
       );
+    // An OAuth grant's access token is a Bearer token (RFC 6750): tell the probe so (the
+    // Discord probe sends "Bot <token>" otherwise). A stored tokenType or token_type wins.
+    const tokenType = secret.values.tokenType ?? secret.values.token_type ?? "Bearer";
     return {
-      values: { ...secret.values, token },
+      values: { ...secret.values, token, tokenType },
       observed: { secretVersion: secret.version, secretFingerprint: secret.fingerprint },
       auth: { state: "Authorized" },
     };
