@@ -8,7 +8,7 @@ SHELL := /bin/bash
 NODE_BIN := $(shell hack/ensure-node.sh)
 export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help deps build typecheck lint format test test-unit test-integration testbin sync-chart run clean
+.PHONY: help deps build typecheck lint format test test-unit test-integration test-reliability testbin sync-chart run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/'
@@ -45,6 +45,9 @@ test-unit: deps
 
 test-integration: deps testbin
 	vitest run --project integration
+
+test-reliability: deps testbin ## faults, bad input, tenancy, least privilege (test/reliability); RELIABILITY_FULL=1 for the long run
+	vitest run --project reliability
 
 test: deps typecheck lint testbin ## everything: type-check, lint, unit and integration tests
 	vitest run

@@ -25,6 +25,7 @@ import {
   World,
   type ControllerProcess,
   type Kind,
+  SCENARIO_TIMEOUT,
 } from "./harness.ts";
 import { checkInvariants, describeReport } from "./invariants.ts";
 import { Tally, type ScenarioRecord } from "./tally.ts";
@@ -169,176 +170,194 @@ class Scenario {
 const ready = (p: ControllerProcess) => p.started();
 
 describe("kube-apiserver restarted mid-batch", () => {
-  it("keeps every Connector and converges after each restart", async () => {
-    await tally.scenario("faults", "kube-apiserver restart mid-batch", async (r) => {
-      const s = new Scenario("f-apiserver", r);
-      await kube.ensureNamespace(s.ns);
-      const ctl = s.controller("apiserver-ctl");
-      await ready(ctl);
-      const rounds = size(2, 4);
-      const perRound = size(16, 40);
-      const all: Connector[] = [];
-      for (let round = 0; round < rounds; round++) {
-        const batch = s.docs(perRound);
-        // A third goes in, then the API server is killed and started again while the
-        // rest of the batch (and the controller's reconciles) are in flight.
-        const first = await s.create(batch.slice(0, perRound / 4));
-        const restart = cp.restartApiServer();
-        r.faults++;
-        const rest = await s.create(batch.slice(perRound / 4));
-        await restart;
-        all.push(...first, ...rest);
-        // Changes during the next round: a new generation for some, deletions for others.
-        if (round > 0) {
-          const olds = all.slice(0, perRound);
-          await s.converged(olds.filter((c) => s.world.get(c.metadata.uid!)?.want !== "deleted"));
-          for (const [i, c] of olds.entries()) {
-            const e = s.world.get(c.metadata.uid!)!;
-            if (e.want === "deleted") continue;
-            if (i % 3 === 0) await s.delete(c, e.want !== "stalled");
-            else if (i % 3 === 1 && e.want === "ready") await s.touch(c, `round-${round}`);
+  it(
+    "keeps every Connector and converges after each restart",
+    async () => {
+      await tally.scenario("faults", "kube-apiserver restart mid-batch", async (r) => {
+        const s = new Scenario("f-apiserver", r);
+        await kube.ensureNamespace(s.ns);
+        const ctl = s.controller("apiserver-ctl");
+        await ready(ctl);
+        const rounds = size(2, 4);
+        const perRound = size(16, 40);
+        const all: Connector[] = [];
+        for (let round = 0; round < rounds; round++) {
+          const batch = s.docs(perRound);
+          // A third goes in, then the API server is killed and started again while the
+          // rest of the batch (and the controller's reconciles) are in flight.
+          const first = await s.create(batch.slice(0, perRound / 4));
+          const restart = cp.restartApiServer();
+          r.faults++;
+          const rest = await s.create(batch.slice(perRound / 4));
+          await restart;
+          all.push(...first, ...rest);
+          // Changes during the next round: a new generation for some, deletions for others.
+          if (round > 0) {
+            const olds = all.slice(0, perRound);
+            await s.converged(olds.filter((c) => s.world.get(c.metadata.uid!)?.want !== "deleted"));
+            for (const [i, c] of olds.entries()) {
+              const e = s.world.get(c.metadata.uid!)!;
+              if (e.want === "deleted") continue;
+              if (i % 3 === 0) await s.delete(c, e.want !== "stalled");
+              else if (i % 3 === 1 && e.want === "ready") await s.touch(c, `round-${round}`);
+            }
           }
         }
-      }
-      expect(ctl.alive, "the controller kept running").toBe(true);
-      await s.invariants();
-    });
-  });
+        expect(ctl.alive, "the controller kept running").toBe(true);
+        await s.invariants();
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
 });
 
 describe("PostgreSQL stopped during a batch and started again", () => {
-  it("retries with backoff, shows Synced=False while the database is away, converges after, without a controller restart", async () => {
-    await tally.scenario("faults", "PostgreSQL stopped mid-batch", async (r) => {
-      const s = new Scenario("f-postgres", r);
-      await kube.ensureNamespace(s.ns);
-      const ctl = s.controller("postgres-ctl");
-      await ready(ctl);
-      const before = await s.create(s.docs(size(8, 20)));
-      await s.converged(before);
+  it(
+    "retries with backoff, shows Synced=False while the database is away, converges after, without a controller restart",
+    async () => {
+      await tally.scenario("faults", "PostgreSQL stopped mid-batch", async (r) => {
+        const s = new Scenario("f-postgres", r);
+        await kube.ensureNamespace(s.ns);
+        const ctl = s.controller("postgres-ctl");
+        await ready(ctl);
+        const before = await s.create(s.docs(size(8, 20)));
+        await s.converged(before);
 
-      const rounds = size(1, 3);
-      for (let round = 0; round < rounds; round++) {
-        await db.stopServer(round % 2 === 0 ? "immediate" : "fast");
-        r.faults++;
-        const during = await s.create(s.docs(size(10, 30), "ready"));
-        // And changes to Connectors that were working: deletions, new generations.
-        const working = before.filter((c) => s.world.get(c.metadata.uid!)?.want === "ready");
-        const [gone, changed] = [
-          working.slice(round * 2, round * 2 + 1),
-          working.slice(-1 - round, working.length - round),
-        ];
-        for (const c of gone) await s.delete(c, true);
-        for (const c of changed) await s.touch(c, `outage-${round}`);
-        // While the database is away: the controller stays up and says so in status.
-        await until(
-          async () => {
-            const c = await kube.get(s.ns, during[0]!.metadata.name);
-            return c?.status?.conditions?.some((x) => x.type === "Synced" && x.status === "False") ?? false;
-          },
-          "Synced=False while PostgreSQL is down",
-          60_000,
-        );
-        const stale = await kube.get(s.ns, during[0]!.metadata.name);
-        const synced = stale!.status!.conditions!.find((x) => x.type === "Synced")!;
-        expect(synced.message).toMatch(/ECONNREFUSED|connect|terminat|database|Connection/i);
-        // A working connector keeps its Ready while the database is briefly away.
-        const old = working.find((c) => !gone.includes(c) && !changed.includes(c))!;
-        const oldNow = await kube.get(s.ns, old.metadata.name);
-        expect(oldNow?.status?.conditions?.find((x) => x.type === "Ready")?.status).toBe("True");
-        await sleep(size(4000, 8000));
-        expect(ctl.alive, "the controller survives the outage").toBe(true);
-        await db.startServer();
-        await s.converged(during, 120_000);
-      }
-      expect(ctl.alive).toBe(true);
-      expect(ctl.count("reconcile will be retried")).toBeGreaterThan(0);
-      await s.invariants();
-    });
-  });
+        const rounds = size(1, 3);
+        for (let round = 0; round < rounds; round++) {
+          await db.stopServer(round % 2 === 0 ? "immediate" : "fast");
+          r.faults++;
+          const during = await s.create(s.docs(size(10, 30), "ready"));
+          // And changes to Connectors that were working: deletions, new generations.
+          const working = before.filter((c) => s.world.get(c.metadata.uid!)?.want === "ready");
+          const [gone, changed] = [
+            working.slice(round * 2, round * 2 + 1),
+            working.slice(-1 - round, working.length - round),
+          ];
+          for (const c of gone) await s.delete(c, true);
+          for (const c of changed) await s.touch(c, `outage-${round}`);
+          // While the database is away: the controller stays up and says so in status.
+          await until(
+            async () => {
+              const c = await kube.get(s.ns, during[0]!.metadata.name);
+              return c?.status?.conditions?.some((x) => x.type === "Synced" && x.status === "False") ?? false;
+            },
+            "Synced=False while PostgreSQL is down",
+            60_000,
+          );
+          const stale = await kube.get(s.ns, during[0]!.metadata.name);
+          const synced = stale!.status!.conditions!.find((x) => x.type === "Synced")!;
+          expect(synced.message).toMatch(/ECONNREFUSED|connect|terminat|database|Connection/i);
+          // A working connector keeps its Ready while the database is briefly away.
+          const old = working.find((c) => !gone.includes(c) && !changed.includes(c))!;
+          const oldNow = await kube.get(s.ns, old.metadata.name);
+          expect(oldNow?.status?.conditions?.find((x) => x.type === "Ready")?.status).toBe("True");
+          await sleep(size(4000, 8000));
+          expect(ctl.alive, "the controller survives the outage").toBe(true);
+          await db.startServer();
+          await s.converged(during, 120_000);
+        }
+        expect(ctl.alive).toBe(true);
+        expect(ctl.count("reconcile will be retried")).toBeGreaterThan(0);
+        await s.invariants();
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
 });
 
 describe("the controller SIGKILLed mid-reconcile", () => {
-  it("loses nothing and duplicates nothing across a kill and a restart", async () => {
-    await tally.scenario("faults", "controller SIGKILL mid-reconcile", async (r) => {
-      const s = new Scenario("f-sigkill", r, slow.url);
-      let cut = 0;
-      await kube.ensureNamespace(s.ns);
-      const rounds = size(2, 5);
-      for (let round = 0; round < rounds; round++) {
-        const ctl = s.controller(`sigkill-ctl-${round}`, ["--concurrency", "4"]);
-        await ready(ctl);
-        const batch = s.docs(size(20, 50));
-        const created = s.create(batch, 8);
-        // Kill it once a few instances exist and the rest are in flight.
-        await until(() => ctl.count("instance created") >= 3, "the first instances", 60_000);
-        await ctl.kill("SIGKILL");
-        r.faults++;
-        cut += await s.cutMidReconcile();
-        const docs = await created;
-        const again = s.controller(`sigkill-ctl-${round}-again`, ["--concurrency", "4"]);
-        await ready(again);
-        await s.converged(docs, 90_000);
-        // Deletions in flight when it is killed again.
-        const victims = docs.filter((_, i) => i % 2 === 0);
-        await Promise.all(victims.map((c) => s.delete(c, s.world.get(c.metadata.uid!)!.want !== "stalled")));
-        await until(
-          () => again.count("instance soft-deleted") + again.count("instance orphaned") >= 1,
-          "the first deletion",
-          60_000,
-        );
-        await again.kill("SIGKILL");
-        r.faults++;
-      }
-      const last = s.controller("sigkill-ctl-final");
-      await ready(last);
-      r.note = `${cut} reconciles cut between row and status`;
-      // Evidence that the kills landed mid-reconcile, not between reconciles.
-      expect(cut).toBeGreaterThan(0);
-      await s.invariants();
-    });
-  });
+  it(
+    "loses nothing and duplicates nothing across a kill and a restart",
+    async () => {
+      await tally.scenario("faults", "controller SIGKILL mid-reconcile", async (r) => {
+        const s = new Scenario("f-sigkill", r, slow.url);
+        let cut = 0;
+        await kube.ensureNamespace(s.ns);
+        const rounds = size(2, 5);
+        for (let round = 0; round < rounds; round++) {
+          const ctl = s.controller(`sigkill-ctl-${round}`, ["--concurrency", "4"]);
+          await ready(ctl);
+          const batch = s.docs(size(20, 50));
+          const created = s.create(batch, 8);
+          // Kill it once a few instances exist and the rest are in flight.
+          await until(() => ctl.count("instance created") >= 3, "the first instances", 60_000);
+          await ctl.kill("SIGKILL");
+          r.faults++;
+          cut += await s.cutMidReconcile();
+          const docs = await created;
+          const again = s.controller(`sigkill-ctl-${round}-again`, ["--concurrency", "4"]);
+          await ready(again);
+          await s.converged(docs, 90_000);
+          // Deletions in flight when it is killed again.
+          const victims = docs.filter((_, i) => i % 2 === 0);
+          await Promise.all(
+            victims.map((c) => s.delete(c, s.world.get(c.metadata.uid!)!.want !== "stalled")),
+          );
+          await until(
+            () => again.count("instance soft-deleted") + again.count("instance orphaned") >= 1,
+            "the first deletion",
+            60_000,
+          );
+          await again.kill("SIGKILL");
+          r.faults++;
+        }
+        const last = s.controller("sigkill-ctl-final");
+        await ready(last);
+        r.note = `${cut} reconciles cut between row and status`;
+        // Evidence that the kills landed mid-reconcile, not between reconciles.
+        expect(cut).toBeGreaterThan(0);
+        await s.invariants();
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
 });
 
 describe("two replicas with leader election, the leader killed", () => {
-  it("hands over to the standby, which finishes the batch", async () => {
-    await tally.scenario("faults", "leader SIGKILL, standby takes over", async (r) => {
-      const s = new Scenario("f-leader", r, slow.url);
-      await kube.ensureNamespace(s.ns);
-      const le = [
-        "--leader-elect",
-        "--leader-election-namespace",
-        s.ns,
-        "--leader-election-id",
-        "rel-leader",
-      ];
-      const a = s.controller("replica-a", le);
-      await ready(a);
-      const b = s.controller("replica-b", le);
-      await until(() => b.said("waiting to lead"), "replica-b to stand by", 60_000);
-      const batch = s.docs(size(20, 50));
-      const created = s.create(batch, 8);
-      await until(() => a.count("instance created") >= 3, "the leader's first instances", 60_000);
-      const killedAt = Date.now();
-      await a.kill("SIGKILL");
-      r.faults++;
-      const cut = await s.cutMidReconcile();
-      const docs = await created;
-      await until(() => b.said("controller started"), "replica-b to take over", 60_000);
-      r.note = `handover ${Math.round((Date.now() - killedAt) / 100) / 10} s, ${cut} reconciles cut`;
-      await s.converged(docs, 90_000);
-      for (const c of docs.filter((_, i) => i % 4 === 0))
-        await s.delete(c, s.world.get(c.metadata.uid!)!.want !== "stalled");
-      await s.create(s.docs(size(4, 10)));
-      if (FULL) {
-        // And back: a new standby, the second leader killed too.
-        const c = s.controller("replica-c", le);
-        await until(() => c.said("waiting to lead"), "replica-c to stand by", 60_000);
-        await b.kill("SIGKILL");
+  it(
+    "hands over to the standby, which finishes the batch",
+    async () => {
+      await tally.scenario("faults", "leader SIGKILL, standby takes over", async (r) => {
+        const s = new Scenario("f-leader", r, slow.url);
+        await kube.ensureNamespace(s.ns);
+        const le = [
+          "--leader-elect",
+          "--leader-election-namespace",
+          s.ns,
+          "--leader-election-id",
+          "rel-leader",
+        ];
+        const a = s.controller("replica-a", le);
+        await ready(a);
+        const b = s.controller("replica-b", le);
+        await until(() => b.said("waiting to lead"), "replica-b to stand by", 60_000);
+        const batch = s.docs(size(20, 50));
+        const created = s.create(batch, 8);
+        await until(() => a.count("instance created") >= 3, "the leader's first instances", 60_000);
+        const killedAt = Date.now();
+        await a.kill("SIGKILL");
         r.faults++;
-        await until(() => c.said("controller started"), "replica-c to take over", 60_000);
-        await s.create(s.docs(10));
-      }
-      await s.invariants();
-    });
-  });
+        const cut = await s.cutMidReconcile();
+        const docs = await created;
+        await until(() => b.said("controller started"), "replica-b to take over", 60_000);
+        r.note = `handover ${Math.round((Date.now() - killedAt) / 100) / 10} s, ${cut} reconciles cut`;
+        await s.converged(docs, 90_000);
+        for (const c of docs.filter((_, i) => i % 4 === 0))
+          await s.delete(c, s.world.get(c.metadata.uid!)!.want !== "stalled");
+        await s.create(s.docs(size(4, 10)));
+        if (FULL) {
+          // And back: a new standby, the second leader killed too.
+          const c = s.controller("replica-c", le);
+          await until(() => c.said("waiting to lead"), "replica-c to stand by", 60_000);
+          await b.kill("SIGKILL");
+          r.faults++;
+          await until(() => c.said("controller started"), "replica-c to take over", 60_000);
+          await s.create(s.docs(10));
+        }
+        await s.invariants();
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
 });

@@ -21,6 +21,8 @@ import type { ControlPlane } from "../support/controlPlane.ts";
 /** RELIABILITY_FULL=1: the long version (bigger batches, more rounds, more generated inputs). */
 export const FULL = process.env.RELIABILITY_FULL === "1";
 export const size = (reduced: number, full: number): number => (FULL ? full : reduced);
+/** Per-scenario time limit: a scenario waits up to two minutes for its invariants. */
+export const SCENARIO_TIMEOUT = (FULL ? 40 : 10) * 60_000;
 
 // ---------------------------------------------------------------------------------------
 // The suite's own secret values. They are put where a secret could leak from (config
@@ -99,7 +101,7 @@ export function kindFor(i: number): Kind {
 export type Want =
   /** Ready=True (Available, or Disabled when disabled). */
   | "ready"
-  /** Applied (Synced=True, a live row) whatever its health says. */
+  /** Applied: not Stalled, a live row at its generation, whatever health and credentials say. */
   | "applied"
   /** Applied, but failing for a reason that is not the spec's (Synced=False with `reason`, not Stalled). */
   | "failing"

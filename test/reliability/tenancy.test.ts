@@ -24,6 +24,7 @@ import {
   World,
   type ControllerProcess,
   type Expectation,
+  SCENARIO_TIMEOUT,
 } from "./harness.ts";
 import { checkInvariants, describeReport } from "./invariants.ts";
 import { Tally } from "./tally.ts";
@@ -114,143 +115,158 @@ afterAll(async () => {
 const logs = () => procs.flatMap((p) => p.raw);
 
 describe("tenancy: ConnectorTypes", () => {
-  it("never uses a type that is not approved for it: retired, feature-gated, unknown or deleted types stall", async () => {
-    await tally.scenario("tenancy", "unapproved ConnectorTypes", async (r) => {
-      await applyType(
-        typeVariant("rel-retired", (t) => t.spec.versions.forEach((v) => (v.lifecycle = "retired"))),
-      );
-      await applyType(typeVariant("rel-gated", (t) => (t.spec.featureFlag = "rel-beta")));
-      await applyType(
-        typeVariant(
-          "rel-vgated",
-          (t) => (t.spec.versions.find((v) => v.version === 2)!.featureFlag = "rel-beta-v2"),
-        ),
-      );
-      await applyType(typeVariant("rel-doomed", () => {}));
-      await applyType(typeVariant("rel-retire-later", () => {}));
+  it(
+    "never uses a type that is not approved for it: retired, feature-gated, unknown or deleted types stall",
+    async () => {
+      await tally.scenario("tenancy", "unapproved ConnectorTypes", async (r) => {
+        await applyType(
+          typeVariant("rel-retired", (t) => t.spec.versions.forEach((v) => (v.lifecycle = "retired"))),
+        );
+        await applyType(typeVariant("rel-gated", (t) => (t.spec.featureFlag = "rel-beta")));
+        await applyType(
+          typeVariant(
+            "rel-vgated",
+            (t) => (t.spec.versions.find((v) => v.version === 2)!.featureFlag = "rel-beta-v2"),
+          ),
+        );
+        await applyType(typeVariant("rel-doomed", () => {}));
+        await applyType(typeVariant("rel-retire-later", () => {}));
 
-      const stalled = (reason: string) => ({ want: "stalled" as const, reason });
-      const ready = { want: "ready" as const, enabled: true };
-      let i = 0;
-      const n = () => `u${i++}`;
-      await create([
-        { c: using(PLAIN, n(), "rel-retired"), e: stalled("RetiredTypeVersion") },
-        { c: using(PLAIN, n(), "rel-retired", 1), e: stalled("RetiredTypeVersion") },
-        { c: using(PLAIN, n(), "rel-gated"), e: stalled("FeatureDisabled") },
-        { c: using(PLAIN, n(), "rel-vgated"), e: stalled("FeatureDisabled") },
-        { c: using(PLAIN, n(), "rel-vgated", 1), e: { ...ready, enabled: true } }, // v1 is not gated (deprecated)
-        { c: using(PLAIN, n(), "no-such-type"), e: stalled("UnknownType") },
-        { c: using(PLAIN, n(), "http", 7), e: stalled("UnknownTypeVersion") },
-        // The same types from the namespace whose controller enables rel-beta.
-        { c: using(FLAGGED, n(), "rel-gated"), e: ready },
-        { c: using(FLAGGED, n(), "rel-vgated"), e: stalled("FeatureDisabled") },
-        { c: using(FLAGGED, n(), "rel-retired"), e: stalled("RetiredTypeVersion") },
-      ]);
-      const [doomed, later] = await create([
-        { c: using(PLAIN, "doomed", "rel-doomed"), e: ready },
-        { c: using(PLAIN, "later", "rel-retire-later"), e: ready },
-      ]);
-      r.badInputs += 12;
+        const stalled = (reason: string) => ({ want: "stalled" as const, reason });
+        const ready = { want: "ready" as const, enabled: true };
+        let i = 0;
+        const n = () => `u${i++}`;
+        await create([
+          { c: using(PLAIN, n(), "rel-retired"), e: stalled("RetiredTypeVersion") },
+          { c: using(PLAIN, n(), "rel-retired", 1), e: stalled("RetiredTypeVersion") },
+          { c: using(PLAIN, n(), "rel-gated"), e: stalled("FeatureDisabled") },
+          { c: using(PLAIN, n(), "rel-vgated"), e: stalled("FeatureDisabled") },
+          { c: using(PLAIN, n(), "rel-vgated", 1), e: { ...ready, enabled: true } }, // v1 is not gated (deprecated)
+          { c: using(PLAIN, n(), "no-such-type"), e: stalled("UnknownType") },
+          { c: using(PLAIN, n(), "http", 7), e: stalled("UnknownTypeVersion") },
+          // The same types from the namespace whose controller enables rel-beta.
+          { c: using(FLAGGED, n(), "rel-gated"), e: ready },
+          { c: using(FLAGGED, n(), "rel-vgated"), e: stalled("FeatureDisabled") },
+          { c: using(FLAGGED, n(), "rel-retired"), e: stalled("RetiredTypeVersion") },
+        ]);
+        const [doomed, later] = await create([
+          { c: using(PLAIN, "doomed", "rel-doomed"), e: ready },
+          { c: using(PLAIN, "later", "rel-retire-later"), e: ready },
+        ]);
+        r.badInputs += 12;
 
-      // Type names with path and injection tricks never reach a controller.
-      let refused = 0;
-      for (const t of [
-        "../http",
-        "http/../imap",
-        "HTTP",
-        "http ",
-        "http\u0000",
-        "${http}",
-        "{{http}}",
-        "http;rm -rf",
-      ]) {
-        const res = await kube.tryCreate(using(PLAIN, `bad-${refused}`, t));
-        expect(res.ok, `spec.type ${JSON.stringify(t)} accepted`).toBe(false);
-        if (!res.ok) {
-          expect(res.message).toMatch(/spec\.type/);
-          world.messages.push(res.message);
+        // Type names with path and injection tricks never reach a controller.
+        let refused = 0;
+        for (const t of [
+          "../http",
+          "http/../imap",
+          "HTTP",
+          "http ",
+          "http\u0000",
+          "${http}",
+          "{{http}}",
+          "http;rm -rf",
+        ]) {
+          const res = await kube.tryCreate(using(PLAIN, `bad-${refused}`, t));
+          expect(res.ok, `spec.type ${JSON.stringify(t)} accepted`).toBe(false);
+          if (!res.ok) {
+            expect(res.message).toMatch(/spec\.type/);
+            world.messages.push(res.message);
+          }
+          refused++;
+          r.badInputs++;
         }
-        refused++;
-        r.badInputs++;
-      }
-      let report = await checkInvariants({ kube, sql, world, logs }, { timeoutMs: 90_000 });
-      r.violations += report.violations.length;
-      r.secretBytes += report.secretBytes;
-      expect(report.violations.length + report.secretBytes, describeReport(report)).toBe(0);
+        let report = await checkInvariants({ kube, sql, world, logs }, { timeoutMs: 90_000 });
+        r.violations += report.violations.length;
+        r.secretBytes += report.secretBytes;
+        expect(report.violations.length + report.secretBytes, describeReport(report)).toBe(0);
 
-      // Catalog changes under working Connectors: deleted and retired types stall them, and
-      // their last valid generation stays in force.
-      const del = await cp.kubectl(["delete", "connectortype", "rel-doomed"]);
-      expect(del.code, del.stderr).toBe(0);
-      await applyType(
-        typeVariant("rel-retire-later", (t) => t.spec.versions.forEach((v) => (v.lifecycle = "retired"))),
-      );
-      world.expect({
-        ...world.get(doomed!.metadata.uid!)!,
-        want: "stalled",
-        reason: "UnknownType",
-        appliedGeneration: 1,
-      });
-      world.expect({
-        ...world.get(later!.metadata.uid!)!,
-        want: "stalled",
-        reason: "RetiredTypeVersion",
-        appliedGeneration: 1,
-      });
-      report = await checkInvariants({ kube, sql, world, logs }, { timeoutMs: 90_000 });
-      r.violations += report.violations.length;
-      r.secretBytes += report.secretBytes;
-      expect(report.violations.length + report.secretBytes, describeReport(report)).toBe(0);
+        // Catalog changes under working Connectors: deleted and retired types stall them, and
+        // their last valid generation stays in force.
+        const del = await cp.kubectl(["delete", "connectortype", "rel-doomed"]);
+        expect(del.code, del.stderr).toBe(0);
+        await applyType(
+          typeVariant("rel-retire-later", (t) => t.spec.versions.forEach((v) => (v.lifecycle = "retired"))),
+        );
+        world.expect({
+          ...world.get(doomed!.metadata.uid!)!,
+          want: "stalled",
+          reason: "UnknownType",
+          appliedGeneration: 1,
+        });
+        world.expect({
+          ...world.get(later!.metadata.uid!)!,
+          want: "stalled",
+          reason: "RetiredTypeVersion",
+          appliedGeneration: 1,
+        });
+        report = await checkInvariants({ kube, sql, world, logs }, { timeoutMs: 90_000 });
+        r.violations += report.violations.length;
+        r.secretBytes += report.secretBytes;
+        expect(report.violations.length + report.secretBytes, describeReport(report)).toBe(0);
 
-      // Approved again: it works again without a spec change.
-      await applyType(typeVariant("rel-retire-later", () => {}));
-      world.expect({ ...world.get(later!.metadata.uid!)!, want: "ready", enabled: true, reason: undefined });
-      delete world.get(later!.metadata.uid!)!.appliedGeneration;
-      report = await checkInvariants({ kube, sql, world, logs }, { timeoutMs: 90_000 });
-      r.violations += report.violations.length;
-      r.secretBytes += report.secretBytes;
-      expect(report.violations.length + report.secretBytes, describeReport(report)).toBe(0);
-      r.note = `${refused} type-name tricks refused by the API server`;
-    });
-  });
+        // Approved again: it works again without a spec change.
+        await applyType(typeVariant("rel-retire-later", () => {}));
+        world.expect({
+          ...world.get(later!.metadata.uid!)!,
+          want: "ready",
+          enabled: true,
+          reason: undefined,
+        });
+        delete world.get(later!.metadata.uid!)!.appliedGeneration;
+        report = await checkInvariants({ kube, sql, world, logs }, { timeoutMs: 90_000 });
+        r.violations += report.violations.length;
+        r.secretBytes += report.secretBytes;
+        expect(report.violations.length + report.secretBytes, describeReport(report)).toBe(0);
+        r.note = `${refused} type-name tricks refused by the API server`;
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
 });
 
 describe("the invariants themselves", () => {
-  it("catch a ghost row, a secret in an Event, and a Connector in the wrong state", async () => {
-    await tally.scenario("invariants", "self-check (planted faults must be caught)", async (r) => {
-      const ns = "t-selfcheck";
-      await kube.ensureNamespace(ns);
-      const own = new World();
-      own.namespaces.add(ns);
-      // No controller watches this namespace: the Connector never gets a status.
-      const [c] = await createAll(kube, [httpConnector(ns, "planted", target.url)]);
-      own.expect({ ns, name: "planted", uid: c!.metadata.uid!, want: "ready", enabled: true });
-      const ghost = await sql.query<{ id: string }>(
-        `insert into connector_instances (namespace, name, uid, owner, type, type_version, config, config_schema_version, policy, enabled, state, applied_generation, spec_hash)
+  it(
+    "catch a ghost row, a secret in an Event, and a Connector in the wrong state",
+    async () => {
+      await tally.scenario("invariants", "self-check (planted faults must be caught)", async (r) => {
+        const ns = "t-selfcheck";
+        await kube.ensureNamespace(ns);
+        const own = new World();
+        own.namespaces.add(ns);
+        // No controller watches this namespace: the Connector never gets a status.
+        const [c] = await createAll(kube, [httpConnector(ns, "planted", target.url)]);
+        own.expect({ ns, name: "planted", uid: c!.metadata.uid!, want: "ready", enabled: true });
+        const ghost = await sql.query<{ id: string }>(
+          `insert into connector_instances (namespace, name, uid, owner, type, type_version, config, config_schema_version, policy, enabled, state, applied_generation, spec_hash)
          values ($1, 'ghost', 'no-such-uid', '{}', 'http', 2, '{}', '2.0.0', '{}', true, 'active', 1, 'x') returning id`,
-        [ns],
-      );
-      await kube.core.createNamespacedEvent({
-        namespace: ns,
-        body: {
-          metadata: { name: "planted-leak" },
-          involvedObject: { kind: "Connector", namespace: ns, name: "planted" },
-          reason: "Planted",
-          message: `token=${BEARER_SECRET}`,
-          type: "Warning",
-        },
+          [ns],
+        );
+        await kube.core.createNamespacedEvent({
+          namespace: ns,
+          body: {
+            metadata: { name: "planted-leak" },
+            involvedObject: { kind: "Connector", namespace: ns, name: "planted" },
+            reason: "Planted",
+            message: `token=${BEARER_SECRET}`,
+            type: "Warning",
+          },
+        });
+        const report = await checkInvariants({ kube, sql, world: own, logs: () => [] }, { timeoutMs: 1000 });
+        r.note = `${report.violations.length} planted violations and ${report.secretBytes} planted secret bytes caught`;
+        expect(report.violations.join("\n")).toMatch(/planted \(ready\): observedGeneration undefined/);
+        expect(report.violations.join("\n")).toMatch(
+          /live row .* whose Connector \(uid no-such-uid\) is gone/,
+        );
+        expect(report.secretBytes).toBe(BEARER_SECRET.length);
+        expect(report.secretHits.map((h) => h.where)).toEqual(["Events"]);
+        // Clean up, so that nothing planted is counted anywhere else.
+        await sql.query("delete from connector_instances where id = $1", [ghost.rows[0]!.id]);
+        await kube.core.deleteNamespacedEvent({ namespace: ns, name: "planted-leak" });
+        await kube.delete(ns, "planted");
+        await until(async () => (await kube.get(ns, "planted")) === undefined, "the planted Connector to go");
       });
-      const report = await checkInvariants({ kube, sql, world: own, logs: () => [] }, { timeoutMs: 1000 });
-      r.note = `${report.violations.length} planted violations and ${report.secretBytes} planted secret bytes caught`;
-      expect(report.violations.join("\n")).toMatch(/planted \(ready\): observedGeneration undefined/);
-      expect(report.violations.join("\n")).toMatch(/live row .* whose Connector \(uid no-such-uid\) is gone/);
-      expect(report.secretBytes).toBe(BEARER_SECRET.length);
-      expect(report.secretHits.map((h) => h.where)).toEqual(["Events"]);
-      // Clean up, so that nothing planted is counted anywhere else.
-      await sql.query("delete from connector_instances where id = $1", [ghost.rows[0]!.id]);
-      await kube.core.deleteNamespacedEvent({ namespace: ns, name: "planted-leak" });
-      await kube.delete(ns, "planted");
-      await until(async () => (await kube.get(ns, "planted")) === undefined, "the planted Connector to go");
-    });
-  });
+    },
+    SCENARIO_TIMEOUT,
+  );
 });

@@ -48,6 +48,7 @@ import {
   World,
   type ControllerProcess,
   type Expectation,
+  SCENARIO_TIMEOUT,
 } from "./harness.ts";
 import { checkInvariants, describeReport, scanForSecrets } from "./invariants.ts";
 import { Tally, type ScenarioRecord } from "./tally.ts";
@@ -225,262 +226,289 @@ let n = 0;
 const ready = { want: "ready" as const, enabled: true };
 
 describe("Vault faults", () => {
-  it("sealed, then unsealed: working Connectors keep Ready, new ones wait, all converge; a rotation after is picked up", async () => {
-    await tally.scenario("faults", "Vault sealed, then unsealed", async (r) => {
-      const working = await create(
-        [A, B].flatMap((ns) =>
-          Array.from({ length: size(3, 8) }, () => ({ c: secretConnector(ns, `s${n++}`, "hook"), e: ready })),
-        ),
-      );
-      await invariants(r);
+  it(
+    "sealed, then unsealed: working Connectors keep Ready, new ones wait, all converge; a rotation after is picked up",
+    async () => {
+      await tally.scenario("faults", "Vault sealed, then unsealed", async (r) => {
+        const working = await create(
+          [A, B].flatMap((ns) =>
+            Array.from({ length: size(3, 8) }, () => ({
+              c: secretConnector(ns, `s${n++}`, "hook"),
+              e: ready,
+            })),
+          ),
+        );
+        await invariants(r);
 
-      await bao.seal();
-      r.faults++;
-      const during = await create(
-        Array.from({ length: size(2, 6) }, () => ({ c: secretConnector(A, `s${n++}`, "hook"), e: ready })),
-      );
-      // Within a probe interval every working Connector meets the sealed Vault: Synced says
-      // so, Ready stays (a passing failure does not take a working connector down).
-      await until(
-        async () => {
-          const c = await kube.get(A, working[0]!.metadata.name);
-          return cond(c, "Synced")?.status === "False";
-        },
-        "Synced=False while Vault is sealed",
-        60_000,
-      );
-      const sealed = await kube.get(A, working[0]!.metadata.name);
-      world.messages.push(cond(sealed, "Synced")!.message);
-      expect(cond(sealed, "Ready")?.status).toBe("True");
-      expect(cond(sealed, "Synced")?.message).toMatch(/seal|503|unavailable/i);
-      const waiting = await kube.get(A, during[0]!.metadata.name);
-      expect(cond(waiting, "Ready")?.status).not.toBe("True");
-      await sleep(3000);
-      await bao.unseal();
-      await invariants(r);
+        await bao.seal();
+        r.faults++;
+        const during = await create(
+          Array.from({ length: size(2, 6) }, () => ({ c: secretConnector(A, `s${n++}`, "hook"), e: ready })),
+        );
+        // Within a probe interval every working Connector meets the sealed Vault: Synced says
+        // so, Ready stays (a passing failure does not take a working connector down).
+        await until(
+          async () => {
+            const c = await kube.get(A, working[0]!.metadata.name);
+            return cond(c, "Synced")?.status === "False";
+          },
+          "Synced=False while Vault is sealed",
+          60_000,
+        );
+        const sealed = await kube.get(A, working[0]!.metadata.name);
+        world.messages.push(cond(sealed, "Synced")!.message);
+        expect(cond(sealed, "Ready")?.status).toBe("True");
+        expect(cond(sealed, "Synced")?.message).toMatch(/seal|503|unavailable/i);
+        const waiting = await kube.get(A, during[0]!.metadata.name);
+        expect(cond(waiting, "Ready")?.status).not.toBe("True");
+        await sleep(3000);
+        await bao.unseal();
+        await invariants(r);
 
-      // A rotation after the outage: re-probed with the new token, audited.
-      await bao.writeKv2(`connectors/${A}/hook`, { token: ROTATED_SECRET });
-      const rotatedSeen = target.requests.length;
-      await until(
-        async () => target.requests.slice(rotatedSeen).some((q) => q.ns === A && q.owner === A),
-        "a probe with the rotated token",
-        60_000,
-      );
-      await until(
-        async () =>
-          (
-            await sql.query(
-              "select 1 from connector_audit_events where operation = 'credential_rotated' and namespace = $1",
-              [A],
-            )
-          ).rowCount! > 0,
-        "a credential_rotated audit row",
-        60_000,
-      );
-      await invariants(r);
-    });
-  });
+        // A rotation after the outage: re-probed with the new token, audited.
+        await bao.writeKv2(`connectors/${A}/hook`, { token: ROTATED_SECRET });
+        const rotatedSeen = target.requests.length;
+        await until(
+          async () => target.requests.slice(rotatedSeen).some((q) => q.ns === A && q.owner === A),
+          "a probe with the rotated token",
+          60_000,
+        );
+        await until(
+          async () =>
+            (
+              await sql.query(
+                "select 1 from connector_audit_events where operation = 'credential_rotated' and namespace = $1",
+                [A],
+              )
+            ).rowCount! > 0,
+          "a credential_rotated audit row",
+          60_000,
+        );
+        await invariants(r);
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
 
-  it("SIGKILLed, then restarted: the same, across a Vault restart", async () => {
-    await tally.scenario("faults", "Vault killed, then restarted", async (r) => {
-      const probe = world.live().find((e) => e.ns === B && e.want === "ready")!;
-      await bao.kill();
-      r.faults++;
-      await create(
-        Array.from({ length: size(2, 6) }, () => ({ c: secretConnector(B, `s${n++}`, "hook"), e: ready })),
-      );
-      await until(
-        async () => cond(await kube.get(B, probe.name), "Synced")?.status === "False",
-        "Synced=False while Vault is down",
-        60_000,
-      );
-      const down = await kube.get(B, probe.name);
-      world.messages.push(cond(down, "Synced")!.message);
-      expect(cond(down, "Ready")?.status).toBe("True");
-      expect(cond(down, "Synced")?.reason).toMatch(/VaultUnavailable|Vault/);
-      await sleep(3000);
-      await bao.restart();
-      await invariants(r);
-    });
-  });
+  it(
+    "SIGKILLed, then restarted: the same, across a Vault restart",
+    async () => {
+      await tally.scenario("faults", "Vault killed, then restarted", async (r) => {
+        const probe = world.live().find((e) => e.ns === B && e.want === "ready")!;
+        await bao.kill();
+        r.faults++;
+        await create(
+          Array.from({ length: size(2, 6) }, () => ({ c: secretConnector(B, `s${n++}`, "hook"), e: ready })),
+        );
+        await until(
+          async () => cond(await kube.get(B, probe.name), "Synced")?.status === "False",
+          "Synced=False while Vault is down",
+          60_000,
+        );
+        const down = await kube.get(B, probe.name);
+        world.messages.push(cond(down, "Synced")!.message);
+        expect(cond(down, "Ready")?.status).toBe("True");
+        expect(cond(down, "Synced")?.reason).toMatch(/VaultUnavailable|Vault/);
+        await sleep(3000);
+        await bao.restart();
+        await invariants(r);
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
 });
 
 describe("tenancy: secrets", () => {
-  it("a Connector never resolves another namespace's secret, whatever path trick it tries (controller, end to end)", async () => {
-    await tally.scenario("tenancy", "cross-namespace secret tricks (controller)", async (r) => {
-      const stalled = (reason: string) => ({ want: "stalled" as const, reason });
-      // Refused by the runtime (provider or Vault), after the generation was applied.
-      const denied = (reason: string) => ({ want: "stalled" as const, reason, appliedGeneration: 1 });
-      const tricks = [
-        "../v-a/hook",
-        "..%2fv-a%2fhook",
-        "%2e%2e/v-a/hook",
-        "/connectors/v-a/hook",
-        "data/connectors/v-a/hook",
-        "metadata/connectors/v-a/hook",
-        "hook/../../v-a/hook",
-        "x/../../../v-a/hook",
-        "v-a\uFF0Fhook",
-        "..\u2215v-a\u2215hook",
-        "./hook",
-        "hook/",
-        "a//hook",
-      ];
-      const items = [
-        ...tricks.map((t) => ({ c: secretConnector(B, `t${n++}`, t), e: stalled("InvalidSecretRef") })),
-        // Inside B's own tree: a name that merely looks like A's path is just not found.
-        {
-          c: secretConnector(B, `t${n++}`, "connectors/v-a/hook"),
-          e: { want: "failing" as const, reason: "SecretNotFound" },
-        },
-        // Not allowed to use the provider at all.
-        { c: secretConnector(OUTSIDE, `t${n++}`, "hook"), e: denied("NamespaceNotAllowed") },
-        // Allowed, but Vault knows no role for the namespace: its login answers 400 (invalid
-        // role name), which is terminal until the role or the spec changes.
-        { c: secretConnector(NOROLE, `t${n++}`, "hook"), e: denied("InvalidSecretRef") },
-        // A provider that logs every namespace in with A's role: Vault refuses B's identity.
-        { c: secretConnector(B, `t${n++}`, "hook", "rel-vault-onerole"), e: denied("PermissionDenied") },
-        // The file provider: a symlink out of B's directory, and a parent path.
-        { c: secretConnector(B, `t${n++}`, "evil", "rel-files"), e: denied("InvalidSecretRef") },
-        { c: secretConnector(B, `t${n++}`, "../v-a/hook", "rel-files"), e: stalled("InvalidSecretRef") },
-        // And the honest ones work.
-        { c: secretConnector(B, `t${n++}`, "ok", "rel-files"), e: ready },
-        { c: secretConnector(A, `t${n++}`, "hook", "rel-files"), e: ready },
-        { c: secretConnector(B, `t${n++}`, "hook"), e: ready },
-      ];
-      const refusedByApi = await tryCreate(items);
-      r.badInputs += items.length;
-      r.note = `${items.length} Connectors, ${refusedByApi} refused by the API server`;
-      // A working Connector whose secretRef is changed to a trick: Stalled, and its last valid
-      // generation stays in force in the database.
-      const [victim] = await create([{ c: secretConnector(B, `t${n++}`, "hook"), e: ready }]);
-      await until(
-        async () => cond(await kube.get(B, victim!.metadata.name), "Ready")?.status === "True",
-        "the victim to work first",
-        60_000,
-      );
-      await kube.update(B, victim!.metadata.name, (c) => {
-        c.spec.credentials!.secretRef!.name = "../v-a/hook";
+  it(
+    "a Connector never resolves another namespace's secret, whatever path trick it tries (controller, end to end)",
+    async () => {
+      await tally.scenario("tenancy", "cross-namespace secret tricks (controller)", async (r) => {
+        const stalled = (reason: string) => ({ want: "stalled" as const, reason });
+        // Refused by the runtime (provider or Vault), after the generation was applied.
+        const denied = (reason: string) => ({ want: "stalled" as const, reason, appliedGeneration: 1 });
+        const tricks = [
+          "../v-a/hook",
+          "..%2fv-a%2fhook",
+          "%2e%2e/v-a/hook",
+          "/connectors/v-a/hook",
+          "data/connectors/v-a/hook",
+          "metadata/connectors/v-a/hook",
+          "hook/../../v-a/hook",
+          "x/../../../v-a/hook",
+          "v-a\uFF0Fhook",
+          "..\u2215v-a\u2215hook",
+          "./hook",
+          "hook/",
+          "a//hook",
+        ];
+        const items = [
+          ...tricks.map((t) => ({ c: secretConnector(B, `t${n++}`, t), e: stalled("InvalidSecretRef") })),
+          // Inside B's own tree: a name that merely looks like A's path is just not found.
+          {
+            c: secretConnector(B, `t${n++}`, "connectors/v-a/hook"),
+            e: { want: "failing" as const, reason: "SecretNotFound" },
+          },
+          // Not allowed to use the provider at all.
+          { c: secretConnector(OUTSIDE, `t${n++}`, "hook"), e: denied("NamespaceNotAllowed") },
+          // Allowed, but Vault knows no role for the namespace: its login answers 400 (invalid
+          // role name), which is terminal until the role or the spec changes.
+          { c: secretConnector(NOROLE, `t${n++}`, "hook"), e: denied("InvalidSecretRef") },
+          // A provider that logs every namespace in with A's role: Vault refuses B's identity.
+          { c: secretConnector(B, `t${n++}`, "hook", "rel-vault-onerole"), e: denied("PermissionDenied") },
+          // The file provider: a symlink out of B's directory, and a parent path.
+          { c: secretConnector(B, `t${n++}`, "evil", "rel-files"), e: denied("InvalidSecretRef") },
+          { c: secretConnector(B, `t${n++}`, "../v-a/hook", "rel-files"), e: stalled("InvalidSecretRef") },
+          // And the honest ones work.
+          { c: secretConnector(B, `t${n++}`, "ok", "rel-files"), e: ready },
+          { c: secretConnector(A, `t${n++}`, "hook", "rel-files"), e: ready },
+          { c: secretConnector(B, `t${n++}`, "hook"), e: ready },
+        ];
+        const refusedByApi = await tryCreate(items);
+        r.badInputs += items.length;
+        r.note = `${items.length} Connectors, ${refusedByApi} refused by the API server`;
+        // A working Connector whose secretRef is changed to a trick: Stalled, and its last valid
+        // generation stays in force in the database.
+        const [victim] = await create([{ c: secretConnector(B, `t${n++}`, "hook"), e: ready }]);
+        await until(
+          async () => cond(await kube.get(B, victim!.metadata.name), "Ready")?.status === "True",
+          "the victim to work first",
+          60_000,
+        );
+        await kube.update(B, victim!.metadata.name, (c) => {
+          c.spec.credentials!.secretRef!.name = "../v-a/hook";
+        });
+        world.expect({
+          ...world.get(victim!.metadata.uid!)!,
+          want: "stalled",
+          reason: "InvalidSecretRef",
+          appliedGeneration: 1,
+        });
+        // The security property first: every trick is refused, B never presented A's token.
+        await until(
+          async () =>
+            (await kube.listConnectors()).filter(
+              (c) => c.metadata.namespace === B && cond(c, "Stalled")?.reason === "InvalidSecretRef",
+            ).length >=
+            tricks.length - refusedByApi + 3,
+          "every trick to be refused",
+          60_000,
+        );
+        for (const c of await kube.listConnectors()) {
+          const s = cond(c, "Stalled");
+          if (c.metadata.namespace === B && s?.reason === "InvalidSecretRef")
+            expect(s.message, "a refusal names the field or the secret").toMatch(
+              /spec\.credentials\.secretRef\.name|the secret /,
+            );
+        }
+        expect(target.requests.filter((q) => q.ns === B && q.owner === A)).toEqual([]);
+        // Then the bookkeeping (DESIGN §4 step 3: the secretRef path is part of validation, so a
+        // refused generation never reaches the database and the last valid one stays in force).
+        await invariants(r, 60_000);
       });
-      world.expect({
-        ...world.get(victim!.metadata.uid!)!,
-        want: "stalled",
-        reason: "InvalidSecretRef",
-        appliedGeneration: 1,
-      });
-      // The security property first: every trick is refused, B never presented A's token.
-      await until(
-        async () =>
-          (await kube.listConnectors()).filter(
-            (c) => c.metadata.namespace === B && cond(c, "Stalled")?.reason === "InvalidSecretRef",
-          ).length >=
-          tricks.length - refusedByApi + 3,
-        "every trick to be refused",
-        60_000,
-      );
-      for (const c of await kube.listConnectors()) {
-        const s = cond(c, "Stalled");
-        if (c.metadata.namespace === B && s?.reason === "InvalidSecretRef")
-          expect(s.message, "a refusal names the field or the secret").toMatch(
-            /spec\.credentials\.secretRef\.name|the secret /,
-          );
-      }
-      expect(target.requests.filter((q) => q.ns === B && q.owner === A)).toEqual([]);
-      // Then the bookkeeping (DESIGN §4 step 3: the secretRef path is part of validation, so a
-      // refused generation never reaches the database and the last valid one stays in force).
-      await invariants(r, 60_000);
-    });
-  });
+    },
+    SCENARIO_TIMEOUT,
+  );
 
-  it("a Connector never resolves another namespace's secret for any generated name (resolver against Vault)", async () => {
-    await tally.scenario("tenancy", "cross-namespace secret names (resolver, property-based)", async (r) => {
-      const kc = new KubeConfig();
-      kc.loadFromFile(cp.kubeconfigPath);
-      const providers = new Map<string, SecretProvider>();
-      for (const name of ["rel-vault", "rel-files"]) {
-        const out = await cp.kubectl(["get", "secretprovider", name, "-o", "json"]);
-        providers.set(name, JSON.parse(out.stdout) as SecretProvider);
-      }
-      const logLines: string[] = [];
-      const resolver = new VaultSecretResolver({
-        providers: { get: (name) => providers.get(name) },
-        tokens: new KubeServiceAccountTokens(kc),
-        kubeSecrets: new KubeSecretKeys(kc),
-        namespaceLabels: () => ({}),
-        hmacKey: await loadOrCreateFingerprintKey(kc, "default"),
-        log: createLogger({
-          level: "debug",
-          destination: { write: (l: string) => void logLines.push(l) } as unknown as NodeJS.WritableStream,
-        }),
-      });
-      const pieces = [
-        "..",
-        ".",
-        "",
-        "v-a",
-        "hook",
-        "connectors",
-        "data",
-        "metadata",
-        "%2e%2e",
-        "%2f",
-        "..%2f",
-        "\uFF0F",
-        "\u2215",
-        "\uFF0E\uFF0E",
-        "\\",
-        "\u0000",
-        "\n",
-        "kv",
-        "v-b",
-        "*",
-        "{namespace}",
-        "${name}",
-        "{{.}}",
-      ];
-      const nameArb = fc.oneof(
-        fc.array(fc.constantFrom(...pieces), { minLength: 1, maxLength: 8 }).map((p) => p.join("/")),
-        fc.array(fc.constantFrom(...pieces, "/"), { minLength: 1, maxLength: 12 }).map((p) => p.join("")),
-        fc.string({ unit: "grapheme", maxLength: 40 }),
-        fc.constantFrom("hook", "../v-a/hook", "/v-a/hook", "v-a/hook", "../../connectors/v-a/hook"),
-      );
-      const errors: string[] = [];
-      let tried = 0;
-      let refused = 0;
-      await fc.assert(
-        fc.asyncProperty(nameArb, fc.constantFrom("rel-vault", "rel-files"), async (name, provider) => {
-          tried++;
-          try {
-            const got = await resolver.resolve(B, { provider, name, keys: { token: "token" } });
-            // Whatever B resolves is B's own.
-            expect(
-              ownerOf(got.values.token ?? ""),
-              `B resolved ${JSON.stringify(name)} via ${provider}`,
-            ).toBe(B);
-          } catch (err) {
-            expect(err, `a non-ConnectorError for ${JSON.stringify(name)}`).toBeInstanceOf(ConnectorError);
-            const e = err as ConnectorError;
-            refused++;
-            errors.push(e.message);
-            expect(e.message.length, "a refusal says why").toBeGreaterThan(10);
-            expect(["transient", "quota_exceeded"]).not.toContain(e.errorClass);
+  it(
+    "a Connector never resolves another namespace's secret for any generated name (resolver against Vault)",
+    async () => {
+      await tally.scenario(
+        "tenancy",
+        "cross-namespace secret names (resolver, property-based)",
+        async (r) => {
+          const kc = new KubeConfig();
+          kc.loadFromFile(cp.kubeconfigPath);
+          const providers = new Map<string, SecretProvider>();
+          for (const name of ["rel-vault", "rel-files"]) {
+            const out = await cp.kubectl(["get", "secretprovider", name, "-o", "json"]);
+            providers.set(name, JSON.parse(out.stdout) as SecretProvider);
           }
-        }),
-        { numRuns: size(300, 2000) },
+          const logLines: string[] = [];
+          const resolver = new VaultSecretResolver({
+            providers: { get: (name) => providers.get(name) },
+            tokens: new KubeServiceAccountTokens(kc),
+            kubeSecrets: new KubeSecretKeys(kc),
+            namespaceLabels: () => ({}),
+            hmacKey: await loadOrCreateFingerprintKey(kc, "default"),
+            log: createLogger({
+              level: "debug",
+              destination: {
+                write: (l: string) => void logLines.push(l),
+              } as unknown as NodeJS.WritableStream,
+            }),
+          });
+          const pieces = [
+            "..",
+            ".",
+            "",
+            "v-a",
+            "hook",
+            "connectors",
+            "data",
+            "metadata",
+            "%2e%2e",
+            "%2f",
+            "..%2f",
+            "\uFF0F",
+            "\u2215",
+            "\uFF0E\uFF0E",
+            "\\",
+            "\u0000",
+            "\n",
+            "kv",
+            "v-b",
+            "*",
+            "{namespace}",
+            "${name}",
+            "{{.}}",
+          ];
+          const nameArb = fc.oneof(
+            fc.array(fc.constantFrom(...pieces), { minLength: 1, maxLength: 8 }).map((p) => p.join("/")),
+            fc.array(fc.constantFrom(...pieces, "/"), { minLength: 1, maxLength: 12 }).map((p) => p.join("")),
+            fc.string({ unit: "grapheme", maxLength: 40 }),
+            fc.constantFrom("hook", "../v-a/hook", "/v-a/hook", "v-a/hook", "../../connectors/v-a/hook"),
+          );
+          const errors: string[] = [];
+          let tried = 0;
+          let refused = 0;
+          await fc.assert(
+            fc.asyncProperty(nameArb, fc.constantFrom("rel-vault", "rel-files"), async (name, provider) => {
+              tried++;
+              try {
+                const got = await resolver.resolve(B, { provider, name, keys: { token: "token" } });
+                // Whatever B resolves is B's own.
+                expect(
+                  ownerOf(got.values.token ?? ""),
+                  `B resolved ${JSON.stringify(name)} via ${provider}`,
+                ).toBe(B);
+              } catch (err) {
+                expect(err, `a non-ConnectorError for ${JSON.stringify(name)}`).toBeInstanceOf(
+                  ConnectorError,
+                );
+                const e = err as ConnectorError;
+                refused++;
+                errors.push(e.message);
+                expect(e.message.length, "a refusal says why").toBeGreaterThan(10);
+                expect(["transient", "quota_exceeded"]).not.toContain(e.errorClass);
+              }
+            }),
+            { numRuns: size(300, 2000) },
+          );
+          await resolver.close();
+          r.badInputs += tried;
+          r.note = `${tried} names, ${refused} refused, none resolved A's secret`;
+          const { hits, bytes } = scanForSecrets(
+            new Map([
+              ["resolver errors", errors],
+              ["resolver logs", logLines],
+            ]),
+          );
+          r.secretBytes += bytes;
+          expect(hits).toEqual([]);
+          expect(SECRETS.length).toBeGreaterThan(0);
+        },
       );
-      await resolver.close();
-      r.badInputs += tried;
-      r.note = `${tried} names, ${refused} refused, none resolved A's secret`;
-      const { hits, bytes } = scanForSecrets(
-        new Map([
-          ["resolver errors", errors],
-          ["resolver logs", logLines],
-        ]),
-      );
-      r.secretBytes += bytes;
-      expect(hits).toEqual([]);
-      expect(SECRETS.length).toBeGreaterThan(0);
-    });
-  });
+    },
+    SCENARIO_TIMEOUT,
+  );
 });

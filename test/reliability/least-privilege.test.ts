@@ -1,0 +1,250 @@
+// Least privilege: the controller runs with exactly the chart's RBAC. The chart's
+// ServiceAccount, ClusterRole, Role and bindings are rendered by the real helm (`helm
+// template --show-only`) and applied; the controller process authenticates with that
+// ServiceAccount's token and goes through a batch with a SIGKILL in the middle, deletions
+// (one Orphan) and refused specs, ending with the suite's invariants and not one
+// "forbidden" in its log: what it has is enough. A compact `kubectl auth can-i` matrix
+// shows that what it must not have, it has not. (The complete matrix, rule by rule against
+// charts/connector-controller/rbac-expectations.yaml, is test/integration/chart.test.ts.)
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import * as yaml from "js-yaml";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { projectRoot } from "../../controller/src/api/paths.ts";
+import type { Connector } from "../../controller/src/api/types.ts";
+import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
+import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
+import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import {
+  applyCatalog,
+  createAll,
+  httpConnector,
+  killAllControllers,
+  kindFor,
+  Kube,
+  SCENARIO_TIMEOUT,
+  size,
+  spawnController,
+  until,
+  World,
+  type ControllerProcess,
+  type Kind,
+} from "./harness.ts";
+import { checkInvariants, describeReport } from "./invariants.ts";
+import { Tally } from "./tally.ts";
+
+const RELEASE_NS = "connector-system";
+const SA = "connector-controller";
+const AS = `system:serviceaccount:${RELEASE_NS}:${SA}`;
+const TENANT = "lp-tenant";
+const CHART = join(projectRoot, "charts/connector-controller");
+
+let cp: ControlPlane;
+let db: TestPostgres;
+let target: HttpTarget;
+let kube: Kube;
+let sql: pg.Pool;
+let saKubeconfig: string;
+const tally = new Tally("least-privilege");
+
+function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    p.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  });
+}
+
+async function kubectl(args: string[], input?: string): Promise<string> {
+  const r = await cp.kubectl(args, input === undefined ? {} : { input });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+
+beforeAll(async () => {
+  [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startHttpTarget()]);
+  await applyCatalog(cp);
+  kube = new Kube(cp.kubeconfigPath);
+  sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  await kube.ensureNamespace(RELEASE_NS);
+  await kube.ensureNamespace(TENANT);
+
+  // The chart's own RBAC and ServiceAccount, rendered by helm (built once by `make testbin`).
+  const helmDir = (await run("bash", [join(projectRoot, "hack/testbin.sh"), "helm"])).stdout
+    .trim()
+    .split("\n")
+    .pop();
+  if (!helmDir) throw new Error("hack/testbin.sh helm did not say where helm is (run `make testbin`)");
+  const rendered = await run(join(helmDir, "helm"), [
+    "template",
+    "connector-controller",
+    CHART,
+    "--namespace",
+    RELEASE_NS,
+    "--show-only",
+    "templates/rbac.yaml",
+    "--show-only",
+    "templates/serviceaccount.yaml",
+  ]);
+  if (rendered.code !== 0) throw new Error(`helm template: ${rendered.stderr}`);
+  const kinds = (yaml.loadAll(rendered.stdout) as { kind?: string }[])
+    .filter(Boolean)
+    .map((d) => d.kind)
+    .sort();
+  expect(kinds).toEqual(["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"]);
+  await kubectl(["apply", "-f", "-"], rendered.stdout);
+
+  // A kubeconfig that is that ServiceAccount and nothing else.
+  const token = (await kubectl(["create", "token", SA, "-n", RELEASE_NS, "--duration=2h"])).trim();
+  const admin = yaml.load(readFileSync(cp.kubeconfigPath, "utf8")) as {
+    clusters: { cluster: { server: string; "certificate-authority-data": string } }[];
+  };
+  saKubeconfig = join(cp.dir, "controller-sa.kubeconfig");
+  writeFileSync(
+    saKubeconfig,
+    yaml.dump({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "test", cluster: admin.clusters[0]!.cluster }],
+      users: [{ name: SA, user: { token } }],
+      contexts: [{ name: "sa", context: { cluster: "test", user: SA, namespace: RELEASE_NS } }],
+      "current-context": "sa",
+    }),
+    { mode: 0o600 },
+  );
+}, 300_000);
+
+afterAll(async () => {
+  await killAllControllers();
+  await sql?.end();
+  await db?.stop();
+  await target?.stop();
+  await cp?.stop();
+});
+
+describe("least privilege", () => {
+  it(
+    "the controller does its whole job with the chart's RBAC alone, through a SIGKILL, and is never forbidden anything",
+    async () => {
+      await tally.scenario("least privilege", "controller as the chart's ServiceAccount", async (r) => {
+        const world = new World();
+        world.namespaces.add(TENANT);
+        const procs: ControllerProcess[] = [];
+        const start = (name: string) => {
+          const p = spawnController({
+            kubeconfig: saKubeconfig,
+            databaseUrl: db.url,
+            name,
+            namespaces: [], // all namespaces, as the chart runs it
+            args: [
+              "--leader-elect",
+              "--leader-election-namespace",
+              RELEASE_NS,
+              "--leader-election-id",
+              "connector-controller",
+            ],
+          });
+          procs.push(p);
+          return p;
+        };
+        // spawnController passes --watch-namespaces with the (empty) list: all namespaces.
+        const first = start("lp-1");
+        await first.started();
+        const items: { doc: Connector; kind: Kind }[] = Array.from({ length: size(16, 40) }, (_, i) => ({
+          doc: httpConnector(TENANT, `lp${i}`, target.url, kindFor(i)),
+          kind: kindFor(i),
+        }));
+        const creating = createAll(
+          kube,
+          items.map((x) => x.doc),
+        );
+        await until(() => first.count("instance created") >= 2, "the first instances", 60_000);
+        await first.kill("SIGKILL");
+        r.faults++;
+        const created = await creating;
+        created.forEach((c, i) => world.expectKind(c, items[i]!.kind));
+        const second = start("lp-2");
+        await second.started(90_000); // the killed leader's lease runs out first
+        let report = await checkInvariants({ kube, sql, world, logs: () => procs.flatMap((p) => p.raw) });
+        expect(report.violations, describeReport(report)).toEqual([]);
+        for (const c of created.filter((_, i) => i % 3 === 0)) {
+          await kube.delete(TENANT, c.metadata.name);
+          world.deleted(c.metadata.uid!, world.get(c.metadata.uid!)!.want !== "stalled");
+        }
+        report = await checkInvariants({ kube, sql, world, logs: () => procs.flatMap((p) => p.raw) });
+        r.violations += report.violations.length;
+        r.secretBytes += report.secretBytes;
+        expect(report.violations.length + report.secretBytes, describeReport(report)).toBe(0);
+
+        const forbidden = procs
+          .flatMap((p) => p.raw)
+          .filter((l) => /forbidden|\b403\b|Unauthorized|\b401\b/i.test(l));
+        expect(forbidden, "the controller was refused something it needs").toEqual([]);
+        // The fingerprint key was created by the controller itself, in its own namespace.
+        await kubectl(["get", "secret", "connector-controller-fingerprint-key", "-n", RELEASE_NS]);
+        // Events were recorded in the tenant's namespace under its own identity.
+        const events = JSON.parse(await kubectl(["get", "events", "-n", TENANT, "-o", "json"])) as {
+          items: { reason: string }[];
+        };
+        expect(events.items.length).toBeGreaterThan(0);
+        r.note = `${created.length} Connectors, ${events.items.length} Events, 0 forbidden`;
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
+
+  it(
+    "cannot do what it must not (compact can-i matrix; the full one is chart.test.ts)",
+    async () => {
+      await tally.scenario("least privilege", "kubectl auth can-i matrix", async (r) => {
+        const expectations = yaml.load(readFileSync(join(CHART, "rbac-expectations.yaml"), "utf8")) as {
+          clusterRole: { apiGroup: string; resource: string; verbs: string[] }[];
+        };
+        const canI = async (args: string[]) => {
+          const res = await cp.kubectl(["auth", "can-i", ...args, `--as=${AS}`]);
+          return res.stdout.trim();
+        };
+        const qualify = (group: string, resource: string) => {
+          const [res, sub] = resource.split("/");
+          return [group ? `${res}.${group}` : res!, ...(sub ? [`--subresource=${sub}`] : [])];
+        };
+        const yes = expectations.clusterRole.flatMap((e) =>
+          e.verbs.map((v) => [v, ...qualify(e.apiGroup, e.resource), "-n", TENANT]),
+        );
+        const no = [
+          ["get", "secrets", "-n", TENANT],
+          ["list", "secrets", "-A"],
+          ["watch", "secrets", "-n", RELEASE_NS],
+          ["get", "secrets/connector-db", "-n", RELEASE_NS],
+          ["delete", "connectors.cynodeai.io", "-n", TENANT],
+          ["create", "connectors.cynodeai.io", "-n", TENANT],
+          ["update", "connectors.cynodeai.io", "-n", TENANT],
+          ["patch", "connectortypes.cynodeai.io", "-A"],
+          ["patch", "secretproviders.cynodeai.io", "-A"],
+          ["create", "pods", "-n", TENANT],
+          ["create", "serviceaccounts", "-n", TENANT],
+          ["create", "rolebindings.rbac.authorization.k8s.io", "-n", RELEASE_NS],
+          ["escalate", "clusterroles.rbac.authorization.k8s.io", "-A"],
+          ["impersonate", "serviceaccounts", "-A"],
+          ["create", "leases.coordination.k8s.io", "-n", TENANT],
+          ["delete", "events", "-n", TENANT],
+          ["*", "*", "-A"],
+        ];
+        const got = await Promise.all([
+          ...yes.map(async (a) => [a.join(" "), "yes", await canI(a)] as const),
+          ...no.map(async (a) => [a.join(" "), "no", await canI(a)] as const),
+        ]);
+        const wrong = got.filter(([, want, answer]) => want !== answer);
+        r.violations += wrong.length;
+        r.note = `${yes.length} needed (yes), ${no.length} forbidden (no)`;
+        expect(wrong, "can-i answers that differ").toEqual([]);
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
+});
