@@ -96,14 +96,21 @@ export type ConnectorTypeSource = ListWatchSource<ConnectorType>;
 export type PolicyTemplateSource = ListWatchSource<PolicyTemplate>;
 
 /**
- * A JSON merge patch that turns `from` into `to`: removed keys become null (merge patch
- * replaces arrays whole, which is what the condition list needs).
+ * A JSON merge patch (RFC 7386) that turns `from` into `to`: keys that went away become null
+ * at every depth, nested objects are patched key by key, arrays (the condition list) are
+ * replaced whole.
  */
 export function mergePatch(
   from: Record<string, unknown> | undefined,
   to: Record<string, unknown>,
 ): Record<string, unknown> {
-  const patch: Record<string, unknown> = { ...to };
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    !!v && typeof v === "object" && !Array.isArray(v);
+  const patch: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(to)) {
+    const before = from?.[key];
+    patch[key] = isObject(value) && isObject(before) ? mergePatch(before, value) : value;
+  }
   for (const key of Object.keys(from ?? {})) if (!(key in to)) patch[key] = null;
   return patch;
 }

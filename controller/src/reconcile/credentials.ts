@@ -3,7 +3,7 @@
 // the spec did not change is a rotation. OAuth connectors wait, with an authorization URL
 // in status, until completing the flow stores their token with the provider.
 import { createHmac } from "node:crypto";
-import type { Connector, TypeVersion } from "../api/types.ts";
+import type { Connector, JsonObject, TypeVersion } from "../api/types.ts";
 import { ConnectorError, classify, isRetryable } from "./errors.ts";
 import type { InstanceRow, ObservedInstance, ResolvedSecret, SecretResolver } from "./ports.ts";
 
@@ -44,19 +44,30 @@ export function oauthState(key: Buffer, c: Connector): string {
     .slice(0, 32);
 }
 
+/** The authorization URL; `{name}` in the type's authorizeUrl takes the config value of that name. */
 export function authorizeUrl(
   version: TypeVersion,
-  clientId: string,
+  config: JsonObject,
+  client: { clientId: string; redirectUri?: string },
   scopes: string[],
   state: string,
-  redirectUri?: string,
 ): string {
-  const url = new URL(version.oauth!.authorizeUrl);
+  const template = version.oauth!.authorizeUrl.replace(/\{(\w+)\}/g, (_m, name: string) => {
+    const v = config[name];
+    if (typeof v !== "string")
+      throw new ConnectorError(
+        "permanent",
+        "OAuthNotConfigured",
+        `the type's authorizeUrl names config.${name}, which is not set`,
+      );
+    return v.replace(/\/+$/, "");
+  });
+  const url = new URL(template);
   url.searchParams.set("response_type", "code");
-  url.searchParams.set("client_id", clientId);
+  url.searchParams.set("client_id", client.clientId);
   if (scopes.length) url.searchParams.set("scope", scopes.join(" "));
   url.searchParams.set("state", state);
-  if (redirectUri) url.searchParams.set("redirect_uri", redirectUri);
+  if (client.redirectUri) url.searchParams.set("redirect_uri", client.redirectUri);
   return url.toString();
 }
 
@@ -105,7 +116,7 @@ export async function resolveCredentials(
         pending: true,
         auth: {
           state: "Pending",
-          url: authorizeUrl(version, client.clientId, scopes, state, client.redirectUri),
+          url: authorizeUrl(version, c.spec.config ?? {}, client, scopes, state),
         },
       };
     }
