@@ -52,6 +52,10 @@ test-reliability: deps testbin ## faults, bad input, tenancy, least privilege (t
 test: deps typecheck lint testbin ## everything: type-check, lint, unit and integration tests
 	vitest run
 
+.PHONY: bench
+bench: deps testbin ## benchmarks at 1k/5k/10k Connectors (cold start, floor, apply → Ready, quiet, drift; ARGS="--n 1000 …"); results in bench/results/
+	node bench/run.ts $(ARGS)
+
 run: deps ## the controller on embedded defaults (local control plane when no kube context answers; PGlite in .data/)
 	node hack/run.ts $(ARGS)
 

@@ -1,23 +1,27 @@
-// The benchmarks (issue 8): `make bench`, or
+// The benchmarks (issue 8): `make bench` (ARGS="…" passes flags), or
 //
 //   node bench/run.ts [--n 1000,5000,10000] [--scenarios cold,floor,apply,quiet,drift,vault]
-//                     [--concurrency 4,16] [--applies 1000] [--drift-tries 100]
-//                     [--resync-period 20s] [--postgres auto|private|url] [--pg-fast]
-//                     [--profile] [--out bench/results] [--no-save]
+//                     [--concurrency 16] [--compare-concurrency 4] [--compare-max-n 5000]
+//                     [--applies 1000] [--drift-tries 100] [--resync-period auto|20s]
+//                     [--postgres auto|private|url] [--pg-fast]
+//                     [--controller-ref REV | --controller-root DIR] [--controller-build ts|dist]
+//                     [--profile] [--label TEXT] [--out bench/results] [--no-save]
 //
-// For each N and concurrency: a fresh control plane (etcd + kube-apiserver) and database,
-// N http Connectors created over 20 namespaces (concurrency 16; not measured), then the
-// cold start and the floor; the steady-state scenarios (quiet, apply → Ready, drift) run
-// once per N, at the last concurrency given. Prints the tables and writes them, with the
-// raw numbers, to bench/results/ (latest.md, latest.json and a dated copy). Figures only:
-// nothing here fails because the machine was slow.
+// For each N: a fresh control plane (etcd + kube-apiserver) and database, N http Connectors
+// created over 20 namespaces (concurrency 16; not measured), then the cold start and the
+// floor at --concurrency, then apply → Ready and drift (one controller), then the quiet
+// steady state (a controller with a short resync period). Where N ≤ --compare-max-n, the
+// cold start and floor are also run at --compare-concurrency, on a control plane and
+// database of their own. Prints the tables and writes them, with the raw numbers, to
+// bench/results/ (latest.md, latest.json and a dated copy). Figures only: nothing here
+// fails because the machine was slow.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { projectRoot } from "../controller/src/api/paths.ts";
-import { startControlPlane, type ControlPlane } from "../test/support/controlPlane.ts";
+import { startControlPlane } from "../test/support/controlPlane.ts";
 import { startHttpTarget } from "../test/support/httpTarget.ts";
 import { prepareController } from "./lib/controllerProcess.ts";
 import {
@@ -28,7 +32,7 @@ import {
   prepareCluster,
   ReadyTracker,
 } from "./lib/kube.ts";
-import { startBenchPostgres, type BenchDatabase, type PgMode } from "./lib/postgres.ts";
+import { startBenchPostgres, type PgMode } from "./lib/postgres.ts";
 import { markdown, TARGETS, type Results, type RunResult } from "./lib/report.ts";
 import {
   applyLatency,
@@ -49,10 +53,12 @@ const { values } = parseArgs({
   options: {
     n: { type: "string", default: "1000,5000,10000" },
     scenarios: { type: "string", default: ALL.join(",") },
-    concurrency: { type: "string", default: "4,16" },
+    concurrency: { type: "string", default: "16" },
+    "compare-concurrency": { type: "string", default: "4" },
+    "compare-max-n": { type: "string", default: "5000" },
     applies: { type: "string", default: "1000" },
     "drift-tries": { type: "string", default: "100" },
-    "resync-period": { type: "string", default: "20s" },
+    "resync-period": { type: "string", default: "auto" },
     "quiet-passes": { type: "string", default: "3" },
     "floor-finalizers": { type: "boolean", default: true },
     "no-floor-finalizers": { type: "boolean", default: false },
@@ -87,14 +93,27 @@ const ints = (s: string) =>
     .map((x) => Number(x.trim()))
     .filter((x) => Number.isInteger(x) && x > 0);
 const ns = ints(values.n);
-const concurrencies = ints(values.concurrency);
+const concurrency = Number(values.concurrency);
+if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error("--concurrency: one whole number");
+const compareConcurrency = ints(values["compare-concurrency"]).filter((c) => c !== concurrency);
+const compareMaxN = Number(values["compare-max-n"]);
 const scenarios = new Set(values.scenarios.split(",").map((s) => s.trim()) as Scenario[]);
 for (const s of scenarios)
   if (!ALL.includes(s)) throw new Error(`unknown scenario ${s} (known: ${ALL.join(", ")})`);
 const applies = Number(values.applies);
 const driftTries = Number(values["drift-tries"]);
 const resyncPeriod = values["resync-period"];
-if (!/^\d+s$/.test(resyncPeriod)) throw new Error("--resync-period: whole seconds, e.g. 20s");
+if (resyncPeriod !== "auto" && !/^\d+s$/.test(resyncPeriod))
+  throw new Error("--resync-period: auto, or whole seconds (e.g. 20s)");
+/**
+ * auto: 20 s, or twice the time a pass over every Connector took (rounded up to 5 s) when
+ * that is longer, so that passes do not run into each other.
+ */
+function quietPeriod(passMs: number | undefined): string {
+  if (resyncPeriod !== "auto") return resyncPeriod;
+  const s = passMs === undefined ? 20 : Math.max(20, Math.ceil((2 * passMs) / 5000) * 5);
+  return `${s}s`;
+}
 const quietPasses = Number(values["quiet-passes"]);
 const floorFinalizers = values["floor-finalizers"] && !values["no-floor-finalizers"];
 
@@ -166,125 +185,121 @@ const runs: RunResult[] = [];
 let kubernetesVersion = "";
 const profileDir = values.profile ? join(values.out, "profiles") : undefined;
 
-try {
-  for (const n of ns) {
-    for (const [ci, concurrency] of concurrencies.entries()) {
-      if (interrupted) break;
-      const primary = ci === concurrencies.length - 1;
-      const run: RunResult = { n, concurrency, errors: [] };
-      runs.push(run);
-      const steady = primary && (scenarios.has("quiet") || scenarios.has("apply") || scenarios.has("drift"));
-      const needCold = scenarios.has("cold") || scenarios.has("floor") || steady;
-      if (!needCold) continue;
-      log(`N=${n}, concurrency ${concurrency}: starting a control plane and a database`);
-      let cp: ControlPlane | undefined;
-      let db: BenchDatabase | undefined;
-      let tracker: ReadyTracker | undefined;
-      try {
-        [cp, db] = await Promise.all([startControlPlane(), pgServer.createDatabase(`n${n}_c${concurrency}`)]);
-        const cpRef = cp;
-        const dbRef = db;
-        perRun.push(
-          () => dbRef.drop(),
-          () => cpRef.stop(),
-        );
-        if (!kubernetesVersion) {
-          const v = await cp.kubectl(["version", "-o", "json"]);
-          kubernetesVersion = `kube-apiserver ${(JSON.parse(v.stdout || "{}") as { serverVersion?: { gitVersion?: string } }).serverVersion?.gitVersion ?? "?"}`;
-        }
-        await prepareCluster(cp);
-        const kc = kubeConfig(cp);
-        const t = performance.now();
-        await createConnectors(
-          kc,
-          Array.from({ length: n }, (_, i) => benchConnector(i, target.url)),
-          16,
-        );
-        log(`  created ${n} Connectors in ${fmtMs(since(t))} (not measured)`);
-        tracker = new ReadyTracker(kc);
-        const trackerRef = tracker;
-        perRun.push(() => trackerRef.stop());
-        await tracker.start();
-        const env: Env = {
-          n,
-          cp,
-          kc,
-          pg: pgServer,
-          db,
-          target,
-          tracker,
-          log,
-          ...(profileDir ? { profileDir } : {}),
-          controllerEntry: tree.entry,
-        };
+async function oneRun(n: number, c: number, primary: boolean): Promise<RunResult> {
+  const run: RunResult = { n, concurrency: c, errors: [] };
+  log(`N=${n}, concurrency ${c}: starting a control plane and a database`);
+  try {
+    const [cp, db] = await Promise.all([startControlPlane(), pgServer.createDatabase(`n${n}_c${c}`)]);
+    perRun.push(
+      () => db.drop(),
+      () => cp.stop(),
+    );
+    if (!kubernetesVersion) {
+      const v = await cp.kubectl(["version", "-o", "json"]);
+      const parsed = JSON.parse(v.stdout || "{}") as { serverVersion?: { gitVersion?: string } };
+      kubernetesVersion = `kube-apiserver ${parsed.serverVersion?.gitVersion ?? "?"}`;
+    }
+    await prepareCluster(cp);
+    const kc = kubeConfig(cp);
+    const t = performance.now();
+    await createConnectors(
+      kc,
+      Array.from({ length: n }, (_, i) => benchConnector(i, target.url)),
+      16,
+    );
+    log(`  created ${n} Connectors in ${fmtMs(since(t))} (not measured)`);
+    const tracker = new ReadyTracker(kc);
+    perRun.push(() => tracker.stop());
+    await tracker.start();
+    const env: Env = {
+      n,
+      cp,
+      kc,
+      pg: pgServer,
+      db,
+      target,
+      tracker,
+      log,
+      ...(profileDir ? { profileDir } : {}),
+      controllerEntry: tree.entry,
+    };
 
-        log(`  cold start at concurrency ${concurrency}`);
-        run.coldStart = await coldStart(env, concurrency, values.profile);
-        log(
-          `  cold start: all Ready in ${fmtMs(run.coldStart.allReadyMs)}, ${run.coldStart.statusWrites} status writes, ` +
-            `${run.coldStart.sql.statements ?? "?"} statements, peak RSS ${(run.coldStart.peakRssBytes / 2 ** 20).toFixed(0)} MB, ` +
-            `${run.coldStart.cpuSeconds.toFixed(1)} CPU s`,
-        );
-        if (scenarios.has("floor")) {
-          try {
-            run.floor = await floor(env, concurrency, { finalizers: floorFinalizers });
-            log(
-              `  floor: status ${fmtMs(run.floor.statusMs)}, upserts ${fmtMs(run.floor.upsertMs)}, ` +
-                `finalizers ${fmtMs(run.floor.finalizerMs)}, store inserts ${fmtMs(run.floor.storeInsertMs)}`,
-            );
-          } catch (err) {
-            run.errors.push({ scenario: "floor", message: errorText(err) });
-            log(`  floor failed: ${errorText(err)}`);
-          }
-        }
-        if (primary && scenarios.has("quiet")) {
-          try {
-            run.quiet = await quiet(env, concurrency, resyncPeriod, quietPasses);
-            log(
-              `  quiet: ${run.quiet.passes} passes, ${run.quiet.statusWrites} status writes, ` +
-                `${run.quiet.instanceRowsWritten} rows written, ${run.quiet.healthChecked} health checks`,
-            );
-          } catch (err) {
-            run.errors.push({ scenario: "quiet", message: errorText(err) });
-            log(`  quiet failed: ${errorText(err)}`);
-          }
-        }
-        if (primary && (scenarios.has("apply") || scenarios.has("drift"))) {
-          const { ctrl } = await warmStart(env, concurrency);
-          try {
-            if (scenarios.has("apply") && applies > 0) {
-              try {
-                run.apply = await applyLatency(env, ctrl, applies);
-                log(
-                  `  apply → Ready: p50 ${fmtMs(run.apply.latencyMs.p50)}, p99 ${fmtMs(run.apply.latencyMs.p99)} ` +
-                    `(probe mean ${fmtMs(run.apply.probeMs.mean)})`,
-                );
-              } catch (err) {
-                run.errors.push({ scenario: "apply", message: errorText(err) });
-                log(`  apply failed: ${errorText(err)}`);
-              }
-            }
-            if (scenarios.has("drift") && driftTries > 0) {
-              try {
-                run.drift = await drift(env, driftTries);
-                log(`  drift: p50 ${fmtMs(run.drift.latencyMs.p50)}, p99 ${fmtMs(run.drift.latencyMs.p99)}`);
-              } catch (err) {
-                run.errors.push({ scenario: "drift", message: errorText(err) });
-                log(`  drift failed: ${errorText(err)}`);
-              }
-            }
-          } finally {
-            await ctrl.stop();
-          }
-        }
+    log(`  cold start at concurrency ${c}`);
+    run.coldStart = await coldStart(env, c, values.profile);
+    log(
+      `  cold start: all Ready in ${fmtMs(run.coldStart.allReadyMs)}, ${run.coldStart.statusWrites} status writes, ` +
+        `${run.coldStart.sql.statements ?? "?"} statements, peak RSS ${(run.coldStart.peakRssBytes / 2 ** 20).toFixed(0)} MB, ` +
+        `${run.coldStart.cpuSeconds.toFixed(1)} CPU s`,
+    );
+    const attempt = async (scenario: string, fn: () => Promise<void>) => {
+      try {
+        await fn();
       } catch (err) {
-        run.errors.push({ scenario: "setup/cold", message: errorText(err) });
-        log(`N=${n}, c=${concurrency} failed: ${(err as Error)?.stack ?? String(err)}`);
+        run.errors.push({ scenario, message: errorText(err) });
+        log(`  ${scenario} failed: ${errorText(err)}`);
+      }
+    };
+    if (scenarios.has("floor"))
+      await attempt("floor", async () => {
+        const f = await floor(env, c, { finalizers: floorFinalizers });
+        run.floor = f;
+        log(
+          `  floor: status ${fmtMs(f.statusMs)} (stock client ${fmtMs(f.statusPatches.stock.ms)}), ` +
+            `upserts ${fmtMs(f.upsertMs)}, finalizers ${fmtMs(f.finalizerMs)}, store inserts ${fmtMs(f.storeInsertMs)}`,
+        );
+      });
+    if (!primary) return run;
+    let passMs: number | undefined;
+    if (scenarios.has("apply") || scenarios.has("drift")) {
+      const { ctrl, warm } = await warmStart(env, c);
+      passMs = warm.reconciledMs;
+      try {
+        if (scenarios.has("apply") && applies > 0)
+          await attempt("apply", async () => {
+            const a = await applyLatency(env, ctrl, applies);
+            run.apply = a;
+            log(
+              `  apply → Ready: p50 ${fmtMs(a.latencyMs.p50)}, p99 ${fmtMs(a.latencyMs.p99)} ` +
+                `(probe mean ${fmtMs(a.probeMs.mean)})`,
+            );
+          });
+        if (scenarios.has("drift") && driftTries > 0)
+          await attempt("drift", async () => {
+            const d = await drift(env, driftTries);
+            run.drift = d;
+            log(`  drift: p50 ${fmtMs(d.latencyMs.p50)}, p99 ${fmtMs(d.latencyMs.p99)}`);
+          });
       } finally {
-        // This run's watch, control plane and database go now: the next run starts clean.
-        await cleanup(perRun);
+        await ctrl.stop();
       }
     }
+    if (scenarios.has("quiet"))
+      await attempt("quiet", async () => {
+        const q = await quiet(env, c, quietPeriod(passMs), quietPasses);
+        run.quiet = q;
+        log(
+          `  quiet: ${q.passes} passes of ${q.resyncPeriod}, ${q.statusWrites} status writes, ` +
+            `${q.instanceRowsWritten} rows written, ${q.healthChecked} health checks`,
+        );
+      });
+  } catch (err) {
+    run.errors.push({ scenario: "setup/cold", message: errorText(err) });
+    log(`N=${n}, c=${c} failed: ${(err as Error)?.stack ?? String(err)}`);
+  } finally {
+    // This run's watch, control plane and database go now: the next run starts clean.
+    await cleanup(perRun);
+  }
+  return run;
+}
+
+try {
+  for (const n of ns) {
+    for (const c of compareConcurrency) {
+      if (interrupted || n > compareMaxN || !(scenarios.has("cold") || scenarios.has("floor"))) continue;
+      runs.push(await oneRun(n, c, false));
+    }
+    if (interrupted) break;
+    runs.push(await oneRun(n, concurrency, true));
   }
 } finally {
   await cleanup(perRun);
@@ -313,6 +328,10 @@ const results: Results = {
     applies,
     driftTries,
     resyncPeriod,
+    concurrency,
+    compareConcurrency: compareConcurrency.length
+      ? `${compareConcurrency.join(",")} up to N=${compareMaxN}`
+      : "none",
   },
   targets: TARGETS,
   runs,

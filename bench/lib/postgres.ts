@@ -154,7 +154,14 @@ async function startPrivate(fast: boolean): Promise<BenchPostgres> {
   if (user) chownSync(dir, user.uid, user.gid);
   const opts = user ? { uid: user.uid, gid: user.gid } : {};
   let server: ChildProcess | undefined;
+  // If the bench dies (an uncaught error), the server and its directory go with it.
+  const onExit = () => {
+    server?.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.on("exit", onExit);
   const stop = async () => {
+    process.removeListener("exit", onExit);
     if (server && server.exitCode === null && server.signalCode === null) {
       const exited = new Promise((r) => server!.once("exit", r));
       server.kill("SIGINT"); // fast shutdown

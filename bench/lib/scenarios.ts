@@ -154,7 +154,7 @@ export async function coldStart(env: Env, concurrency: number, profile: boolean)
     ...(profileDir ? { cpuProfileDir: profileDir } : {}),
   });
   try {
-    const timeoutMs = Math.max(180_000, n * 60);
+    const timeoutMs = Math.max(180_000, n * 150);
     let timer: NodeJS.Timeout | undefined;
     const progress = setInterval(
       () =>
@@ -372,9 +372,9 @@ export async function floor(env: Env, concurrency: number, opts: { finalizers: b
     .rows as Record<string, unknown>[];
   await source.end();
   const scratch = await env.pg.createDatabase("floor");
-  const scratchDb = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: scratch.url, max: concurrency }) }),
-  });
+  const scratchPool = new pg.Pool({ connectionString: scratch.url, max: concurrency });
+  scratchPool.on("error", () => {}); // idle connections end when the scratch database is dropped
+  const scratchDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: scratchPool }) });
   let upsertMs = NaN;
   let storeInsertMs = NaN;
   let storeInsertStatements: number | undefined;
@@ -386,6 +386,7 @@ export async function floor(env: Env, concurrency: number, opts: { finalizers: b
       max: concurrency,
       options: "-c connector.writer=controller",
     });
+    pool.on("error", () => {});
     const cols = UPSERT_COLUMNS.join(", ");
     const params = UPSERT_COLUMNS.map((_, i) => `$${i + 1}`).join(", ");
     const updates = UPSERT_COLUMNS.filter((c) => !["namespace", "name", "uid"].includes(c))
@@ -421,6 +422,7 @@ export async function floor(env: Env, concurrency: number, opts: { finalizers: b
     storeInsertStatements = pgDelta(before, after).statements;
   } finally {
     await scratchDb.destroy();
+    if (!scratchPool.ended) await scratchPool.end();
     await scratch.drop();
   }
   const mins = (ps: FloorPass[]) => Math.min(...ps.map((p) => p.ms));
@@ -521,7 +523,7 @@ export async function warmStart(
   });
   try {
     await ctrl.waitFor("controller started");
-    const deadline = Date.now() + Math.max(120_000, total * 30);
+    const deadline = Date.now() + Math.max(120_000, total * 60);
     for (;;) {
       const m = await ctrl.metrics();
       if (sumSeries(m, "controller_runtime_reconcile_total") >= total) break;
