@@ -3,6 +3,7 @@
 //   node bench/run.ts [--n 1000,5000,10000] [--scenarios cold,floor,apply,quiet,drift,vault]
 //                     [--concurrency 16] [--compare-concurrency 4] [--compare-max-n 5000]
 //                     [--applies 1000] [--drift-tries 100] [--resync-period auto|20s]
+//                     [--vault-n 1000,5000,10000] [--vault-secrets 5]
 //                     [--postgres auto|private|url] [--pg-fast]
 //                     [--controller-ref REV | --controller-root DIR] [--controller-build ts|dist]
 //                     [--profile] [--label TEXT] [--out bench/results] [--no-save]
@@ -14,7 +15,8 @@
 // cold start and floor are also run at --compare-concurrency, on a control plane and
 // database of their own. Prints the tables and writes them, with the raw numbers, to
 // bench/results/ (latest.md, latest.json and a dated copy). Figures only: nothing here
-// fails because the machine was slow.
+// fails because the machine was slow. The Vault load (once the secrets integration is wired
+// into main.ts) runs per N in --vault-n on a control plane, database and Vault of its own.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
@@ -45,6 +47,7 @@ import {
   type Env,
 } from "./lib/scenarios.ts";
 import { errorText, fmtMs, since } from "./lib/util.ts";
+import { prepareVault, vaultConnector, vaultLoad } from "./lib/vault.ts";
 
 const ALL = ["cold", "floor", "apply", "quiet", "drift", "vault"] as const;
 type Scenario = (typeof ALL)[number];
@@ -58,6 +61,8 @@ const { values } = parseArgs({
     "compare-max-n": { type: "string", default: "5000" },
     applies: { type: "string", default: "1000" },
     "drift-tries": { type: "string", default: "100" },
+    "vault-n": { type: "string" },
+    "vault-secrets": { type: "string", default: "5" },
     "resync-period": { type: "string", default: "auto" },
     "quiet-passes": { type: "string", default: "3" },
     "floor-finalizers": { type: "boolean", default: true },
@@ -115,6 +120,9 @@ function quietPeriod(passMs: number | undefined): string {
   return `${s}s`;
 }
 const quietPasses = Number(values["quiet-passes"]);
+const vaultNs = values["vault-n"] === undefined ? ns : ints(values["vault-n"]);
+const vaultSecrets = Number(values["vault-secrets"]);
+const secrets = secretsWired();
 const floorFinalizers = values["floor-finalizers"] && !values["no-floor-finalizers"];
 
 const started = performance.now();
@@ -145,8 +153,11 @@ async function cleanup(list: Cleanup[]): Promise<void> {
     await c().catch((err: unknown) => log(`cleanup failed: ${errorText(err)}`));
   }
 }
+// `on`, not `once`: the control plane harness re-raises a signal nobody else listens to,
+// which would end the process before this cleanup ran.
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.once(sig, () => {
+  process.on(sig, () => {
+    if (interrupted) return;
     interrupted = true;
     log(`${sig}: cleaning up`);
     void cleanup(perRun)
@@ -183,6 +194,7 @@ global.push(() => target.stop());
 
 const runs: RunResult[] = [];
 let kubernetesVersion = "";
+let vaultServer = "";
 const profileDir = values.profile ? join(values.out, "profiles") : undefined;
 
 async function oneRun(n: number, c: number, primary: boolean): Promise<RunResult> {
@@ -292,6 +304,47 @@ async function oneRun(n: number, c: number, primary: boolean): Promise<RunResult
   return run;
 }
 
+/** 6. Vault load: its own control plane, database and Vault-API server. */
+async function vaultRun(n: number, c: number): Promise<RunResult> {
+  const run: RunResult = { n, concurrency: c, errors: [] };
+  log(`N=${n}, Vault load at concurrency ${c}: control plane, database, Vault-API server`);
+  try {
+    const [cp, db] = await Promise.all([startControlPlane(), pgServer.createDatabase(`vault_n${n}`)]);
+    perRun.push(
+      () => db.drop(),
+      () => cp.stop(),
+    );
+    await prepareCluster(cp);
+    const vault = await prepareVault(cp, vaultSecrets);
+    perRun.push(() => vault.stop());
+    const kc = kubeConfig(cp);
+    const t = performance.now();
+    await createConnectors(
+      kc,
+      Array.from({ length: n }, (_, i) => vaultConnector(i, vault.target, vaultSecrets)),
+      16,
+    );
+    log(`  created ${n} Connectors (secrets in Vault) in ${fmtMs(since(t))} (not measured)`);
+    const tracker = new ReadyTracker(kc);
+    perRun.push(() => tracker.stop());
+    await tracker.start();
+    const env: Env = { n, cp, kc, pg: pgServer, db, target, tracker, log, controllerEntry: tree.entry };
+    const v = await vaultLoad(env, vault, c, vaultSecrets);
+    run.vault = v;
+    vaultServer = v.vaultServer;
+    log(
+      `  Vault load: all Ready in ${fmtMs(v.coldStart.allReadyMs)}, ${v.logins} logins, ${v.reads} reads, ` +
+        `${v.tokenRequests} TokenRequests, ${v.vaultErrors} Vault errors`,
+    );
+  } catch (err) {
+    run.errors.push({ scenario: "vault", message: errorText(err) });
+    log(`N=${n} Vault load failed: ${(err as Error)?.stack ?? String(err)}`);
+  } finally {
+    await cleanup(perRun);
+  }
+  return run;
+}
+
 try {
   for (const n of ns) {
     for (const c of compareConcurrency) {
@@ -299,14 +352,20 @@ try {
       runs.push(await oneRun(n, c, false));
     }
     if (interrupted) break;
-    runs.push(await oneRun(n, concurrency, true));
+    const main = [...scenarios].some((x) => x !== "vault");
+    if (main) runs.push(await oneRun(n, concurrency, true));
+    if (interrupted) break;
+    if (scenarios.has("vault") && secrets && vaultNs.includes(n)) runs.push(await vaultRun(n, concurrency));
+  }
+  for (const n of vaultNs) {
+    if (interrupted || ns.includes(n) || !scenarios.has("vault") || !secrets) continue;
+    runs.push(await vaultRun(n, concurrency));
   }
 } finally {
   await cleanup(perRun);
   await cleanup(global);
 }
 
-const secrets = secretsWired();
 const results: Results = {
   startedAt,
   durationMs: since(started),
@@ -338,7 +397,10 @@ const results: Results = {
   vault: secrets
     ? {
         status: "run",
-        reason: "secrets are wired into the reconciler, but this harness has no Vault scenario yet",
+        reason: scenarios.has("vault")
+          ? "no Vault run finished (see the errors)"
+          : "not selected (--scenarios)",
+        ...(vaultServer ? { server: vaultServer } : {}),
       }
     : {
         status: "skipped",

@@ -205,8 +205,11 @@ export function parseLabels(text: string): Record<string, string> {
   return out;
 }
 
+/** Core resources the controller touches, counted next to our own kinds. */
+const COUNTED = new Set(["events", "serviceaccounts", "tokenreviews", "secrets", "leases", "namespaces"]);
+
 /**
- * apiserver_request_total for our resources and Events, keyed "connectors/status PATCH",
+ * apiserver_request_total for our resources and the core ones above, keyed "connectors/status PATCH",
  * "connectors PATCH", "events POST" … (summed over response codes), plus "all".
  */
 export async function apiserverRequests(cp: ControlPlane): Promise<Record<string, number>> {
@@ -218,7 +221,7 @@ export async function apiserverRequests(cp: ControlPlane): Promise<Record<string
     const l = parseLabels(line.slice(line.indexOf("{") + 1, close));
     const value = Number(line.slice(close + 1).trim());
     out.all! += value;
-    if (l.group !== GROUP && l.resource !== "events") continue;
+    if (l.group !== GROUP && !COUNTED.has(l.resource ?? "")) continue;
     const key = `${l.resource}${l.subresource ? `/${l.subresource}` : ""} ${l.verb}`;
     out[key] = (out[key] ?? 0) + value;
   }

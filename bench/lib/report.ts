@@ -1,6 +1,7 @@
 // The results as markdown tables, with the targets next to the figures (✓/✗; never an assertion).
 import { summarise, summaryMarkdown } from "../profile.ts";
 import type { ApplyLatency, ColdStart, Drift, Floor, Quiet } from "./scenarios.ts";
+import type { VaultLoad } from "./vault.ts";
 import { fmtMB, fmtMs, fmtNum, fmtRatio, mark } from "./util.ts";
 
 export interface RunResult {
@@ -11,6 +12,7 @@ export interface RunResult {
   quiet?: Quiet;
   apply?: ApplyLatency;
   drift?: Drift;
+  vault?: VaultLoad;
   errors: { scenario: string; message: string }[];
 }
 
@@ -21,7 +23,7 @@ export interface Results {
   environment: Record<string, unknown>;
   targets: typeof TARGETS;
   runs: RunResult[];
-  vault: { status: "skipped" | "run"; reason: string };
+  vault: { status: "skipped" | "run"; reason: string; server?: string };
 }
 
 export const TARGETS = {
@@ -69,6 +71,7 @@ function coldRows(runs: RunResult[]): string[][] {
         fmtMB(c.peakRssBytes),
         c.cpuSeconds.toFixed(1),
         [s.apiserver, s.etcd, s.postgres].map((x) => (x === undefined ? "n/a" : x.toFixed(0))).join(" / "),
+        s.others === undefined ? "n/a" : s.others.toFixed(0),
       ];
     });
 }
@@ -155,6 +158,29 @@ function driftRows(runs: RunResult[]): string[][] {
     });
 }
 
+function vaultRows(runs: RunResult[]): string[][] {
+  return runs
+    .filter((r) => r.vault)
+    .map((r) => {
+      const v = r.vault!;
+      const c = v.coldStart;
+      return [
+        fmtNum(v.n),
+        String(v.concurrency),
+        String(v.tenants),
+        String(v.distinctSecrets),
+        fmtMs(c.allReadyMs),
+        `${fmtNum(v.logins)} (ideal ${v.tenants})`,
+        `${fmtNum(v.reads)} (ideal ${v.distinctSecrets})`,
+        fmtNum(v.tokenRequests),
+        fmtNum(v.vaultErrors),
+        fmtNum(c.statusWrites),
+        fmtMB(c.peakRssBytes),
+        c.cpuSeconds.toFixed(1),
+      ];
+    });
+}
+
 function targetRows(results: Results): string[][] {
   const rows: string[][] = [];
   const t = results.targets;
@@ -230,7 +256,8 @@ export function markdown(results: Results): string {
     out.push(
       "All N Connectors exist before the controller (a child process) starts; time from spawn to every Connector " +
         "Ready for its generation, as seen by a watch. API writes from the API server's `apiserver_request_total`; " +
-        "statements from pg_stat_statements (transactions from pg_stat_database); RSS is VmHWM, CPU is utime+stime.",
+        "statements from pg_stat_statements (transactions from pg_stat_database); RSS is VmHWM, CPU is utime+stime. " +
+        "Others' CPU: what processes outside this benchmark used on the machine meanwhile (the noise).",
     );
     out.push("");
     out.push(
@@ -247,6 +274,7 @@ export function markdown(results: Results): string {
           "peak RSS",
           "CPU s",
           "apiserver / etcd / pg CPU s",
+          "others' CPU s",
         ],
         cold,
       ),
@@ -355,7 +383,36 @@ export function markdown(results: Results): string {
   }
   out.push("## 6. Vault load");
   out.push("");
-  out.push(results.vault.status === "skipped" ? `Not yet: ${results.vault.reason}` : results.vault.reason);
+  const v = vaultRows(results.runs);
+  if (results.vault.status === "skipped" || !v.length) out.push(results.vault.reason);
+  else {
+    out.push(
+      "A cold start of N bearer-auth http Connectors whose tokens live in a Vault-API server (Kubernetes auth " +
+        "against the test API server): 20 tenants, each logging in as its own service account, a few secrets per " +
+        "tenant shared by its Connectors. Logins and KV reads from the server's audit log, TokenRequests from the " +
+        "API server. Ideal: one login per tenant, one read per distinct secret.",
+    );
+    out.push("");
+    out.push(
+      table(
+        [
+          "N",
+          "c",
+          "tenants",
+          "secrets",
+          "all Ready",
+          "logins",
+          "KV reads",
+          "TokenRequests",
+          "Vault errors",
+          "status writes",
+          "peak RSS",
+          "CPU s",
+        ],
+        v,
+      ),
+    );
+  }
   out.push("");
   const profiled = results.runs.filter((r) => r.coldStart?.profile);
   if (profiled.length) {

@@ -33,7 +33,7 @@ import {
   type PgCounters,
   type PgDelta,
 } from "./postgres.ts";
-import { procStat, treeCpuSeconds } from "./proc.ts";
+import { machineBusySeconds, procStat, treeCpuSeconds } from "./proc.ts";
 import { inParallel, retrying, since, sleep, summary } from "./util.ts";
 
 export interface Env {
@@ -57,6 +57,12 @@ export interface ServerCpu {
   etcd?: number;
   postgres?: number;
   bench: number;
+  /** Everything this benchmark runs: the bench process and all its descendants. */
+  benchTree?: number;
+  /** The whole machine (busy time of all CPUs). */
+  machine?: number;
+  /** machine − benchTree: what other people's processes used meanwhile (the noise). */
+  others?: number;
 }
 
 function controlPlanePids(cp: ControlPlane): { apiserver?: number; etcd?: number } {
@@ -86,6 +92,9 @@ export function serverCpu(env: Env): ServerCpu {
   if (a !== undefined) out.apiserver = a;
   if (e !== undefined) out.etcd = e;
   if (p !== undefined) out.postgres = p;
+  const tree = treeCpuSeconds(process.pid);
+  if (tree !== undefined) out.benchTree = tree;
+  out.machine = machineBusySeconds();
   return out;
 }
 
@@ -93,10 +102,12 @@ function cpuDelta(a: ServerCpu, b: ServerCpu): ServerCpu {
   const d = (k: keyof ServerCpu) =>
     a[k] === undefined || b[k] === undefined ? undefined : round(b[k]! - a[k]!, 2);
   const out: ServerCpu = { bench: d("bench")! };
-  for (const k of ["apiserver", "etcd", "postgres"] as const) {
+  for (const k of ["apiserver", "etcd", "postgres", "benchTree", "machine"] as const) {
     const v = d(k);
     if (v !== undefined) out[k] = v;
   }
+  if (out.machine !== undefined && out.benchTree !== undefined)
+    out.others = round(Math.max(0, out.machine - out.benchTree), 2);
   return out;
 }
 
