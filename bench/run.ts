@@ -1,7 +1,7 @@
 // The benchmarks (issue 8): `make bench` (ARGS="…" passes flags), or
 //
 //   node bench/run.ts [--n 1000,5000,10000] [--scenarios cold,floor,apply,quiet,drift,vault]
-//                     [--concurrency 16] [--compare-concurrency 4] [--compare-max-n 5000]
+//                     [--concurrency 16] [--compare-concurrency 4] [--compare-max-n 1000]
 //                     [--applies 1000] [--drift-tries 100] [--resync-period auto|20s]
 //                     [--vault-n 1000,5000,10000] [--vault-secrets 5]
 //                     [--postgres auto|private|url] [--pg-fast]
@@ -58,7 +58,7 @@ const { values } = parseArgs({
     scenarios: { type: "string", default: ALL.join(",") },
     concurrency: { type: "string", default: "16" },
     "compare-concurrency": { type: "string", default: "4" },
-    "compare-max-n": { type: "string", default: "5000" },
+    "compare-max-n": { type: "string", default: "1000" },
     applies: { type: "string", default: "1000" },
     "drift-tries": { type: "string", default: "100" },
     "vault-n": { type: "string" },
