@@ -441,9 +441,11 @@ describe("secrets through the running controller (Vault + kube-apiserver + Postg
     figures.fiftyLoginsTotal = countLogins(NS_MANY);
 
     expect(countLogins(NS_MANY)).toBe(1);
-    // At most one read per probe, and every probe carried the shared token.
+    // Connectors sharing a secret come due together (the probe grid) and share the read: one
+    // read a refresh, give or take a refresh that straddles the measurement's edges.
     expect(readsB - readsA).toBeGreaterThan(0);
-    expect(readsB - readsA).toBeLessThanOrEqual(probesB - probesA);
+    expect(readsB - readsA).toBeLessThanOrEqual(3);
+    expect(readsB - readsA).toBeLessThan((probesB - probesA) / 10);
     expect(reads(path)).toBeLessThanOrEqual(probes());
     for (const n of names) expect(new Set(target.tokensAt(probePath(NS_MANY, n)))).toEqual(new Set([shared]));
 

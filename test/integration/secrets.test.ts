@@ -63,6 +63,8 @@ function makeResolver(extra: Partial<VaultSecretResolverOptions> = {}): VaultSec
     hmacKey,
     log,
     kubeSecrets: new KubeSecretKeys(kc),
+    // Most cases count reads one by one; the read-sharing window has its own case.
+    shareReadsMs: 0,
     ...extra,
   });
   resolvers.push(r);
@@ -404,7 +406,7 @@ describe("secrets against a real Vault-API server", () => {
   it("50 concurrent resolves of one secret in one namespace: one TokenRequest, one login, one read", async () => {
     await bao.tenant(cp, "team-many");
     await bao.writeKv2("connectors/team-many/shared", { password: secret("shared") });
-    const r = makeResolver();
+    const r = makeResolver({ shareReadsMs: 500 });
     const tokenRequestsBefore = tokens.requests;
     const results = await Promise.all(
       Array.from({ length: 50 }, () => r.resolve("team-many", { provider: "tenant-vault", name: "shared" })),
@@ -420,7 +422,11 @@ describe("secrets against a real Vault-API server", () => {
     // Each caller got its own copy of the values.
     (results[0] as { values: Record<string, string> }).values.password = "changed";
     expect(results[1]?.values.password).not.toBe("changed");
-    // Values are not cached: the next resolve reads again (the token is cached).
+    // A resolve in the same burst shares the read; after the window it reads again (values
+    // are held no longer than that; the token stays cached).
+    await r.resolve("team-many", { provider: "tenant-vault", name: "shared" });
+    expect(reads("kv/data/connectors/team-many/shared")).toBe(1);
+    await new Promise((res) => setTimeout(res, 700));
     await r.resolve("team-many", { provider: "tenant-vault", name: "shared" });
     expect(reads("kv/data/connectors/team-many/shared")).toBe(2);
     expect(countLogins("team-many")).toBe(1);

@@ -3,7 +3,7 @@ import type { Connector, ConnectorType } from "../../controller/src/api/types.ts
 import { ConfigSchemaCache } from "../../controller/src/catalog/configSchemas.ts";
 import { StaticCatalog } from "../../controller/src/catalog/fileCatalog.ts";
 import type { Prober } from "../../controller/src/reconcile/ports.ts";
-import { CircuitBreakers } from "../../controller/src/reconcile/health.ts";
+import { alignToGrid, CircuitBreakers } from "../../controller/src/reconcile/health.ts";
 import { Reconciler } from "../../controller/src/reconcile/reconciler.ts";
 import { ManualClock, MemoryEvents, MemoryStore, MemoryWriter, silentLogger } from "../support/memory.ts";
 
@@ -135,7 +135,9 @@ describe("Reconciler", () => {
     expect(cond("Healthy")).toMatchObject({ status: "True", reason: "ConnectivityOK" });
     expect(cond("Stalled")).toBeUndefined();
     expect(conn.metadata.finalizers).toContain("cynodeai.io/instance-cleanup");
-    expect(result.requeueAfterMs).toBe(300_000);
+    // The next probe lands on this connector's grid point, one interval or a little more away.
+    expect(result.requeueAfterMs).toBeGreaterThanOrEqual(298_000);
+    expect(result.requeueAfterMs).toBeLessThan(600_000);
     expect(store.audit.map((a) => a.operation)).toEqual(["created", "state_changed"]);
   });
 
@@ -376,6 +378,28 @@ describe("Reconciler", () => {
     expect(cond("Ready")).toMatchObject({ status: "True", reason: "Available" });
     expect(conn.status?.state).toBe("active");
     expect(conn.status?.instanceId).toBe(store.rows[0]!.id);
+  });
+});
+
+describe("probe scheduling on a per-key grid", () => {
+  it("brings connectors that share a secret due at the same instant, and spreads the others", () => {
+    const interval = 300_000;
+    const t0 = Date.parse("2026-01-01T00:00:00Z");
+    // Two connectors sharing a secret, probed 7 s apart: their next probes coincide.
+    const a = t0 + alignToGrid(t0, interval, interval, "team-a/vault/shared/");
+    const b = t0 + 7000 + alignToGrid(t0 + 7000, interval, interval, "team-a/vault/shared/");
+    expect(a).toBe(b);
+    // Different keys land on different offsets.
+    const offsets = new Set(
+      Array.from({ length: 50 }, (_, i) => (t0 + alignToGrid(t0, interval, interval, `uid-${i}`)) % interval),
+    );
+    expect(offsets.size).toBe(50);
+    // Never sooner than the interval less its slack, never later than twice the interval.
+    for (let i = 0; i < 50; i++) {
+      const d = alignToGrid(t0, interval, interval, `uid-${i}`);
+      expect(d).toBeGreaterThanOrEqual(interval - 2000);
+      expect(d).toBeLessThan(2 * interval);
+    }
   });
 });
 

@@ -4,6 +4,7 @@
 //   a transient failure => degraded (was active) or error; `failureThreshold` failures in
 //   a row open the breaker (error, no probe until the cooldown ends, then one half-open
 //   probe that closes it again on success).
+import { createHash } from "node:crypto";
 import type { ConnectorState, ErrorClass, HealthCheck } from "../api/types.ts";
 import type { InstanceRow, ObservedInstance, ProbeInput, ProbeResult, Prober } from "./ports.ts";
 import type { HealthView } from "./status.ts";
@@ -174,20 +175,43 @@ export async function checkHealth(
   };
 }
 
-/** Whether a probe runs now, and when the next one is due if not. */
+/** A probe up to this much early still counts as on time (timers and queues are not exact). */
+export function slackMs(everyMs: number): number {
+  return Math.min(2000, everyMs * 0.1);
+}
+
+/**
+ * Whether a probe runs now, and when the next one is due. `steady` means a healthy
+ * schedule, which the caller aligns (see alignToGrid); otherwise the instance is failing
+ * and is retried sooner.
+ */
 export function probePlan(
   row: InstanceRow,
   breakers: CircuitBreakers,
   now: Date,
   hc: HealthCheck | undefined,
   force: boolean,
-): { run: boolean; open: boolean; nextInMs: number } {
+): { run: boolean; open: boolean; nextInMs: number; steady: boolean } {
   const phase = breakers.phase(row.id, now);
   if (phase === "open")
-    return { run: false, open: true, nextInMs: breakers.openUntil(row.id)! - now.getTime() };
+    return { run: false, open: true, steady: false, nextInMs: breakers.openUntil(row.id)! - now.getTime() };
   const since = row.healthCheckedAt ? now.getTime() - row.healthCheckedAt.getTime() : Infinity;
-  const every =
-    breakers.failures(row.id) > 0 ? Math.min(breakers.settings.retryMs, intervalMs(hc)) : intervalMs(hc);
-  const run = force || phase === "half-open" || row.state === "provisioning" || since >= every;
-  return { run, open: false, nextInMs: run ? every : every - since };
+  const failing = breakers.failures(row.id) > 0;
+  const every = failing ? Math.min(breakers.settings.retryMs, intervalMs(hc)) : intervalMs(hc);
+  const run =
+    force || phase === "half-open" || row.state === "provisioning" || since >= every - slackMs(every);
+  return { run, open: false, steady: !failing, nextInMs: run ? every : every - since };
+}
+
+/**
+ * Delay until the first point of a per-key grid (period `intervalMs`, offset from a hash of
+ * `key`) at or after `delayMs`. Connectors sharing a secret share a key, so their probes
+ * come due together and share one read of it; different keys spread evenly over the period.
+ */
+export function alignToGrid(nowMs: number, delayMs: number, intervalMs: number, key: string): number {
+  const offset = parseInt(createHash("sha256").update(key).digest("hex").slice(0, 12), 16) % intervalMs;
+  const target = nowMs + Math.max(0, delayMs - slackMs(intervalMs));
+  const sinceOffset = (((target - offset) % intervalMs) + intervalMs) % intervalMs;
+  const at = sinceOffset === 0 ? target : target + intervalMs - sinceOffset;
+  return Math.max(1000, at - nowMs);
 }

@@ -14,8 +14,10 @@ import {
 import type { ConfigSchemaCache } from "../catalog/configSchemas.ts";
 import { ConnectorError, classify, isRetryable } from "./errors.ts";
 import {
+  alignToGrid,
   checkHealth,
   CircuitBreakers,
+  intervalMs,
   DEFAULT_TIMEOUT_SECONDS,
   openBreakerOutcome,
   probePlan,
@@ -79,6 +81,8 @@ export interface ReconcileResult {
 
 interface HealthStep {
   row: InstanceRow;
+  /** On a healthy schedule (aligned to the grid), rather than retrying a failure. */
+  steady: boolean;
   outcome?: HealthOutcome;
   probed: boolean;
   nextProbeInMs: number;
@@ -90,6 +94,14 @@ interface Converged {
   row: InstanceRow;
   specChanged: boolean;
   drift?: DriftView;
+}
+
+/** Connectors that share a secret probe together (one read); the others spread by uid. */
+export function probeGridKey(c: Connector): string {
+  const ref = c.spec.credentials?.secretRef;
+  return ref
+    ? `${c.metadata.namespace}/${ref.provider}/${ref.name}/${ref.version ?? ""}`
+    : (c.metadata.uid ?? c.metadata.name);
 }
 
 export function specHash(desired: DesiredInstance): string {
@@ -162,7 +174,13 @@ export class Reconciler {
           ...(converged.drift ? { drift: converged.drift } : {}),
         }),
       );
-      return health ? { requeueAfterMs: this.#jittered(health.nextProbeInMs) } : {};
+      if (!health) return {};
+      const every = intervalMs(c.spec.healthCheck);
+      return {
+        requeueAfterMs: health.steady
+          ? alignToGrid(this.#d.clock.now().getTime(), health.nextProbeInMs, every, probeGridKey(c))
+          : this.#jittered(health.nextProbeInMs),
+      };
     } catch (err) {
       return this.#fail(req, classify(err));
     }
@@ -311,6 +329,7 @@ export class Reconciler {
       return {
         row,
         probed: false,
+        steady: plan.steady,
         nextProbeInMs: plan.nextInMs,
         ...(plan.open ? { outcome: openBreakerOutcome(row) } : {}),
       };
@@ -409,6 +428,7 @@ export class Reconciler {
       row: next,
       outcome,
       probed: true,
+      steady: !waiting && after.steady && !after.open,
       nextProbeInMs: waiting ? this.#breakers.settings.retryMs : after.nextInMs,
       ...(creds.problem ? { problem: creds.problem } : {}),
       ...(creds.auth ? { auth: creds.auth } : {}),

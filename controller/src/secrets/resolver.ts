@@ -74,6 +74,8 @@ export interface VaultSecretResolverOptions {
   serviceAccountTokenSeconds?: number;
   /** Per-request timeout towards Vault (default 10 s). */
   requestTimeoutMs?: number;
+  /** A finished read is shared with resolves arriving this soon after it (default 2 s). */
+  shareReadsMs?: number;
   /** Sessions unused this long are revoked and dropped (default 30 min). */
   idleSessionMs?: number;
 }
@@ -303,6 +305,7 @@ export class VaultSecretResolver implements SecretResolver {
       serviceAccountTokenSeconds: opts.serviceAccountTokenSeconds ?? SERVICE_ACCOUNT_TOKEN_SECONDS,
       requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
       idleSessionMs: opts.idleSessionMs ?? 30 * 60_000,
+      shareReadsMs: opts.shareReadsMs ?? 2000,
     };
   }
 
@@ -370,9 +373,16 @@ export class VaultSecretResolver implements SecretResolver {
     const key = `${session.key}\u0000${vault.kv.mount}\u0000${kvVersion}\u0000${path}\u0000${version ?? ""}`;
     let flight = this.#reads.get(key);
     if (!flight) {
-      flight = this.#readWithRetry(session, vault.kv.mount, kvVersion, path, version).finally(() => {
-        this.#reads.delete(key);
-      });
+      // Resolves that arrive while a read is in flight, or within shareReadsMs after it (the
+      // probes of one refresh, which the reconciler brings due together), share it. The value
+      // is held no longer than that window.
+      const read = this.#readWithRetry(session, vault.kv.mount, kvVersion, path, version);
+      flight = read;
+      const forget = () => {
+        if (this.#reads.get(key) === read) this.#reads.delete(key);
+      };
+      const share = this.#o.shareReadsMs;
+      read.then(() => (share > 0 ? setTimeout(forget, share).unref() : forget()), forget);
       this.#reads.set(key, flight);
     }
     const kv = await raceAbort(flight, signal);
@@ -460,6 +470,7 @@ export class VaultSecretResolver implements SecretResolver {
   /** Revokes every token and drops every session. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#reads.clear();
     await Promise.all([...this.#sessions.values()].map((s) => this.#drop(s, "resolver closed")));
   }
 
