@@ -5,6 +5,7 @@ import { StaticCatalog } from "../../controller/src/catalog/fileCatalog.ts";
 import type { Prober } from "../../controller/src/reconcile/ports.ts";
 import { alignToGrid, CircuitBreakers } from "../../controller/src/reconcile/health.ts";
 import { Reconciler } from "../../controller/src/reconcile/reconciler.ts";
+import { validateConnector } from "../../controller/src/reconcile/validate.ts";
 import { ManualClock, MemoryEvents, MemoryStore, MemoryWriter, silentLogger } from "../support/memory.ts";
 
 function mailType(): ConnectorType {
@@ -536,5 +537,44 @@ describe("Reconciler health and the circuit breaker", () => {
     expect(conn.status?.state).toBe("error");
     expect(cond("Healthy")).toMatchObject({ status: "False", reason: "EgressDenied" });
     expect(conn.status?.lastError?.class).toBe("policy_denied");
+  });
+});
+
+describe("validation of strings the database or a log could not hold safely", () => {
+  const ctx = () => ({
+    catalog: new StaticCatalog([mailType()]),
+    schemas: new ConfigSchemaCache(),
+    enabledFeatures: new Set<string>(),
+  });
+  const refused = (edit: (c: Connector) => void) => {
+    const c = connector();
+    edit(c);
+    try {
+      validateConnector(c, ctx());
+    } catch (err) {
+      return (err as { problems: { path: string; message: string }[] }).problems;
+    }
+    return [];
+  };
+
+  it("refuses U+0000 and unpaired surrogates with their field path", () => {
+    expect(refused((c) => (c.spec.config = { host: "a\u0000b" }))).toEqual([
+      { path: "spec.config.host", message: "must not contain U+0000 or unpaired UTF-16 surrogates" },
+    ]);
+    expect(refused((c) => (c.spec.projectId = "p\ud800"))[0]?.path).toBe("spec.projectId");
+    expect(refused((c) => (c.spec.config = { host: "imap.example.com", mailbox: "😀" }))).toEqual([]); // a real pair is fine
+  });
+
+  it("refuses a URL with a user or password in config", () => {
+    expect(
+      refused(
+        (c) => (c.spec.config = { host: "imap.example.com", mailbox: "https://ops:hunter2@x.example.com/" }),
+      ),
+    ).toEqual([
+      {
+        path: "spec.config.mailbox",
+        message: "must not carry a user or password in the URL (use credentials.secretRef)",
+      },
+    ]);
   });
 });

@@ -2,7 +2,7 @@
 // may be used, config matches the version's schema, policy stays inside the type's
 // operations and the action taxonomy, limits stay under the type's caps.
 import type { ConditionInput } from "../api/conditions.ts";
-import { ajvProblems, formatProblems, type Problem } from "../api/problems.ts";
+import { ajvProblems, formatProblems, joinPath, type Problem } from "../api/problems.ts";
 import type {
   Action,
   Connector,
@@ -190,8 +190,47 @@ function validateCredentialKeys(c: Connector, version: TypeVersion): void {
   if (problems.length) throw invalid("InvalidSecretRef", problems);
 }
 
+// U+0000 and unpaired surrogates pass the API server but not PostgreSQL's jsonb: refused here
+// with their path, rather than failing every write for ever.
+// eslint-disable-next-line no-control-regex
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+// A URL that carries a user or password: credentials belong in a secretRef, never in config.
+const URL_WITH_USERINFO = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@]*@/i;
+
+function checkStrings(value: unknown, path: string, problems: Problem[], inConfig: boolean): void {
+  if (problems.length >= 20) return;
+  if (typeof value === "string") {
+    if (UNSTORABLE.test(value))
+      problems.push({ path, message: "must not contain U+0000 or unpaired UTF-16 surrogates" });
+    else if (inConfig && URL_WITH_USERINFO.test(value))
+      problems.push({
+        path,
+        message: "must not carry a user or password in the URL (use credentials.secretRef)",
+      });
+    return;
+  }
+  if (Array.isArray(value)) value.forEach((v, i) => checkStrings(v, `${path}[${i}]`, problems, inConfig));
+  else if (value && typeof value === "object")
+    for (const [k, v] of Object.entries(value)) {
+      const at = joinPath(path, k);
+      if (UNSTORABLE.test(k))
+        problems.push({
+          path: at,
+          message: "field name must not contain U+0000 or unpaired UTF-16 surrogates",
+        });
+      else checkStrings(v, at, problems, inConfig);
+    }
+}
+
+function validateStrings(c: Connector): void {
+  const problems: Problem[] = [];
+  for (const [k, v] of Object.entries(c.spec)) checkStrings(v, `spec.${k}`, problems, k === "config");
+  if (problems.length) throw invalid("InvalidSpec", problems);
+}
+
 /** Throws a ConnectorError (validation_error, policy_denied or permanent) when the spec cannot be applied. */
 export function validateConnector(c: Connector, ctx: ValidationContext): ValidSpec {
+  validateStrings(c);
   const { type, version, warnings } = resolveTypeVersion(c, ctx);
   const config = validateConfig(c, type, version, ctx);
   const policy = resolvePolicy(c, version, ctx);
