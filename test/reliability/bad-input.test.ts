@@ -178,8 +178,22 @@ async function reconcileOne(
 
 const schemas = new ConfigSchemaCache();
 
+/** Violations grouped by kind (counts, and one example each), for a readable failure. */
 function report(label: string, violations: string[]): string {
-  return `${label}: ${violations.length} violations\n${violations.slice(0, 30).join("\n")}`;
+  const kinds = new Map<string, string[]>();
+  for (const v of violations) {
+    const kind = v
+      .replace(/^spec #\d+ \(.*?\): /, "")
+      .replace(/"[^"]*"/g, "<…>")
+      .replace(/\d+/g, "N")
+      .replace(/\(.*$/, "")
+      .slice(0, 100);
+    kinds.set(kind, [...(kinds.get(kind) ?? []), v]);
+  }
+  const groups = [...kinds.entries()].sort((a, b) => b[1].length - a[1].length);
+  return `${label}: ${violations.length} violations in ${groups.length} kinds\n${groups
+    .map(([k, vs]) => `  ${vs.length} x ${k}\n      e.g. ${vs[0]!.slice(0, 300)}`)
+    .join("\n")}`;
 }
 
 describe("bad input", () => {
@@ -239,7 +253,9 @@ describe("bad input", () => {
               if (!p.message || p.message.length < 3)
                 violations.push(`${label}: a problem without a message`);
               if (p.message.length > 1500)
-                violations.push(`${label}: a ${p.message.length}-character message`);
+                violations.push(
+                  `${label}: a ${p.message.length}-character message at ${p.path}: ${p.message.slice(0, 40)}…`,
+                );
               if (!p.path) violations.push(`${label}: a problem without a path`);
               else if (g) {
                 const why = pathProblem(g.doc, p.path, p.message);

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import * as yaml from "js-yaml";
@@ -595,6 +595,21 @@ export async function compactEtcd(etcdUrl: string): Promise<number> {
   if (!revision) throw new Error("etcd did not say its revision");
   await post("/v3/kv/compaction", { revision, physical: true });
   return Number(revision);
+}
+
+/** Resolves once nothing accepts connections at `url`'s host:port (polling every 25 ms). */
+export async function untilDown(url: string, timeoutMs = 30_000): Promise<void> {
+  const { hostname, port } = new URL(url);
+  const refused = () =>
+    new Promise<boolean>((resolve) => {
+      const sock = connect({ host: hostname, port: Number(port) });
+      sock.once("connect", () => {
+        sock.destroy();
+        resolve(false);
+      });
+      sock.once("error", () => resolve(true));
+    });
+  await until(refused, `${url} to go down`, timeoutMs);
 }
 
 /** Writes `n` ConfigMaps: moves etcd's revision on without touching any Connector. */

@@ -403,7 +403,7 @@ describe("tenancy: secrets", () => {
         expect(target.requests.filter((q) => q.ns === B && q.owner === A)).toEqual([]);
         // Then the bookkeeping (DESIGN §4 step 3: the secretRef path is part of validation, so a
         // refused generation never reaches the database and the last valid one stays in force).
-        await invariants(r, 60_000);
+        await invariants(r, 30_000);
       });
     },
     SCENARIO_TIMEOUT,
