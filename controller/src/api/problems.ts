@@ -20,9 +20,10 @@ export function pointerToPath(pointer: string, prefix = ""): string {
   return out;
 }
 
+/** Appends a key: `.key` when it reads as a name, `["a.b"]` otherwise (never ambiguous). */
 export function joinPath(base: string, key: string): string {
-  if (!base) return key;
-  return /^[A-Za-z_$][\w$-]*$/.test(key) ? `${base}.${key}` : `${base}[${JSON.stringify(key)}]`;
+  if (/^[A-Za-z_$][\w$-]*$/.test(key)) return base ? `${base}.${key}` : key;
+  return `${base}[${JSON.stringify(key)}]`;
 }
 
 function describe(e: ErrorObject): { extra?: string; message: string } {

@@ -184,7 +184,7 @@ function validateCredentialKeys(c: Connector, version: TypeVersion): void {
   const problems: Problem[] = Object.keys(keys)
     .filter((k) => !known.has(k))
     .map((k) => ({
-      path: `spec.credentials.secretRef.keys.${k}`,
+      path: joinPath("spec.credentials.secretRef.keys", k),
       message: `"${k}" is not a credential key of connector type "${c.spec.type}" version ${version.version} (expected one of ${version.credentialKeys!.join(", ")})`,
     }));
   if (problems.length) throw invalid("InvalidSecretRef", problems);
