@@ -63,3 +63,9 @@ export function ajvProblems(errors: ErrorObject[] | null | undefined, prefix = "
 export function formatProblems(problems: Problem[]): string {
   return problems.map((p) => `${p.path}: ${p.message}`).join("; ");
 }
+
+/** A user-supplied value quoted for a message, cut short so a hostile input cannot flood it. */
+export function quote(value: unknown, max = 64): string {
+  const text = typeof value === "string" ? value : String(value);
+  return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text);
+}

@@ -2,7 +2,7 @@
 // so a GitOps pull request can be refused before it merges.
 import { relative } from "node:path";
 import { crdValidators } from "../api/crdSchema.ts";
-import type { Problem } from "../api/problems.ts";
+import { quote, type Problem } from "../api/problems.ts";
 import type { Connector, ConnectorType, PolicyTemplate } from "../api/types.ts";
 import { ConfigSchemaCache } from "../catalog/configSchemas.ts";
 import { listYamlFiles, loadFileCatalog, parseYamlFile } from "../catalog/fileCatalog.ts";
@@ -88,7 +88,7 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
       problems.push({
         ...where,
         path: "kind",
-        message: `unknown kind ${JSON.stringify(kind)} in group cynodeai.io`,
+        message: `unknown kind ${quote(kind)} in group cynodeai.io`,
       });
       continue;
     }

@@ -2,7 +2,7 @@
 // may be used, config matches the version's schema, policy stays inside the type's
 // operations and the action taxonomy, limits stay under the type's caps.
 import type { ConditionInput } from "../api/conditions.ts";
-import { ajvProblems, formatProblems, joinPath, type Problem } from "../api/problems.ts";
+import { ajvProblems, formatProblems, joinPath, quote, type Problem } from "../api/problems.ts";
 import type {
   Action,
   Connector,
@@ -185,7 +185,7 @@ function validateCredentialKeys(c: Connector, version: TypeVersion): void {
     .filter((k) => !known.has(k))
     .map((k) => ({
       path: joinPath("spec.credentials.secretRef.keys", k),
-      message: `"${k}" is not a credential key of connector type "${c.spec.type}" version ${version.version} (expected one of ${version.credentialKeys!.join(", ")})`,
+      message: `${quote(k)} is not a credential key of connector type "${c.spec.type}" version ${version.version} (expected one of ${version.credentialKeys!.join(", ")})`,
     }));
   if (problems.length) throw invalid("InvalidSecretRef", problems);
 }
