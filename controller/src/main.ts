@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ConfigSchemaCache } from "./catalog/configSchemas.ts";
+import type { SecretRef } from "./api/types.ts";
 import { ConfigError, loadConfig, usage, type Config } from "./config.ts";
 import { ConnectorController } from "./kube/controller.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
@@ -14,6 +15,7 @@ import { loadOrCreateFingerprintKey } from "./kube/hmacKey.ts";
 import { SecretProviderStatusWriter } from "./kube/secretProviderStatus.ts";
 import { watchSecretProviders } from "./kube/secretProviders.ts";
 import { KubeSecretKeys, KubeServiceAccountTokens } from "./kube/serviceAccountTokens.ts";
+import { checkNamespaceAllowed, renderSecretPath } from "./secrets/pathGuard.ts";
 import { VaultSecretResolver } from "./secrets/resolver.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
@@ -122,11 +124,12 @@ export async function startController(
   log.info({ connectors: controller.allConnectors().length, types: controller.types.size }, "caches synced");
 
   const schemas = new ConfigSchemaCache();
+  const secretRefs = secretRefGuard(controller);
   const webhook = config.webhookPort
     ? await startWebhookServer({
         port: config.webhookPort,
         certDir: config.webhookCertDir,
-        ctx: { catalog: controller, schemas, enabledFeatures: config.enabledFeatures },
+        ctx: { catalog: controller, schemas, enabledFeatures: config.enabledFeatures, secretRefs },
         log,
       })
     : undefined;
@@ -207,6 +210,7 @@ export async function startController(
       events: new KubeEventRecorder(kc, log),
       clock: { now: () => new Date() },
       enabledFeatures: config.enabledFeatures,
+      secretRefs,
       breakers: new CircuitBreakers({
         failureThreshold: config.breakerThreshold,
         cooldownMs: config.breakerCooldownMs,
@@ -253,6 +257,19 @@ export async function startController(
       }
       await database.close();
       log.info("stopped");
+    },
+  };
+}
+
+/** The path guard over the providers the controller knows (an unknown provider is checked later). */
+function secretRefGuard(controller: ConnectorController) {
+  return {
+    check(namespace: string, ref: SecretRef) {
+      const p = controller.providers.get(ref.provider);
+      if (!p) return;
+      const ns = controller.namespaces.get(namespace);
+      checkNamespaceAllowed(p.metadata.name, p.spec, namespace, ns ? (ns.metadata.labels ?? {}) : undefined);
+      renderSecretPath(p.spec.vault ? p.spec.vault.pathTemplate : "{namespace}/{name}", namespace, ref.name);
     },
   };
 }

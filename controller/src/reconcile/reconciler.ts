@@ -40,7 +40,7 @@ import {
 } from "./ports.ts";
 import { resolveCredentials, type OAuthClients } from "./credentials.ts";
 import { buildStatus, type DriftView } from "./status.ts";
-import { validateConnector, type ValidSpec } from "./validate.ts";
+import { validateConnector, type ValidationContext, type ValidSpec } from "./validate.ts";
 
 /** Counters the reconciler reports; observability/ implements them with prom-client. */
 export interface ReconcileMetrics {
@@ -59,6 +59,7 @@ export interface ReconcilerDeps {
   clock: Clock;
   enabledFeatures: ReadonlySet<string>;
   secrets?: SecretResolver;
+  secretRefs?: ValidationContext["secretRefs"];
   prober?: Prober;
   breakers?: CircuitBreakers;
   oauthClients?: OAuthClients;

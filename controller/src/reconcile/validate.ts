@@ -11,6 +11,7 @@ import type {
   Limits,
   LimitsCap,
   OperationClass,
+  SecretRef,
   TypeVersion,
 } from "../api/types.ts";
 import type { ConfigSchemaCache } from "../catalog/configSchemas.ts";
@@ -22,6 +23,12 @@ export interface ValidationContext {
   schemas: ConfigSchemaCache;
   /** Feature flags the cluster administrator enabled in the controller's configuration. */
   enabledFeatures: ReadonlySet<string>;
+  /**
+   * The secret path guard, when providers are known: throws a ConnectorError when the
+   * reference could not be read by this namespace (path tricks, a namespace the provider
+   * does not allow). Checked here, so such a spec never reaches the instance row.
+   */
+  secretRefs?: { check(namespace: string, ref: SecretRef): void };
 }
 
 export interface ValidSpec {
@@ -228,6 +235,23 @@ function validateStrings(c: Connector): void {
   if (problems.length) throw invalid("InvalidSpec", problems);
 }
 
+function validateSecretRef(c: Connector, ctx: ValidationContext): void {
+  const ref = c.spec.credentials?.mode === "secretRef" ? c.spec.credentials.secretRef : undefined;
+  if (!ref || !ctx.secretRefs) return;
+  try {
+    ctx.secretRefs.check(c.metadata.namespace ?? "", ref);
+  } catch (err) {
+    if (!(err instanceof ConnectorError)) throw err;
+    const denied = err.errorClass === "policy_denied";
+    const path = denied ? "spec.credentials.secretRef.provider" : "spec.credentials.secretRef.name";
+    throw invalid(
+      err.reason,
+      [{ path, message: err.message }],
+      denied ? "policy_denied" : "validation_error",
+    );
+  }
+}
+
 /** Throws a ConnectorError (validation_error, policy_denied or permanent) when the spec cannot be applied. */
 export function validateConnector(c: Connector, ctx: ValidationContext): ValidSpec {
   validateStrings(c);
@@ -236,6 +260,7 @@ export function validateConnector(c: Connector, ctx: ValidationContext): ValidSp
   const policy = resolvePolicy(c, version, ctx);
   validateLimits(c.spec.limits, version.limitsCap);
   validateCredentialKeys(c, version);
+  validateSecretRef(c, ctx);
   const spec = c.spec;
   return {
     type,
