@@ -327,8 +327,9 @@ describe("tenancy: secrets", () => {
     async () => {
       await tally.scenario("tenancy", "cross-namespace secret tricks (controller)", async (r) => {
         const stalled = (reason: string) => ({ want: "stalled" as const, reason });
-        // Refused by the runtime (provider or Vault), after the generation was applied.
-        const denied = (reason: string) => ({ want: "stalled" as const, reason }); // refused in validation: no row
+        // Refused by the runtime (Vault, or the file provider's symlink check), after the
+        // generation was applied: the row exists.
+        const denied = (reason: string) => ({ want: "stalled" as const, reason, appliedGeneration: 1 });
         const tricks = [
           "../v-a/hook",
           "..%2fv-a%2fhook",
@@ -352,7 +353,8 @@ describe("tenancy: secrets", () => {
             e: { want: "failing" as const, reason: "SecretNotFound" },
           },
           // Not allowed to use the provider at all.
-          { c: secretConnector(OUTSIDE, `t${n++}`, "hook"), e: denied("NamespaceNotAllowed") },
+          // The controller's guard refuses it in validation, before any row is written.
+          { c: secretConnector(OUTSIDE, `t${n++}`, "hook"), e: stalled("NamespaceNotAllowed") },
           // Allowed, but Vault knows no role for the namespace: its login answers 400 (invalid
           // role name), which is terminal until the role or the spec changes.
           { c: secretConnector(NOROLE, `t${n++}`, "hook"), e: denied("InvalidSecretRef") },

@@ -110,6 +110,24 @@ function runRules(node: RuleNode, value: unknown, path: string, out: Problem[]):
   }
 }
 
+/**
+ * The API server drops null values of declared fields that are not nullable (none of ours
+ * are); an unknown field stays, to be refused, null or not.
+ */
+function dropNulls(value: unknown, schema: Schema | undefined): unknown {
+  if (!schema || !value || typeof value !== "object") return value;
+  if (Array.isArray(value)) return value.map((v) => dropNulls(v, schema.items));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    const child =
+      schema.properties?.[k] ??
+      (typeof schema.additionalProperties === "object" ? schema.additionalProperties : undefined);
+    if (v === null && schema.properties && k in schema.properties) continue;
+    out[k] = dropNulls(v, child);
+  }
+  return out;
+}
+
 function buildValidator(crd: CrdDocument): CrdValidator {
   const version = crd.spec.versions[0];
   if (!version) throw new Error(`CRD ${crd.spec.names.kind} has no versions`);
@@ -121,7 +139,7 @@ function buildValidator(crd: CrdDocument): CrdValidator {
     kind: crd.spec.names.kind,
     validate(obj) {
       // Defaults are applied (to a copy) before the CEL rules, as the API server does.
-      const copy = structuredClone(obj);
+      const copy = dropNulls(structuredClone(obj), schema);
       if (!check(copy)) return ajvProblems(check.errors);
       const problems: Problem[] = [];
       if (rules) runRules(rules, copy, "", problems);
