@@ -1,15 +1,17 @@
 // PostgreSQL probe (pg): connect with the configured sslmode, SELECT 1, close.
 //
-// sslmode follows libpq: verify-full (the default) checks the chain and the host name,
-// verify-ca the chain only; require (without caBundle) and prefer encrypt without
-// verifying; allow and disable do not encrypt. Anything weaker than verify-ca is logged
-// as a warning on every probe. The CA is the system roots plus config.caBundle.
+// sslmode follows libpq, but stricter: verify-full (the default) checks the chain and the
+// host name, verify-ca (and require with a caBundle) the chain only; require and prefer
+// verify like verify-full unless config.insecureSkipVerify is set; allow and disable do not
+// encrypt (prefer falls back to that when the server has no TLS). Anything weaker than
+// verify-ca is logged as a warning on every probe. The CA is the system roots plus caBundle.
 import { Socket } from "node:net";
 import pg from "pg";
 import type { ConnectionOptions } from "node:tls";
 import type { JsonObject } from "../api/types.ts";
 import {
   ProbeFailure,
+  bool,
   errorCodes,
   errorMessage,
   hostPort,
@@ -49,14 +51,20 @@ function sslOptions(ctx: ProbeContext, mode: SslMode): ConnectionOptions | false
     warnInsecure(ctx, `PostgreSQL without TLS (sslmode=${mode})`);
     return false;
   }
-  if (mode === "prefer" || (mode === "require" && !hasCa)) {
-    warnInsecure(ctx, `PostgreSQL TLS without certificate verification (sslmode=${mode})`);
-    return { rejectUnauthorized: false };
+  // libpq's prefer/require encrypt without verifying; here they skip verification only with
+  // the explicit insecureSkipVerify flag, and otherwise verify like verify-full.
+  const skip = bool(config, "insecureSkipVerify") === true;
+  if (skip && (mode === "prefer" || (mode === "require" && !hasCa))) {
+    warnInsecure(
+      ctx,
+      `PostgreSQL TLS without certificate verification (sslmode=${mode}, insecureSkipVerify)`,
+    );
+    return { rejectUnauthorized: false }; // insecureSkipVerify: explicit and logged
   }
   // insecureSkipVerify is not a postgres setting; sslmode says how much to verify.
   const opts = tlsOptions(ctx, { ...config, insecureSkipVerify: false });
   // verify-ca (and require with a CA, as libpq does): the chain, not the name.
-  if (mode !== "verify-full") opts.checkServerIdentity = () => undefined;
+  if (mode === "verify-ca" || (mode === "require" && hasCa)) opts.checkServerIdentity = () => undefined;
   return opts;
 }
 
@@ -108,6 +116,7 @@ async function run(ctx: ProbeContext): Promise<ProbeSuccess> {
   } catch (err) {
     // prefer: fall back to plain text when the server has no TLS, as libpq does.
     if (mode === "prefer" && errorMessage(err) === NO_SSL && !ctx.signal.aborted) {
+      warnInsecure(ctx, "PostgreSQL without TLS (sslmode=prefer, and the server has no TLS)");
       await attempt(ctx, false);
       return {};
     }
