@@ -566,6 +566,44 @@ describe("bad input through the real API server, with the controller running", (
   }, SCENARIO_TIMEOUT);
 
   it(
+    "connectorctl validate accepts explicit nulls that the API server prunes (fields without nullable)",
+    async () => {
+      await tally.scenario(
+        "bad input",
+        "explicit nulls: connectorctl validate vs the API server",
+        async (r) => {
+          const c = httpConnector(NS, "explicit-nulls", "http://127.0.0.1:1") as unknown as {
+            spec: Record<string, unknown> & {
+              limits: Record<string, unknown>;
+              policy: Record<string, unknown>;
+            };
+          };
+          c.spec.enabled = null;
+          c.spec.healthCheck = null;
+          c.spec.limits.maxParallelInvocations = null;
+          c.spec.policy.actionScope = null;
+          r.badInputs = 1;
+          const res = await kube.tryCreate(c as unknown as Connector);
+          expect(res.ok, res.ok ? "" : res.message).toBe(true);
+          const dir = mkdtempSync(join(tmpdir(), "cc-rel-nulls-"));
+          try {
+            writeFileSync(join(dir, "nulls.yaml"), yaml.dump(c));
+            const rep = validateFiles([dir], { catalogPaths });
+            r.violations = rep.problems.length;
+            expect(
+              rep.problems.map((p) => `${p.path}: ${p.message}`),
+              "connectorctl validate refuses what the API server stores",
+            ).toEqual([]);
+          } finally {
+            rmSync(dir, { recursive: true, force: true });
+          }
+        },
+      );
+    },
+    SCENARIO_TIMEOUT,
+  );
+
+  it(
     `a sample of ${API_SAMPLE}: refused with a field path, or reconciled to what offline validation predicts`,
     async () => {
       await tally.scenario("bad input", "real API server + controller", async (r) => {
