@@ -72,6 +72,9 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<OpenedDat
       application_name: "connector-controller",
     });
     pool.on("error", (err) => opts.onError?.(err));
+    // A pooled client whose server goes away while it is being ended (a database dropped or
+    // restarted at shutdown) emits "error" with no pool listener left: report, never crash.
+    pool.on("connect", (client) => client.on("error", (err) => opts.onError?.(err)));
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     try {
       // Fail here, with the reason, rather than on the first query.
