@@ -50,6 +50,7 @@ import {
   type ControllerProcess,
   type Want,
   SCENARIO_TIMEOUT,
+  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport, scanForSecrets } from "./invariants.ts";
 import { Tally } from "./tally.ts";
@@ -383,7 +384,7 @@ describe("bad input against the real PostgreSQL", () => {
     opened = await openDatabase({ url: db.url, maxConnections: 2 });
     await migrateToLatest(opened.db);
     store = createInstanceStore(opened.db);
-    sql = new pg.Pool({ connectionString: db.url, max: 1 });
+    sql = openPool(db.url, 1);
   }, 300_000);
 
   afterAll(async () => {
@@ -534,7 +535,7 @@ describe("bad input through the real API server, with the controller running", (
     await applyCatalog(cp);
     kube = new Kube(cp.kubeconfigPath);
     await kube.ensureNamespace(NS);
-    sql = new pg.Pool({ connectionString: db.url, max: 2 });
+    sql = openPool(db.url, 2);
     // The examples name SecretProvider cynode-vault: here an empty file provider, so that
     // their secrets are simply not found.
     filesDir = mkdtempSync(join(tmpdir(), "cc-rel-empty-files-"));
@@ -572,7 +573,9 @@ describe("bad input through the real API server, with the controller running", (
         "bad input",
         "explicit nulls: connectorctl validate vs the API server",
         async (r) => {
-          const c = httpConnector(NS, "explicit-nulls", "http://127.0.0.1:1") as unknown as {
+          // A namespace no controller watches: this one is about validation only.
+          await kube.ensureNamespace("bad-nulls");
+          const c = httpConnector("bad-nulls", "explicit-nulls", "http://127.0.0.1:1") as unknown as {
             spec: Record<string, unknown> & {
               limits: Record<string, unknown>;
               policy: Record<string, unknown>;

@@ -29,6 +29,7 @@ import {
   type ControllerProcess,
   type Kind,
   SCENARIO_TIMEOUT,
+  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport } from "./invariants.ts";
 import { Tally, type ScenarioRecord } from "./tally.ts";
@@ -51,8 +52,7 @@ beforeAll(async () => {
   ]);
   await applyCatalog(cp);
   kube = new Kube(cp.kubeconfigPath);
-  sql = new pg.Pool({ connectionString: db.url, max: 2 });
-  sql.on("error", () => undefined); // the database is stopped on purpose
+  sql = openPool(db.url, 2);
 }, 300_000);
 
 afterAll(async () => {

@@ -31,6 +31,7 @@ import {
   World,
   type ControllerProcess,
   type Kind,
+  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport } from "./invariants.ts";
 import { Tally } from "./tally.ts";
@@ -70,7 +71,7 @@ beforeAll(async () => {
   [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startHttpTarget()]);
   await applyCatalog(cp);
   kube = new Kube(cp.kubeconfigPath);
-  sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  sql = openPool(db.url, 2);
   await kube.ensureNamespace(RELEASE_NS);
   await kube.ensureNamespace(TENANT);
 

@@ -25,6 +25,7 @@ import {
   type ControllerProcess,
   type Expectation,
   SCENARIO_TIMEOUT,
+  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport } from "./invariants.ts";
 import { Tally } from "./tally.ts";
@@ -82,7 +83,7 @@ beforeAll(async () => {
   [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startHttpTarget()]);
   await applyCatalog(cp);
   kube = new Kube(cp.kubeconfigPath);
-  sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  sql = openPool(db.url, 2);
   for (const ns of [PLAIN, FLAGGED]) {
     await kube.ensureNamespace(ns);
     world.namespaces.add(ns);

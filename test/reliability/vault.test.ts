@@ -49,6 +49,7 @@ import {
   type ControllerProcess,
   type Expectation,
   SCENARIO_TIMEOUT,
+  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport, scanForSecrets } from "./invariants.ts";
 import { Tally, type ScenarioRecord } from "./tally.ts";
@@ -134,7 +135,7 @@ beforeAll(async () => {
   bao = await startOpenBao(cp);
   await applyCatalog(cp);
   kube = new Kube(cp.kubeconfigPath);
-  sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  sql = openPool(db.url, 2);
   for (const ns of NAMESPACES) world.namespaces.add(ns);
 
   await bao.tenant(cp, A);

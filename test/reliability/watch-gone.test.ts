@@ -27,6 +27,7 @@ import {
   World,
   type ControllerProcess,
   SCENARIO_TIMEOUT,
+  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport } from "./invariants.ts";
 import { Tally } from "./tally.ts";
@@ -47,7 +48,7 @@ beforeAll(async () => {
   ]);
   await applyCatalog(cp);
   kube = new Kube(cp.kubeconfigPath);
-  sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  sql = openPool(db.url, 2);
 }, 300_000);
 
 afterAll(async () => {
