@@ -371,7 +371,7 @@ const results: Results = {
   durationMs: since(started),
   command: `node bench/run.ts ${process.argv.slice(2).join(" ")}`.trim(),
   environment: {
-    commit: `${commit}${dirty ? " (controller/ modified)" : ""}`,
+    commit,
     controller: controllerUnderTest,
     cpus: cpus().length,
     memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,

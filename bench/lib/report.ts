@@ -53,7 +53,14 @@ function coldRows(runs: RunResult[]): string[][] {
     .map((r) => {
       const c = r.coldStart!;
       const other = Object.entries(c.apiRequests)
-        .filter(([k]) => k !== "all" && k !== "connectors/status PATCH" && !/ (LIST|WATCH|GET)$/.test(k))
+        // leases: the API server's own heartbeats, not the controller's.
+        .filter(
+          ([k]) =>
+            k !== "all" &&
+            k !== "connectors/status PATCH" &&
+            !k.startsWith("leases") &&
+            !/ (LIST|WATCH|GET)$/.test(k),
+        )
         .map(([k, v]) => `${k} ${fmtNum(v)}`)
         .join(", ");
       const s = c.serverCpuSeconds;
@@ -136,7 +143,7 @@ function quietRows(runs: RunResult[]): string[][] {
         fmtNum(q.auditRows),
         q.sql.statements === undefined
           ? "n/a"
-          : perConnector(q.sql.statements, q.n * Math.max(q.passes, 1)) + " per pass",
+          : `${(q.sql.statements / (q.n * Math.max(q.passes, 1))).toFixed(2)} per Connector per pass (${fmtNum(q.sql.statements)} in all)`,
         `${fmtMs(q.warmStart.reconciledMs)}, ${fmtNum(q.warmStart.statusWrites)} status, ${fmtNum(q.warmStart.rowsWritten)} rows`,
       ];
     });
@@ -234,7 +241,7 @@ export function markdown(results: Results): string {
   out.push(`# connector-controller benchmarks`);
   out.push("");
   out.push(
-    `${results.startedAt} · ${String(e.commit)} · ${fmtMs(results.durationMs)} · \`${results.command}\``,
+    `${results.startedAt} · checkout ${String(e.commit)} · ${fmtMs(results.durationMs)} · \`${results.command}\``,
   );
   out.push("");
   out.push(`Controller under test: ${String(e.controller)}.`);
