@@ -6,6 +6,7 @@
 //                     [--vault-n 1000,5000,10000] [--vault-secrets 5]
 //                     [--postgres auto|private|url] [--pg-fast]
 //                     [--controller-ref REV | --controller-root DIR] [--controller-build ts|dist]
+//                     [--controller-node-options "--max-old-space-size=192"]
 //                     [--profile] [--label TEXT] [--out bench/results] [--no-save]
 //
 // For each N: a fresh control plane (etcd + kube-apiserver) and database, N http Connectors
@@ -74,6 +75,7 @@ const { values } = parseArgs({
     "controller-ref": { type: "string" },
     "controller-root": { type: "string" },
     "controller-build": { type: "string", default: "ts" },
+    "controller-node-options": { type: "string" },
     label: { type: "string" },
     out: { type: "string", default: join(projectRoot, "bench/results") },
     "no-save": { type: "boolean", default: false },
@@ -179,6 +181,8 @@ global.push(async () => tree.remove());
 let controllerUnderTest = tree.description;
 if (!values["controller-ref"] && !values["controller-root"])
   controllerUnderTest = `working tree at ${commit}${dirty ? " (controller/ has uncommitted changes)" : ""}${values["controller-build"] === "dist" ? ", compiled to JavaScript" : ""}`;
+const nodeOptions = values["controller-node-options"]?.split(/\s+/).filter(Boolean);
+if (nodeOptions?.length) controllerUnderTest += `, node ${nodeOptions.join(" ")}`;
 if (values.label) controllerUnderTest += ` — ${values.label}`;
 log(`controller under test: ${controllerUnderTest} (${tree.entry})`);
 
@@ -328,7 +332,18 @@ async function vaultRun(n: number, c: number): Promise<RunResult> {
     const tracker = new ReadyTracker(kc);
     perRun.push(() => tracker.stop());
     await tracker.start();
-    const env: Env = { n, cp, kc, pg: pgServer, db, target, tracker, log, controllerEntry: tree.entry };
+    const env: Env = {
+      n,
+      cp,
+      kc,
+      pg: pgServer,
+      db,
+      target,
+      tracker,
+      log,
+      controllerEntry: tree.entry,
+      ...(nodeOptions ? { nodeOptions } : {}),
+    };
     const v = await vaultLoad(env, vault, c, vaultSecrets);
     run.vault = v;
     vaultServer = v.vaultServer;

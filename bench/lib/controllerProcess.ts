@@ -19,6 +19,8 @@ export interface ControllerOptions {
   logLevel?: string;
   /** Write a V8 CPU profile into this directory when the process exits. */
   cpuProfileDir?: string;
+  /** Flags for node itself, e.g. --max-old-space-size=192. */
+  nodeOptions?: string[];
   extraArgs?: string[];
 }
 
@@ -55,7 +57,7 @@ export class ControllerProcess {
   #waiters: { msg: string; resolve: () => void }[] = [];
 
   constructor(opts: ControllerOptions) {
-    const nodeArgs: string[] = [];
+    const nodeArgs: string[] = [...(opts.nodeOptions ?? [])];
     if (opts.cpuProfileDir) {
       mkdirSync(opts.cpuProfileDir, { recursive: true });
       nodeArgs.push("--cpu-prof", "--cpu-prof-dir", opts.cpuProfileDir);

@@ -47,6 +47,8 @@ export interface Env {
   profileDir?: string;
   /** The controller under test's entry file (default: this checkout's controller/src/main.ts). */
   controllerEntry?: string;
+  /** Flags for the controller's node (--controller-node-options). */
+  nodeOptions?: string[];
   log(msg: string): void;
 }
 
@@ -142,6 +144,10 @@ export interface ColdStart {
   sql: PgDelta;
   peakRssBytes: number;
   rssBytesAtEnd: number;
+  /** V8 heap used / total and external memory at the end (the controller's own /metrics). */
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  externalBytes: number;
   cpuSeconds: number;
   serverCpuSeconds: ServerCpu;
   reconciles: number;
@@ -159,6 +165,7 @@ export async function coldStart(env: Env, concurrency: number, profile: boolean)
   const profileDir = profile && env.profileDir ? env.profileDir : undefined;
   const ctrl = new ControllerProcess({
     ...(env.controllerEntry ? { entry: env.controllerEntry } : {}),
+    ...(env.nodeOptions ? { nodeOptions: env.nodeOptions } : {}),
     kubeconfig: env.cp.kubeconfigPath,
     databaseUrl: env.db.url,
     concurrency,
@@ -213,6 +220,9 @@ export async function coldStart(env: Env, concurrency: number, profile: boolean)
       sql: pgDelta(pg0, pg1),
       peakRssBytes: figures.peakRss,
       rssBytesAtEnd: figures.rss,
+      heapUsedBytes: sumSeries(m, "nodejs_heap_size_used_bytes"),
+      heapTotalBytes: sumSeries(m, "nodejs_heap_size_total_bytes"),
+      externalBytes: sumSeries(m, "nodejs_external_memory_bytes"),
       cpuSeconds: figures.cpuSeconds,
       serverCpuSeconds: cpuDelta(cpu0, cpu1),
       reconciles: sumSeries(m, "controller_runtime_reconcile_total"),
@@ -527,6 +537,7 @@ export async function warmStart(
   const api0 = await apiserverRequests(env.cp);
   const ctrl = new ControllerProcess({
     ...(env.controllerEntry ? { entry: env.controllerEntry } : {}),
+    ...(env.nodeOptions ? { nodeOptions: env.nodeOptions } : {}),
     kubeconfig: env.cp.kubeconfigPath,
     databaseUrl: env.db.url,
     concurrency,
