@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import { GROUP, VERSION, type Connector } from "../../controller/src/api/types.ts";
+import { reuseConnections } from "../../controller/src/kube/connections.ts";
 import { Informer, objectKey } from "../../controller/src/kube/informer.ts";
 import { customObjectSource, PLURALS } from "../../controller/src/kube/resources.ts";
 import { createLogger } from "../../controller/src/observability/logger.ts";
@@ -27,40 +28,13 @@ export function benchConnector(i: number, targetUrl: string, prefix = "c"): Conn
 }
 
 /**
- * The bench's client. client-node 2.0.1 builds a new undici Agent for every request
- * (KubeConfig.applySecurityAuthentication → createDispatcher), so each call opens a new
- * TLS connection; `reuse` keeps one dispatcher per TLS identity, so connections are kept
- * alive and reused. The floor measures the servers, so the bench reuses connections.
+ * The bench's client, reusing connections as the controller does (kube/connections.ts);
+ * `reuse = false` is stock client-node 2.0.1, which opens a TLS connection per request.
  */
 export function kubeConfig(cp: ControlPlane, reuse = true): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromFile(cp.kubeconfigPath);
   return reuse ? reuseConnections(kc) : kc;
-}
-
-/** createDispatcher is private in client-node's typings (a method all the same). */
-interface DispatcherFactory {
-  createDispatcher(
-    cluster: { server?: string } | null,
-    opts: { ca?: unknown; cert?: unknown; key?: unknown },
-  ): unknown;
-}
-
-export function reuseConnections(kc: KubeConfig): KubeConfig {
-  const k = kc as unknown as DispatcherFactory;
-  const create = k.createDispatcher.bind(kc);
-  const cache = new Map<string, unknown>();
-  k.createDispatcher = (cluster, opts) => {
-    const id = JSON.stringify([
-      cluster?.server,
-      String(opts.ca ?? ""),
-      String(opts.cert ?? ""),
-      String(opts.key ?? ""),
-    ]);
-    if (!cache.has(id)) cache.set(id, create(cluster, opts));
-    return cache.get(id);
-  };
-  return kc;
 }
 
 /** Namespaces, the example ConnectorTypes and policy templates. */

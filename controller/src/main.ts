@@ -6,6 +6,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { ConfigSchemaCache } from "./catalog/configSchemas.ts";
 import type { SecretRef } from "./api/types.ts";
 import { ConfigError, loadConfig, usage, type Config } from "./config.ts";
+import { reuseConnections } from "./kube/connections.ts";
 import { ConnectorController } from "./kube/controller.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
 import { LeaderElector } from "./kube/leaderElection.ts";
@@ -60,6 +61,7 @@ export async function startController(
   const kc = new KubeConfig();
   if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
   else kc.loadFromDefault();
+  reuseConnections(kc);
   log.info(
     {
       server: kc.getCurrentCluster()?.server,

@@ -5,7 +5,13 @@
 import { randomUUID } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { deepEqual } from "../api/canonical.ts";
-import type { Connector, ConnectorType, PolicyTemplate, SecretProvider } from "../api/types.ts";
+import {
+  FINALIZER,
+  type Connector,
+  type ConnectorType,
+  type PolicyTemplate,
+  type SecretProvider,
+} from "../api/types.ts";
 import { classify } from "../reconcile/errors.ts";
 import type { CatalogReader, Logger } from "../reconcile/ports.ts";
 import type { ReconcileRequest, ReconcileResult } from "../reconcile/reconciler.ts";
@@ -36,17 +42,39 @@ export interface ControllerOptions {
   observer?: ReconcileObserver;
 }
 
-/** Only a status change: nothing the reconciler acts on changed (our own writes echo back as these). */
-function onlyStatusChanged(a: Connector, b: Connector): boolean {
+/**
+ * Only a status change, or our finalizer being added: nothing the reconciler acts on
+ * changed (our own writes echo back as these; the reconcile that added the finalizer
+ * carries on, so its echo needs no second pass).
+ */
+export function onlyStatusChanged(a: Connector, b: Connector): boolean {
   const ma = a.metadata;
   const mb = b.metadata;
+  const fa = ma.finalizers ?? [];
+  const fb = mb.finalizers ?? [];
   return (
     ma.generation === mb.generation &&
     ma.deletionTimestamp === mb.deletionTimestamp &&
     deepEqual(ma.annotations ?? {}, mb.annotations ?? {}) &&
     deepEqual(ma.labels ?? {}, mb.labels ?? {}) &&
-    deepEqual(ma.finalizers ?? [], mb.finalizers ?? [])
+    (deepEqual(fa, fb) || (!fa.includes(FINALIZER) && deepEqual([...fa, FINALIZER], fb)))
   );
+}
+
+/**
+ * managedFields' fieldsV1 (about half of a Connector's JSON) is read by no one here: the
+ * cache keeps who managed what and when (actorOf reads that), not the field sets.
+ */
+export function slimManagedFields(c: Connector): Connector {
+  const mf = c.metadata.managedFields;
+  if (!mf?.some((m) => "fieldsV1" in m)) return c;
+  c.metadata.managedFields = mf.map(({ manager, operation, time, subresource }) => ({
+    ...(manager !== undefined ? { manager } : {}),
+    ...(operation !== undefined ? { operation } : {}),
+    ...(time !== undefined ? { time } : {}),
+    ...(subresource !== undefined ? { subresource } : {}),
+  }));
+  return c;
 }
 
 export class ConnectorController implements CatalogReader {
@@ -95,7 +123,13 @@ export class ConnectorController implements CatalogReader {
         ...(ns ? { namespace: ns } : {}),
         ...(opts.labelSelector ? { labelSelector: opts.labelSelector } : {}),
       });
-      this.connectors.set(ns, new Informer(opts.kc, source, common(ns ? `connectors/${ns}` : "connectors")));
+      this.connectors.set(
+        ns,
+        new Informer(opts.kc, source, {
+          ...common(ns ? `connectors/${ns}` : "connectors"),
+          transform: slimManagedFields,
+        }),
+      );
     }
 
     for (const inf of this.connectors.values()) {

@@ -33,8 +33,10 @@ export interface InformerMetrics {
   watchRestart?(reason: string): void;
 }
 
-export interface InformerOptions {
+export interface InformerOptions<T = unknown> {
   name: string;
+  /** Applied to every object before it is cached or handed on (e.g. to drop what no one reads). */
+  transform?: (obj: T) => T;
   log: Logger;
   stallMs?: number;
   pageSize?: number;
@@ -79,22 +81,25 @@ export class Informer<T extends KubeObject> {
   readonly #cache = new Map<string, T>();
   readonly #handlers: InformerHandler<T>[] = [];
   readonly #watch: Watch;
-  readonly #opts: Required<Omit<InformerOptions, "metrics">> & { metrics: InformerMetrics };
+  readonly #opts: Required<Omit<InformerOptions<T>, "metrics" | "transform">> & { metrics: InformerMetrics };
+  readonly #transform: (obj: T) => T;
   #resourceVersion = "";
   #synced = false;
   #syncedWaiters: (() => void)[] = [];
 
   readonly source: ListWatchSource<T>;
 
-  constructor(kc: KubeConfig, source: ListWatchSource<T>, opts: InformerOptions) {
+  constructor(kc: KubeConfig, source: ListWatchSource<T>, opts: InformerOptions<T>) {
     this.source = source;
+    const { transform, ...rest } = opts;
+    this.#transform = transform ?? ((o) => o);
     this.#opts = {
       stallMs: 120_000,
       pageSize: 500,
       minBackoffMs: 500,
       maxBackoffMs: 30_000,
       metrics: {},
-      ...opts,
+      ...rest,
     };
     this.#watch = new Watch(kc);
     // client-node's Watch aborts a connection that stays silent this long: our stall timer.
@@ -132,7 +137,7 @@ export class Informer<T extends KubeObject> {
    */
   observe(obj: T): void {
     const key = objectKey(obj);
-    if (this.#cache.has(key)) this.#cache.set(key, obj);
+    if (this.#cache.has(key)) this.#cache.set(key, this.#transform(obj));
   }
 
   /** Lists and watches until the signal aborts. */
@@ -179,7 +184,7 @@ export class Informer<T extends KubeObject> {
     let rv = "";
     do {
       const page = await this.source.list(cont, this.#opts.pageSize);
-      for (const item of page.items) fresh.set(objectKey(item), item);
+      for (const item of page.items) fresh.set(objectKey(item), this.#transform(item));
       rv = page.resourceVersion;
       cont = page.continue || undefined;
       if (signal.aborted) return;
@@ -247,10 +252,10 @@ export class Informer<T extends KubeObject> {
       if (status?.code === 410) throw new GoneError(status.message ?? "gone");
       throw Object.assign(new Error(status?.message ?? "watch error"), { statusCode: status?.code });
     }
-    const o = obj as T;
-    const rv = o?.metadata?.resourceVersion;
+    const rv = (obj as T)?.metadata?.resourceVersion;
     if (rv) this.#resourceVersion = rv;
     if (type === "BOOKMARK") return;
+    const o = this.#transform(obj as T);
     const key = objectKey(o);
     const prev = this.#cache.get(key);
     if (type === "DELETED") {

@@ -1,7 +1,7 @@
 // The InstanceStore of reconcile/ports.ts over kysely: the connector_instances table and
 // the append-only connector_audit_events log.
 import { sql } from "kysely";
-import type { Insertable, Kysely, Selectable, Updateable } from "kysely";
+import type { ControlledTransaction, Insertable, Kysely, Selectable, Updateable } from "kysely";
 import type { JsonObject } from "../api/types.ts";
 import type {
   AuditEvent,
@@ -128,15 +128,74 @@ function fromAuditRow(row: Selectable<ConnectorAuditEventsTable>): StoredAuditEv
 
 // ---- the store -------------------------------------------------------------------------
 
-class KyselyInstanceStore implements InstanceStore {
+/**
+ * The transaction of `transaction(fn)`, opened at fn's first write: reads before it run
+ * as single statements (under READ COMMITTED they see what a statement in a transaction
+ * would), and a reconcile that changes nothing costs one SELECT instead of BEGIN,
+ * set_config, SELECT, COMMIT.
+ */
+class LazyTransaction {
   readonly #db: Kysely<Database>;
+  #opening: Promise<ControlledTransaction<Database>> | undefined;
+  tx: ControlledTransaction<Database> | undefined;
 
   constructor(db: Kysely<Database>) {
     this.#db = db;
   }
 
+  open(): Promise<Kysely<Database>> {
+    this.#opening ??= (async () => {
+      const tx = await this.#db.startTransaction().execute();
+      try {
+        // Marks the transaction's writes as the controller's: the change trigger skips them.
+        await sql`select set_config(${WRITER_SETTING}, 'controller', true)`.execute(tx);
+      } catch (err) {
+        await tx
+          .rollback()
+          .execute()
+          .catch(() => {});
+        throw err;
+      }
+      this.tx = tx;
+      return tx;
+    })();
+    return this.#opening;
+  }
+
+  async finish(commit: boolean): Promise<void> {
+    if (!this.#opening) return;
+    const tx = await this.#opening.catch(() => undefined);
+    if (!tx) return;
+    if (commit) await tx.commit().execute();
+    else await tx.rollback().execute();
+  }
+}
+
+class KyselyInstanceStore implements InstanceStore {
+  readonly #db: Kysely<Database>;
+  readonly #lazy: LazyTransaction | undefined;
+
+  constructor(db: Kysely<Database>, lazy?: LazyTransaction) {
+    this.#db = db;
+    this.#lazy = lazy;
+  }
+
+  #inTransaction(): boolean {
+    return this.#lazy !== undefined || this.#db.isTransaction;
+  }
+
+  /** Where reads go: the open transaction, else the pool. */
+  #reader(): Kysely<Database> {
+    return this.#lazy?.tx ?? this.#db;
+  }
+
+  /** Where writes go: the transaction (opened now if need be), else the pool. */
+  #writer(): Promise<Kysely<Database>> {
+    return this.#lazy ? this.#lazy.open() : Promise.resolve(this.#db);
+  }
+
   async findByUid(uid: string): Promise<InstanceRow | undefined> {
-    const row = await this.#db
+    const row = await this.#reader()
       .selectFrom("connector_instances")
       .selectAll()
       .where("uid", "=", uid)
@@ -146,9 +205,11 @@ class KyselyInstanceStore implements InstanceStore {
   }
 
   async insert(row: NewInstance): Promise<InstanceRow> {
-    if (!this.#db.isTransaction) return this.transaction((tx) => tx.insert(row));
+    if (!this.#inTransaction()) return this.transaction((tx) => tx.insert(row));
     const values = toColumns(row, new Set(["id", "createdAt", "updatedAt", "deletedAt"]));
-    const inserted = await this.#db
+    const inserted = await (
+      await this.#writer()
+    )
       .insertInto("connector_instances")
       .values(values as unknown as Insertable<ConnectorInstancesTable>)
       .returningAll()
@@ -157,9 +218,11 @@ class KyselyInstanceStore implements InstanceStore {
   }
 
   async update(id: string, patch: InstancePatch): Promise<InstanceRow> {
-    if (!this.#db.isTransaction) return this.transaction((tx) => tx.update(id, patch));
+    if (!this.#inTransaction()) return this.transaction((tx) => tx.update(id, patch));
     const values = toColumns(patch, IMMUTABLE_ON_UPDATE) as Updateable<ConnectorInstancesTable>;
-    const updated = await this.#db
+    const updated = await (
+      await this.#writer()
+    )
       .updateTable("connector_instances")
       // An explicit updatedAt in the patch wins over now().
       .set({ updated_at: sql<Date>`now()`, ...values })
@@ -171,9 +234,11 @@ class KyselyInstanceStore implements InstanceStore {
   }
 
   async softDelete(id: string, at: Date): Promise<void> {
-    if (!this.#db.isTransaction) return this.transaction((tx) => tx.softDelete(id, at));
+    if (!this.#inTransaction()) return this.transaction((tx) => tx.softDelete(id, at));
     // Idempotent: a row already deleted keeps its first deleted_at.
-    await this.#db
+    await (
+      await this.#writer()
+    )
       .updateTable("connector_instances")
       .set({ deleted_at: at, updated_at: sql<Date>`now()` })
       .where("id", "=", id)
@@ -182,11 +247,11 @@ class KyselyInstanceStore implements InstanceStore {
   }
 
   async appendAudit(event: AuditEvent): Promise<void> {
-    await this.#db.insertInto("connector_audit_events").values(toAuditColumns(event)).execute();
+    await (await this.#writer()).insertInto("connector_audit_events").values(toAuditColumns(event)).execute();
   }
 
   async listAudit(filter: { namespace: string; name: string }): Promise<StoredAuditEvent[]> {
-    const rows = await this.#db
+    const rows = await this.#reader()
       .selectFrom("connector_audit_events")
       .selectAll()
       .where("namespace", "=", filter.namespace)
@@ -224,19 +289,27 @@ class KyselyInstanceStore implements InstanceStore {
   }
 
   /** Runs fn on this store's transaction, or a new one marked as the controller's. */
-  #writeTx<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
-    if (this.#db.isTransaction) return fn(this.#db);
+  async #writeTx<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+    if (this.#inTransaction()) return fn(await this.#writer());
     return this.#db.transaction().execute(async (trx) => {
       await sql`select set_config(${WRITER_SETTING}, 'controller', true)`.execute(trx);
       return fn(trx);
     });
   }
 
-  transaction<T>(fn: (tx: InstanceStore) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: InstanceStore) => Promise<T>): Promise<T> {
     // Already in a transaction: run in it (no savepoint; a throw aborts the outer one).
-    if (this.#db.isTransaction) return fn(this);
-    // The marker set by #writeTx tells the change trigger these writes are the controller's own.
-    return this.#writeTx((trx) => fn(new KyselyInstanceStore(trx)));
+    if (this.#inTransaction()) return fn(this);
+    const lazy = new LazyTransaction(this.#db);
+    let result: T;
+    try {
+      result = await fn(new KyselyInstanceStore(this.#db, lazy));
+    } catch (err) {
+      await lazy.finish(false).catch(() => {});
+      throw err;
+    }
+    await lazy.finish(true);
+    return result;
   }
 }
 
