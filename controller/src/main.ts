@@ -209,7 +209,7 @@ export async function startController(
       schemas,
       store,
       writer,
-      events: new KubeEventRecorder(kc, log),
+      events: new KubeEventRecorder(kc, log, { dropped: () => metrics.eventsDropped.inc() }),
       clock: { now: () => new Date() },
       enabledFeatures: config.enabledFeatures,
       secretRefs,

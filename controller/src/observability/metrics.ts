@@ -28,6 +28,7 @@ export class Metrics {
   readonly driftCorrections: Counter<"type">;
   readonly secretResolutions: Counter<"provider" | "result">;
   readonly breakerTrips: Counter<"type">;
+  readonly eventsDropped: Counter;
   readonly watchRestarts: Counter<"informer" | "reason">;
   readonly relists: Counter<"informer">;
   readonly leader: Gauge;
@@ -181,6 +182,11 @@ export class Metrics {
       name: "connector_circuit_breaker_trips_total",
       help: "Circuit breakers opened",
       labelNames: ["type"],
+      registers: r,
+    });
+    this.eventsDropped = new Counter({
+      name: "connector_events_dropped_total",
+      help: "Kubernetes Events dropped because the recorder's backlog was full",
       registers: r,
     });
     this.watchRestarts = new Counter({
