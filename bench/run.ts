@@ -6,7 +6,7 @@
 //                     [--vault-n 1000,5000,10000] [--vault-secrets 5]
 //                     [--postgres auto|private|url] [--pg-fast]
 //                     [--controller-ref REV | --controller-root DIR] [--controller-build ts|dist]
-//                     [--controller-node-options "--max-old-space-size=192"]
+//                     [--controller-node-options="--max-old-space-size=192"]
 //                     [--profile] [--label TEXT] [--out bench/results] [--no-save]
 //
 // For each N: a fresh control plane (etcd + kube-apiserver) and database, N http Connectors
@@ -238,6 +238,7 @@ async function oneRun(n: number, c: number, primary: boolean): Promise<RunResult
       log,
       ...(profileDir ? { profileDir } : {}),
       controllerEntry: tree.entry,
+      ...(nodeOptions ? { nodeOptions } : {}),
     };
 
     log(`  cold start at concurrency ${c}`);

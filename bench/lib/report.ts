@@ -76,6 +76,9 @@ function coldRows(runs: RunResult[]): string[][] {
           : `n/a (${fmtNum(c.sql.transactions)} xacts)`,
         perConnector(c.sql.transactions, c.n),
         fmtMB(c.peakRssBytes),
+        c.heapUsedBytes === undefined
+          ? "n/a"
+          : `${fmtMB(c.heapUsedBytes)} / ${fmtMB(c.heapTotalBytes)} / ${fmtMB(c.externalBytes)}`,
         c.cpuSeconds.toFixed(1),
         [s.apiserver, s.etcd, s.postgres].map((x) => (x === undefined ? "n/a" : x.toFixed(0))).join(" / "),
         s.others === undefined ? "n/a" : s.others.toFixed(0),
@@ -263,7 +266,8 @@ export function markdown(results: Results): string {
     out.push(
       "All N Connectors exist before the controller (a child process) starts; time from spawn to every Connector " +
         "Ready for its generation, as seen by a watch. API writes from the API server's `apiserver_request_total`; " +
-        "statements from pg_stat_statements (transactions from pg_stat_database); RSS is VmHWM, CPU is utime+stime. " +
+        "statements from pg_stat_statements (transactions from pg_stat_database); RSS is VmHWM, the heap figures the " +
+        "controller's own nodejs_* gauges once all are Ready; CPU is utime+stime. " +
         "Others' CPU: what processes outside this benchmark used on the machine meanwhile (the noise).",
     );
     out.push("");
@@ -279,6 +283,7 @@ export function markdown(results: Results): string {
           "SQL statements",
           "transactions",
           "peak RSS",
+          "heap used / heap / external at end",
           "CPU s",
           "apiserver / etcd / pg CPU s",
           "others' CPU s",

@@ -405,6 +405,18 @@ describe("helm template", () => {
     });
   });
 
+  it("bounds Node's heap through NODE_OPTIONS, and leaves it out when nodeOptions is empty", async () => {
+    const env = (docs: Awaited<ReturnType<typeof render>>) =>
+      ((containerOf(docs) as unknown as { env?: { name: string; value?: string }[] }).env ?? []).filter(
+        (e) => e.name === "NODE_OPTIONS",
+      );
+    const withCaBundle = PROD.concat("--set", `webhook.caBundle=${caBundle}`);
+    expect(env(await render(withCaBundle))).toEqual([
+      { name: "NODE_OPTIONS", value: "--max-old-space-size=160 --max-semi-space-size=8" },
+    ]);
+    expect(env(await render(withCaBundle.concat("--set", "nodeOptions=")))).toEqual([]);
+  });
+
   it("locks the container down: non-root, read-only root, no privilege escalation, no capabilities", async () => {
     const docs = await render(PROD.concat("--set", `webhook.caBundle=${caBundle}`));
     const pod = deploymentOf(docs).template.spec;
