@@ -20,7 +20,7 @@ import {
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
 import { startTestController } from "../support/controller.ts";
 import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { openPool, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 
 let cp: ControlPlane;
 let db: TestPostgres;
@@ -66,7 +66,7 @@ beforeAll(async () => {
     startHttpTarget(),
     startHttpTarget(18080),
   ]);
-  sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  sql = openPool(db.url, 2);
   await kubectlOk(cp, [
     "apply",
     "-f",

@@ -24,7 +24,7 @@ import {
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
 import { startTestController, type TestController } from "../support/controller.ts";
 import { startDovecot, type TestDovecot } from "../support/dovecot.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { openPool, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 
 let cp: ControlPlane;
 let db: TestPostgres;
@@ -142,7 +142,7 @@ async function breakerTrips(type: string): Promise<number> {
 beforeAll(async () => {
   secretsDir = mkdtempSync(join(tmpdir(), "cc-health-secrets-"));
   [cp, db, dovecot] = await Promise.all([startControlPlane(), startTestPostgres(), startDovecot()]);
-  sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  sql = openPool(db.url, 2);
   await kubectlOk(cp, ["apply", "-f", join(projectRoot, "examples/types")]);
   await ensureNamespace(cp, NS);
   await apply(cp, {

@@ -21,7 +21,7 @@ import {
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
 import { startTestController } from "../support/controller.ts";
 import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { openPool, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 
 const exec = promisify(execFile);
 let cp: ControlPlane;
@@ -90,7 +90,7 @@ async function events(name: string): Promise<{ reason: string; type: string; mes
 
 beforeAll(async () => {
   [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startHttpTarget()]);
-  sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  sql = openPool(db.url, 2);
   await kubectlOk(cp, [
     "apply",
     "-f",

@@ -16,7 +16,7 @@ import { apply, condition, eventually, getConnector, httpConnector, kubectlOk } 
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
 import { startTestController, type TestController } from "../support/controller.ts";
 import { startOpenBao, type OpenBao } from "../support/openbao.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { openPool, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 
 let cp: ControlPlane;
 let db: TestPostgres;
@@ -162,7 +162,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 beforeAll(async () => {
   [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startBearerTarget()]);
   bao = await startOpenBao(cp);
-  sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  sql = openPool(db.url, 2);
   await kubectlOk(cp, ["apply", "-f", join(projectRoot, "examples/types")]);
   for (const ns of [NS_A, NS_B, NS_MANY]) await bao.tenant(cp, ns);
   await apply(cp, [provider(KV2, { mount: "kv", version: 2 }), provider(KV1, { mount: "kv1", version: 1 })]);

@@ -9,7 +9,6 @@ import { connect, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import * as yaml from "js-yaml";
-import pg from "pg";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import {
   ANNOTATION_DELETION_POLICY,
@@ -624,16 +623,7 @@ export async function churn(kube: Kube, ns: string, n: number): Promise<void> {
     });
 }
 
-/**
- * A pool for the test's own queries. An idle connection that the server ends (a stopped or
- * restarted PostgreSQL, the server shut down at teardown) is dropped by the pool; without a
- * listener its "error" event would be an uncaught exception in the test process.
- */
-export function openPool(url: string, max = 2): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max });
-  pool.on("error", () => undefined);
-  return pool;
-}
+export { openPool } from "../support/postgres.ts";
 
 /** Applies the example catalog (types and policy templates) to the control plane. */
 export async function applyCatalog(cp: ControlPlane): Promise<void> {

@@ -206,3 +206,14 @@ function redact(url: string): string {
     return "(unparseable URL)";
   }
 }
+
+/**
+ * A pool for the test's own queries. An idle connection that the server ends (a stopped or
+ * restarted PostgreSQL, the server shut down at teardown) is dropped by the pool; without a
+ * listener its "error" event would be an uncaught exception in the test process.
+ */
+export function openPool(url: string, max = 2): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max });
+  pool.on("error", () => undefined);
+  return pool;
+}
