@@ -21,6 +21,7 @@ deps: node_modules/.installed ## install the npm packages
 
 build: deps ## compile TypeScript to dist/ (connectorctl is dist/controller/src/cli/connectorctl.js)
 	tsc -p tsconfig.build.json
+	chmod +x dist/controller/src/cli/connectorctl.js
 
 typecheck: deps
 	tsc -p tsconfig.json

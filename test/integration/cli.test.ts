@@ -1,6 +1,6 @@
 // connectorctl as a user runs it: built with `tsc`, started through npx and node.
 import { execFile } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -22,6 +22,9 @@ async function run(cmd: string, args: string[]) {
 
 beforeAll(async () => {
   await exec(join(projectRoot, "node_modules/.bin/tsc"), ["-p", "tsconfig.build.json"], { cwd: projectRoot });
+  // As `make build` does: npm linked the bin before tsc wrote it, so nothing else marks it
+  // executable, and `npx connectorctl` would fail with "Permission denied".
+  chmodSync(bin, 0o755);
 }, 120_000);
 
 describe("connectorctl", () => {
