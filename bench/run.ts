@@ -183,6 +183,8 @@ if (!values["controller-ref"] && !values["controller-root"])
   controllerUnderTest = `working tree at ${commit}${dirty ? " (controller/ has uncommitted changes)" : ""}${values["controller-build"] === "dist" ? ", compiled to JavaScript" : ""}`;
 const nodeOptions = values["controller-node-options"]?.split(/\s+/).filter(Boolean);
 if (nodeOptions?.length) controllerUnderTest += `, node ${nodeOptions.join(" ")}`;
+/** How every scenario starts the controller under test. */
+const controllerLaunch = { controllerEntry: tree.entry, ...(nodeOptions?.length ? { nodeOptions } : {}) };
 if (values.label) controllerUnderTest += ` — ${values.label}`;
 log(`controller under test: ${controllerUnderTest} (${tree.entry})`);
 
@@ -237,8 +239,7 @@ async function oneRun(n: number, c: number, primary: boolean): Promise<RunResult
       tracker,
       log,
       ...(profileDir ? { profileDir } : {}),
-      controllerEntry: tree.entry,
-      ...(nodeOptions ? { nodeOptions } : {}),
+      ...controllerLaunch,
     };
 
     log(`  cold start at concurrency ${c}`);
@@ -333,18 +334,7 @@ async function vaultRun(n: number, c: number): Promise<RunResult> {
     const tracker = new ReadyTracker(kc);
     perRun.push(() => tracker.stop());
     await tracker.start();
-    const env: Env = {
-      n,
-      cp,
-      kc,
-      pg: pgServer,
-      db,
-      target,
-      tracker,
-      log,
-      controllerEntry: tree.entry,
-      ...(nodeOptions ? { nodeOptions } : {}),
-    };
+    const env: Env = { n, cp, kc, pg: pgServer, db, target, tracker, log, ...controllerLaunch };
     const v = await vaultLoad(env, vault, c, vaultSecrets);
     run.vault = v;
     vaultServer = v.vaultServer;
