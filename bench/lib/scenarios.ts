@@ -9,7 +9,7 @@ import { projectRoot } from "../../controller/src/api/paths.ts";
 import { GROUP, VERSION, type Connector, type ConnectorStatus } from "../../controller/src/api/types.ts";
 import { objectKey } from "../../controller/src/kube/informer.ts";
 import { KubeConnectorWriter, PLURALS } from "../../controller/src/kube/resources.ts";
-import type { InstanceRow } from "../../controller/src/reconcile/ports.ts";
+import type { InstanceRow } from "../../controller/src/api/model.ts";
 import { createInstanceStore } from "../../controller/src/store/instanceStore.ts";
 import { migrateToLatest } from "../../controller/src/store/migrations.ts";
 import type { Database } from "../../controller/src/store/schema.ts";

@@ -20,7 +20,7 @@ import {
   syncSecretProviderStatus,
 } from "../../controller/src/kube/secretProviderStatus.ts";
 import { createLogger } from "../../controller/src/observability/logger.ts";
-import { ConnectorError } from "../../controller/src/reconcile/errors.ts";
+import { ConnectorError } from "../../controller/src/api/errors.ts";
 import {
   VaultSecretResolver,
   type VaultSecretResolverOptions,

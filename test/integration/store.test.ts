@@ -10,12 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDatabase, type OpenedDatabase } from "../../controller/src/store/database.ts";
 import { createInstanceStore, isUniqueViolation } from "../../controller/src/store/instanceStore.ts";
 import { CHANGE_CHANNEL, migrateToLatest, migrations } from "../../controller/src/store/migrations.ts";
-import type {
-  AuditEvent,
-  InstanceRow,
-  InstanceStore,
-  NewInstance,
-} from "../../controller/src/reconcile/ports.ts";
+import type { AuditEvent, InstanceRow, NewInstance } from "../../controller/src/api/model.ts";
+import type { InstanceStore } from "../../controller/src/reconcile/ports.ts";
 import { startTestPostgres } from "../support/postgres.ts";
 
 type Harness = OpenedDatabase & { url?: string };

@@ -17,7 +17,7 @@ import type { Connector } from "../../controller/src/api/types.ts";
 import { ConfigSchemaCache } from "../../controller/src/catalog/configSchemas.ts";
 import { loadFileCatalog } from "../../controller/src/catalog/fileCatalog.ts";
 import { validateFiles } from "../../controller/src/cli/validate.ts";
-import { ConnectorError } from "../../controller/src/reconcile/errors.ts";
+import { ConnectorError } from "../../controller/src/api/errors.ts";
 import type { InstanceStore } from "../../controller/src/reconcile/ports.ts";
 import { Reconciler } from "../../controller/src/reconcile/reconciler.ts";
 import { validateConnector } from "../../controller/src/reconcile/validate.ts";

@@ -25,7 +25,7 @@ import type { Connector, SecretProvider } from "../../controller/src/api/types.t
 import { loadOrCreateFingerprintKey } from "../../controller/src/kube/hmacKey.ts";
 import { KubeSecretKeys, KubeServiceAccountTokens } from "../../controller/src/kube/serviceAccountTokens.ts";
 import { createLogger } from "../../controller/src/observability/logger.ts";
-import { ConnectorError } from "../../controller/src/reconcile/errors.ts";
+import { ConnectorError } from "../../controller/src/api/errors.ts";
 import { VaultSecretResolver } from "../../controller/src/secrets/resolver.ts";
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
 import { startOpenBao, type OpenBao } from "../support/openbao.ts";

@@ -4,17 +4,19 @@ import { randomUUID } from "node:crypto";
 import type { Connector, ConnectorStatus } from "../../controller/src/api/types.ts";
 import type {
   AuditEvent,
-  Clock,
+  InstancePatch,
+  InstanceRow,
+  NewInstance,
+  StoredAuditEvent,
+} from "../../controller/src/api/model.ts";
+import type { Clock } from "../../controller/src/api/clock.ts";
+import type {
   ConnectorWriter,
   EventRecorder,
   EventType,
-  InstancePatch,
-  InstanceRow,
   InstanceStore,
-  Logger,
-  NewInstance,
-  StoredAuditEvent,
 } from "../../controller/src/reconcile/ports.ts";
+import type { Logger } from "../../controller/src/api/logger.ts";
 
 export class MemoryStore implements InstanceStore {
   rows: InstanceRow[] = [];

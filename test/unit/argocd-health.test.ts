@@ -10,8 +10,8 @@ import fengari from "fengari";
 import { load } from "js-yaml";
 import { describe, expect, it } from "vitest";
 import type { Connector, ConnectorStatus } from "../../controller/src/api/types.ts";
-import { ConnectorError } from "../../controller/src/reconcile/errors.ts";
-import type { InstanceRow } from "../../controller/src/reconcile/ports.ts";
+import { ConnectorError } from "../../controller/src/api/errors.ts";
+import type { InstanceRow } from "../../controller/src/api/model.ts";
 import { buildStatus } from "../../controller/src/reconcile/status.ts";
 
 const { lua, lauxlib, lualib, to_luastring } = fengari;

@@ -2,7 +2,7 @@
 // with validation_error/InvalidSecretRef and a message naming the field; namespaces are
 // admitted by allowedNamespaces or namespaceSelector (policy_denied/NamespaceNotAllowed).
 import { describe, expect, it } from "vitest";
-import { ConnectorError } from "../../controller/src/reconcile/errors.ts";
+import { ConnectorError } from "../../controller/src/api/errors.ts";
 import {
   SECRET_NAME_FIELD,
   checkNamespaceAllowed,

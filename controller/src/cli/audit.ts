@@ -1,5 +1,5 @@
 // `connectorctl audit <namespace/name>`: the life of one Connector from its audit rows.
-import type { StoredAuditEvent } from "../reconcile/ports.ts";
+import type { StoredAuditEvent } from "../api/model.ts";
 
 function detailText(e: StoredAuditEvent): string {
   const d = e.details ?? {};

@@ -6,7 +6,7 @@ import { quote, type Problem } from "../api/problems.ts";
 import type { Connector, ConnectorType, PolicyTemplate } from "../api/types.ts";
 import { ConfigSchemaCache } from "../catalog/configSchemas.ts";
 import { listYamlFiles, loadFileCatalog, parseYamlFile } from "../catalog/fileCatalog.ts";
-import { ConnectorError } from "../reconcile/errors.ts";
+import { ConnectorError } from "../api/errors.ts";
 import { validateConnector } from "../reconcile/validate.ts";
 
 export interface FileProblem extends Problem {

@@ -12,8 +12,9 @@ import {
   type PolicyTemplate,
   type SecretProvider,
 } from "../api/types.ts";
-import { classify } from "../reconcile/errors.ts";
-import type { CatalogReader, Logger } from "../reconcile/ports.ts";
+import { classify } from "../api/errors.ts";
+import type { CatalogReader } from "../reconcile/ports.ts";
+import type { Logger } from "../api/logger.ts";
 import type { ReconcileRequest, ReconcileResult } from "../reconcile/reconciler.ts";
 import { Informer, objectKey, type InformerMetrics } from "./informer.ts";
 import { customObjectSource, namespaceSource, PLURALS, type NamespaceObject } from "./resources.ts";

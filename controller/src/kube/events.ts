@@ -7,7 +7,8 @@
 import { randomBytes } from "node:crypto";
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import type { Connector } from "../api/types.ts";
-import type { EventRecorder, EventType, Logger } from "../reconcile/ports.ts";
+import type { EventRecorder, EventType } from "../reconcile/ports.ts";
+import type { Logger } from "../api/logger.ts";
 import { FIELD_MANAGER } from "./resources.ts";
 
 const DEDUPE_MS = 10 * 60_000;

@@ -2,8 +2,9 @@
 // connector-controller-fingerprint-key of the controller's namespace, created once. Every
 // replica reads the same key, so fingerprints agree across restarts and leaders.
 import { randomBytes } from "node:crypto";
-import { ApiException, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
-import { ConnectorError } from "../reconcile/errors.ts";
+import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { ConnectorError, errorChainMessage } from "../api/errors.ts";
+import { apiStatus } from "./apiErrors.ts";
 
 export const FINGERPRINT_KEY_SECRET = "connector-controller-fingerprint-key";
 export const FINGERPRINT_KEY_FIELD = "key";
@@ -16,11 +17,11 @@ function decode(data: Record<string, string> | undefined): Buffer | undefined {
 }
 
 function fail(what: string, err: unknown): ConnectorError {
-  const code = err instanceof ApiException ? err.code : undefined;
+  const code = apiStatus(err);
   return new ConnectorError(
     "transient",
     "FingerprintKeyUnavailable",
-    `${what} Secret ${FINGERPRINT_KEY_SECRET}${code ? `: ${code}` : `: ${(err as Error)?.message ?? String(err)}`}`,
+    `${what} Secret ${FINGERPRINT_KEY_SECRET}${code ? `: ${code}` : `: ${errorChainMessage(err)}`}`,
     code ? { providerStatusCode: code } : {},
   );
 }
@@ -49,7 +50,7 @@ export async function loadOrCreateFingerprintKey(
       return key;
     } catch (err) {
       if (err instanceof ConnectorError) throw err;
-      if (!(err instanceof ApiException) || err.code !== 404) throw fail("reading the", err);
+      if (apiStatus(err) !== 404) throw fail("reading the", err);
     }
     try {
       const created = await api.createNamespacedSecret({
@@ -75,7 +76,7 @@ export async function loadOrCreateFingerprintKey(
       if (key) return key;
     } catch (err) {
       // 409: another replica created it first; read theirs.
-      if (!(err instanceof ApiException) || err.code !== 409) throw fail("creating the", err);
+      if (apiStatus(err) !== 409) throw fail("creating the", err);
     }
   }
   throw new ConnectorError(

@@ -3,9 +3,12 @@
 // (relist), errors (exponential backoff, Retry-After honoured), silent stalls (no byte in
 // `stallMs` => reconnect), and replayed events (the handler sees an update only when the
 // resourceVersion differs). resourceVersions are opaque strings, never compared as numbers.
-import { ApiException, Watch, type KubeConfig } from "@kubernetes/client-node";
+import { Watch, type KubeConfig } from "@kubernetes/client-node";
+import { jitter, sleep } from "../api/clock.ts";
+import { errorChainMessage } from "../api/errors.ts";
 import type { ObjectMeta } from "../api/types.ts";
-import type { Logger } from "../reconcile/ports.ts";
+import type { Logger } from "../api/logger.ts";
+import { apiRetryAfterMs, apiStatus } from "./apiErrors.ts";
 
 export interface KubeObject {
   metadata: ObjectMeta;
@@ -50,32 +53,6 @@ export function objectKey(o: KubeObject): string {
 }
 
 class GoneError extends Error {}
-
-function retryAfterMs(err: unknown): number | undefined {
-  if (!(err instanceof ApiException)) return undefined;
-  const raw = (err.headers as Record<string, string> | undefined)?.["retry-after"];
-  const seconds = raw === undefined ? NaN : Number(raw);
-  return Number.isFinite(seconds) ? seconds * 1000 : undefined;
-}
-
-function statusCode(err: unknown): number | undefined {
-  if (err instanceof ApiException) return err.code;
-  const c =
-    (err as { statusCode?: unknown; code?: unknown })?.statusCode ?? (err as { code?: unknown })?.code;
-  return typeof c === "number" ? c : undefined;
-}
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 
 export class Informer<T extends KubeObject> {
   readonly #cache = new Map<string, T>();
@@ -155,18 +132,18 @@ export class Informer<T extends KubeObject> {
         if (reason !== "closed") this.#opts.metrics.watchRestart?.(reason);
       } catch (err) {
         if (signal.aborted) break;
-        if (err instanceof GoneError || statusCode(err) === 410) {
+        if (err instanceof GoneError || apiStatus(err) === 410) {
           this.#opts.log.info({ informer: this.#opts.name }, "resourceVersion too old (410 Gone); relisting");
           this.#opts.metrics.watchRestart?.("gone");
           needList = true;
           continue;
         }
-        const wait = Math.max(retryAfterMs(err) ?? 0, backoff * (0.8 + Math.random() * 0.4));
+        const wait = Math.max(apiRetryAfterMs(err) ?? 0, jitter(backoff, 0.2));
         this.#opts.log.warn(
           {
             informer: this.#opts.name,
-            err: (err as Error).message,
-            status: statusCode(err),
+            err: errorChainMessage(err),
+            status: apiStatus(err),
             retryInMs: Math.round(wait),
           },
           "list/watch failed; retrying",

@@ -3,8 +3,11 @@
 // *our* clock (no trust in other replicas' clocks); every write carries the resourceVersion
 // we read, so it is a compare-and-swap; a leader that cannot renew within renewDeadline
 // stops leading; release on shutdown empties the holder so a standby takes over at once.
-import { ApiException, CoordinationV1Api, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
-import type { Logger } from "../reconcile/ports.ts";
+import { CoordinationV1Api, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
+import type { Logger } from "../api/logger.ts";
+import { jitter, sleep } from "../api/clock.ts";
+import { errorChainMessage } from "../api/errors.ts";
+import { apiStatus } from "./apiErrors.ts";
 
 export interface LeaderElectionOptions {
   kc: KubeConfig;
@@ -21,12 +24,6 @@ export interface LeaderElectionOptions {
 function microTime(d: Date): string {
   return d.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
-  });
 
 export class LeaderElector {
   readonly #api: CoordinationV1Api;
@@ -55,7 +52,7 @@ export class LeaderElector {
         );
         return true;
       }
-      await sleep(this.#o.retryPeriodMs * (1 + Math.random() * 1.2), signal); // client-go's JitterFactor 1.2
+      await sleep(this.#o.retryPeriodMs + jitter(this.#o.retryPeriodMs * 0.6, 1), signal); // client-go's JitterFactor 1.2
     }
     return false;
   }
@@ -111,7 +108,7 @@ export class LeaderElector {
     try {
       current = await this.#api.readNamespacedLease({ name, namespace });
     } catch (err) {
-      if (!(err instanceof ApiException && err.code === 404)) return this.#failed(err);
+      if (apiStatus(err) !== 404) return this.#failed(err);
       try {
         this.#lease = await this.#api.createNamespacedLease({
           namespace,
@@ -165,9 +162,9 @@ export class LeaderElector {
   }
 
   #failed(err: unknown): false {
-    const code = err instanceof ApiException ? err.code : undefined;
+    const code = apiStatus(err);
     if (code !== 409)
-      this.#o.log.warn({ err: (err as Error).message?.split("\n")[0], code }, "lease update failed");
+      this.#o.log.warn({ err: errorChainMessage(err).split("\n")[0], code }, "lease update failed");
     return false;
   }
 }

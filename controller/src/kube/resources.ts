@@ -1,13 +1,12 @@
 // The controller's reads and writes of its own resources through the API server.
 import {
-  ApiException,
   CoreV1Api,
   CustomObjectsApi,
   PatchStrategy,
   setHeaderOptions,
   type KubeConfig,
 } from "@kubernetes/client-node";
-import { ConnectorError } from "../reconcile/errors.ts";
+import { kubeError } from "./apiErrors.ts";
 import {
   FINALIZER,
   GROUP,
@@ -115,36 +114,6 @@ export function mergePatch(
   return patch;
 }
 
-/** client-node's errors print whole bodies and headers; keep the status code and the API's message. */
-export function wrapApiError(err: unknown, what: string): ConnectorError {
-  if (err instanceof ApiException) {
-    const body = (typeof err.body === "string" ? safeJson(err.body) : err.body) as
-      { message?: string; reason?: string } | undefined;
-    const reason = err.code === 409 ? "Conflict" : err.code === 404 ? "NotFound" : "KubernetesApiError";
-    return new ConnectorError(
-      "transient",
-      reason,
-      `${what}: ${err.code} ${body?.message ?? body?.reason ?? ""}`.trim(),
-      {
-        providerStatusCode: err.code,
-      },
-    );
-  }
-  return new ConnectorError(
-    "transient",
-    "KubernetesApiError",
-    `${what}: ${(err as Error)?.message ?? String(err)}`,
-  );
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return { message: text.slice(0, 200) };
-  }
-}
-
 export class KubeConnectorWriter implements ConnectorWriter {
   readonly #api: CustomObjectsApi;
   readonly #merge = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
@@ -164,7 +133,7 @@ export class KubeConnectorWriter implements ConnectorWriter {
     const updated = (await this.#api
       .patchNamespacedCustomObjectStatus({ ...this.#ref(c), body, fieldManager: FIELD_MANAGER }, this.#merge)
       .catch((err: unknown) => {
-        throw wrapApiError(err, "status update failed");
+        throw kubeError(err, "status update failed");
       })) as Connector;
     this.statusWrites++;
     this.#observe(updated);
@@ -187,7 +156,7 @@ export class KubeConnectorWriter implements ConnectorWriter {
     const updated = (await this.#api
       .patchNamespacedCustomObject({ ...this.#ref(c), body, fieldManager: FIELD_MANAGER }, this.#merge)
       .catch((err: unknown) => {
-        throw wrapApiError(err, "finalizer update failed");
+        throw kubeError(err, "finalizer update failed");
       })) as Connector;
     c.metadata.finalizers = updated.metadata.finalizers ?? [];
     c.metadata.resourceVersion = updated.metadata.resourceVersion;

@@ -4,9 +4,10 @@
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from "@kubernetes/client-node";
 import { nextConditions, statusEqual } from "../api/conditions.ts";
 import { GROUP, VERSION, type SecretProvider, type SecretProviderStatus } from "../api/types.ts";
-import type { Clock } from "../reconcile/ports.ts";
+import type { Clock } from "../api/clock.ts";
 import type { ProviderCheck } from "../secrets/resolver.ts";
-import { FIELD_MANAGER, wrapApiError } from "./resources.ts";
+import { kubeError } from "./apiErrors.ts";
+import { FIELD_MANAGER } from "./resources.ts";
 
 export const SECRET_PROVIDER_PLURAL = "secretproviders";
 
@@ -67,7 +68,7 @@ export class SecretProviderStatusWriter {
         this.#merge,
       )
       .catch((err: unknown) => {
-        throw wrapApiError(err, `SecretProvider ${provider.metadata.name} status update failed`);
+        throw kubeError(err, `SecretProvider ${provider.metadata.name} status update failed`);
       })) as SecretProvider;
     this.writes++;
     return updated;

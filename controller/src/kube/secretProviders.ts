@@ -2,7 +2,7 @@
 // drops (and revokes) the provider's Vault sessions, a deleted provider is forgotten, and
 // each provider's Ready condition is checked on change and every `intervalMs`.
 import type { SecretProvider } from "../api/types.ts";
-import type { Logger } from "../reconcile/ports.ts";
+import type { Logger } from "../api/logger.ts";
 import type { VaultSecretResolver } from "../secrets/resolver.ts";
 import type { Informer } from "./informer.ts";
 import { SecretProviderStatusWriter, syncSecretProviderStatus } from "./secretProviderStatus.ts";

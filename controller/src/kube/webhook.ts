@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { deepEqual } from "../api/canonical.ts";
 import { formatProblems } from "../api/problems.ts";
 import type { Connector } from "../api/types.ts";
-import { ConnectorError } from "../reconcile/errors.ts";
-import type { Logger } from "../reconcile/ports.ts";
+import { ConnectorError } from "../api/errors.ts";
+import type { Logger } from "../api/logger.ts";
 import { validateConnector, type ValidationContext } from "../reconcile/validate.ts";
 
 export const WEBHOOK_PATH = "/validate-connector";

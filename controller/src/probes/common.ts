@@ -1,7 +1,8 @@
 // What every probe shares: the context it runs in, the failure it throws, and the
 // classification of network and TLS errors that all protocols meet.
 import type { ErrorClass, JsonObject, JsonValue, TypeVersion } from "../api/types.ts";
-import type { Logger, ProbeInput } from "../reconcile/ports.ts";
+import type { Logger } from "../api/logger.ts";
+import type { ProbeInput } from "../api/model.ts";
 
 export interface ProbeTarget {
   /** The host exactly as it will be handed to the client library (checked against the allowlist). */

@@ -5,7 +5,9 @@
 // one deadline (timeoutMs) combined with the caller's signal, and its sockets are closed
 // when either fires; it never throws; its message is stable and carries no credentials.
 import type { ProbeKind, TypeVersion } from "../api/types.ts";
-import type { Logger, ProbeInput, ProbeResult, Prober } from "../reconcile/ports.ts";
+import type { Logger } from "../api/logger.ts";
+import type { ProbeInput, ProbeResult } from "../api/model.ts";
+import type { Prober } from "../reconcile/ports.ts";
 import {
   ProbeFailure,
   classifyNetwork,

@@ -4,8 +4,9 @@
 // in status, until completing the flow stores their token with the provider.
 import { createHmac } from "node:crypto";
 import type { Connector, JsonObject, TypeVersion } from "../api/types.ts";
-import { ConnectorError, classify, isRetryable } from "./errors.ts";
-import type { InstanceRow, ObservedInstance, ResolvedSecret, SecretResolver } from "./ports.ts";
+import { ConnectorError, classify, isRetryable } from "../api/errors.ts";
+import type { InstanceRow, ObservedInstance, ResolvedSecret } from "../api/model.ts";
+import type { SecretResolver } from "./ports.ts";
 
 export interface OAuthClients {
   /** The client id (and redirect URI) the named provider holds for a connector type. */

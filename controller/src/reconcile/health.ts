@@ -6,7 +6,8 @@
 //   probe that closes it again on success).
 import { createHash } from "node:crypto";
 import type { ConnectorState, ErrorClass, HealthCheck } from "../api/types.ts";
-import type { InstanceRow, ObservedInstance, ProbeInput, ProbeResult, Prober } from "./ports.ts";
+import type { InstanceRow, ObservedInstance, ProbeInput, ProbeResult } from "../api/model.ts";
+import type { Prober } from "./ports.ts";
 import type { HealthView } from "./status.ts";
 
 export const DEFAULT_INTERVAL_SECONDS = 300;

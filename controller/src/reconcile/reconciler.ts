@@ -12,7 +12,7 @@ import {
   type JsonObject,
 } from "../api/types.ts";
 import type { ConfigSchemaCache } from "../catalog/configSchemas.ts";
-import { ConnectorError, classify, isRetryable } from "./errors.ts";
+import { ConnectorError, classify, isRetryable } from "../api/errors.ts";
 import {
   alignToGrid,
   checkHealth,
@@ -26,18 +26,20 @@ import {
 import {
   DESIRED_FIELDS,
   type AuditEvent,
-  type CatalogReader,
-  type Clock,
-  type ConnectorWriter,
   type DesiredInstance,
-  type EventRecorder,
   type InstancePatch,
   type InstanceRow,
-  type InstanceStore,
-  type Logger,
-  type Prober,
-  type SecretResolver,
+} from "../api/model.ts";
+import type {
+  CatalogReader,
+  ConnectorWriter,
+  EventRecorder,
+  InstanceStore,
+  Prober,
+  SecretResolver,
 } from "./ports.ts";
+import type { Clock } from "../api/clock.ts";
+import type { Logger } from "../api/logger.ts";
 import { resolveCredentials, type OAuthClients } from "./credentials.ts";
 import { buildStatus, type DriftView } from "./status.ts";
 import { validateConnector, type ValidationContext, type ValidSpec } from "./validate.ts";

@@ -1,6 +1,7 @@
 // The retention janitor: soft-deleted instance rows are purged after the instance
 // retention, audit rows after the (longer) audit retention. A purge is itself audited.
-import type { InstanceStore, Logger } from "./ports.ts";
+import type { InstanceStore } from "./ports.ts";
+import type { Logger } from "../api/logger.ts";
 
 export interface RetentionPolicy {
   instanceRetentionMs: number;

@@ -2,8 +2,8 @@
 // Pure: the same inputs give an equal status, so an unchanged status is never written.
 import { nextConditions, type ConditionInput } from "../api/conditions.ts";
 import type { Connector, ConnectorState, ConnectorStatus, ErrorClass } from "../api/types.ts";
-import type { ConnectorError } from "./errors.ts";
-import type { InstanceRow } from "./ports.ts";
+import type { ConnectorError } from "../api/errors.ts";
+import type { InstanceRow } from "../api/model.ts";
 
 export interface HealthView {
   /** True/False/Unknown for the Healthy condition. */

@@ -15,8 +15,9 @@ import type {
   TypeVersion,
 } from "../api/types.ts";
 import type { ConfigSchemaCache } from "../catalog/configSchemas.ts";
-import { ConnectorError } from "./errors.ts";
-import type { CatalogReader, DesiredInstance, StoredPolicy } from "./ports.ts";
+import { ConnectorError } from "../api/errors.ts";
+import type { CatalogReader } from "./ports.ts";
+import type { DesiredInstance, StoredPolicy } from "../api/model.ts";
 
 export interface ValidationContext {
   catalog: CatalogReader;

@@ -6,7 +6,7 @@
 // and unicode look-alike slashes are all refused. The named checks before the whitelist are
 // only there to say *why*.
 import { DEFAULT_PATH_TEMPLATE, type LabelSelector, type SecretProviderSpec } from "../api/types.ts";
-import { ConnectorError } from "../reconcile/errors.ts";
+import { ConnectorError } from "../api/errors.ts";
 
 export const SECRET_NAME_FIELD = "spec.credentials.secretRef.name";
 export const PATH_TEMPLATE_FIELD = "spec.vault.pathTemplate";

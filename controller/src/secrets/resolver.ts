@@ -22,8 +22,11 @@ import {
   type SecretRef,
   type VaultProviderSpec,
 } from "../api/types.ts";
-import { ConnectorError } from "../reconcile/errors.ts";
-import type { Clock, Logger, ResolvedSecret, SecretResolver } from "../reconcile/ports.ts";
+import { ConnectorError } from "../api/errors.ts";
+import type { Clock } from "../api/clock.ts";
+import type { Logger } from "../api/logger.ts";
+import type { ResolvedSecret } from "../api/model.ts";
+import type { SecretResolver } from "../reconcile/ports.ts";
 import { checkNamespaceAllowed, checkPathTemplate, renderSecretPath } from "./pathGuard.ts";
 import { VaultClient, type KvSecret } from "./vaultClient.ts";
 

@@ -14,7 +14,7 @@
 import * as http from "node:http";
 import * as https from "node:https";
 import nodeVault from "node-vault";
-import { ConnectorError } from "../reconcile/errors.ts";
+import { ConnectorError } from "../api/errors.ts";
 
 export interface VaultClientOptions {
   /** http(s)://host:port */

@@ -2,7 +2,7 @@
 // 002) and hands their namespace/name to the controller at once. A lost LISTEN connection
 // is re-established with backoff, followed by `onResubscribed` (the caller resyncs, since
 // notifications sent meanwhile are gone).
-import type { Logger } from "../reconcile/ports.ts";
+import type { Logger } from "../api/logger.ts";
 import type { OpenedDatabase } from "./database.ts";
 import { CHANGE_CHANNEL } from "./migrations.ts";
 

@@ -3,14 +3,8 @@
 import { sql } from "kysely";
 import type { ControlledTransaction, Insertable, Kysely, Selectable, Updateable } from "kysely";
 import type { JsonObject } from "../api/types.ts";
-import type {
-  AuditEvent,
-  InstancePatch,
-  InstanceRow,
-  InstanceStore,
-  NewInstance,
-  StoredAuditEvent,
-} from "../reconcile/ports.ts";
+import type { AuditEvent, InstancePatch, InstanceRow, NewInstance, StoredAuditEvent } from "../api/model.ts";
+import type { InstanceStore } from "../reconcile/ports.ts";
 import { AUDIT_PURGE_SETTING, WRITER_SETTING } from "./migrations.ts";
 import type { ConnectorAuditEventsTable, ConnectorInstancesTable, Database } from "./schema.ts";
 

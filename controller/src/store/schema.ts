@@ -14,7 +14,7 @@ import type {
   Owner,
   RateLimit,
 } from "../api/types.ts";
-import type { StoredPolicy } from "../reconcile/ports.ts";
+import type { StoredPolicy } from "../api/model.ts";
 
 /** A jsonb column: selected as T, inserted/updated as JSON text. */
 export type Json<T> = ColumnType<T, string, string>;
