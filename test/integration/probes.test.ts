@@ -62,7 +62,7 @@ const log: Logger = {
 const prober = createProber({ log });
 
 /** Every result, for the secret scan and the table of failure classes covered. */
-const results: { kind: string; result: ProbeResult }[] = [];
+const results: { kind: string; result: Finding }[] = [];
 const secrets: string[] = [];
 
 async function probe(
@@ -70,7 +70,7 @@ async function probe(
   config: JsonObject,
   credentials: Record<string, string> | undefined,
   extra: Partial<ProbeInput> = {},
-): Promise<ProbeResult> {
+): Promise<Finding> {
   const input: ProbeInput = {
     type: TYPES[kind],
     typeVersion: VERSION[kind],
@@ -81,12 +81,37 @@ async function probe(
   };
   const pending = prober.probe(input);
   if (!pending) throw new Error(`no probe for ${kind}`);
-  const result = await pending;
+  const result = flatten(await pending);
   results.push({
     kind: input.type.spec.versions.find((v) => v.version === input.typeVersion)!.healthProbe.kind,
     result,
   });
   return result;
+}
+
+/** A result with its error's fields beside ok and latencyMs, for toMatchObject. */
+type Finding = {
+  ok: boolean;
+  latencyMs: number;
+  providerStatusCode?: number;
+  errorClass?: string;
+  reason?: string;
+  message?: string;
+  retryAfterMs?: number;
+};
+
+function flatten(r: ProbeResult): Finding {
+  if (r.ok) return r;
+  const { errorClass, reason, message, providerStatusCode, retryAfterMs } = r.error;
+  return {
+    ok: false,
+    latencyMs: r.latencyMs,
+    errorClass,
+    reason,
+    message,
+    ...(providerStatusCode !== undefined ? { providerStatusCode } : {}),
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+  };
 }
 
 function warningsSince(mark: number): string[] {
@@ -207,7 +232,7 @@ describe("IMAP against Dovecot", () => {
 
   it("wrong password => reason auth, permanent", async () => {
     const r = await probe("imap", imaps(), { username: dovecot.user, password: "not-the-password" });
-    expect(r).toMatchObject({ ok: false, reason: "auth", errorClass: "permanent" });
+    expect(r).toMatchObject({ ok: false, reason: "AuthenticationFailed", errorClass: "permanent" });
     expect(r.message).toBe(
       `imap 127.0.0.1:${dovecot.imapsPort}: authentication failed (AUTHENTICATIONFAILED)`,
     );
@@ -216,12 +241,12 @@ describe("IMAP against Dovecot", () => {
 
   it("a mailbox that does not exist => permanent", async () => {
     const r = await probe("imap", imaps({ mailbox: "No/Such/Box" }), creds());
-    expect(r).toMatchObject({ ok: false, errorClass: "permanent", reason: "mailbox" });
+    expect(r).toMatchObject({ ok: false, errorClass: "permanent", reason: "MailboxNotFound" });
   });
 
   it("without the CA => TLS verification failure, transient", async () => {
     const r = await probe("imap", imaps({ caBundle: undefined as unknown as string }), creds());
-    expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "tls" });
+    expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "TlsFailed" });
     expect(r.message).toMatch(/TLS certificate verification failed \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/);
   });
 
@@ -240,7 +265,7 @@ describe("IMAP against Dovecot", () => {
     await dovecot.stop();
     try {
       const down = await probe("imap", imaps(), creds());
-      expect(down).toMatchObject({ ok: false, errorClass: "transient", reason: "connection" });
+      expect(down).toMatchObject({ ok: false, errorClass: "transient", reason: "ConnectionFailed" });
       expect(down.message).toBe(`imap 127.0.0.1:${dovecot.imapsPort}: connection refused (ECONNREFUSED)`);
       const downStarttls = await probe(
         "imap",
@@ -292,7 +317,12 @@ describe("SMTP against Dovecot submission", () => {
 
   it("wrong password => reason auth, permanent, with the SMTP reply code", async () => {
     const r = await probe("smtp", submission(), { username: dovecot.user, password: "wrong-smtp-password" });
-    expect(r).toMatchObject({ ok: false, reason: "auth", errorClass: "permanent", providerStatusCode: 535 });
+    expect(r).toMatchObject({
+      ok: false,
+      reason: "AuthenticationFailed",
+      errorClass: "permanent",
+      providerStatusCode: 535,
+    });
     expect(r.message).toBe(
       `smtp 127.0.0.1:${dovecot.submissionPort}: authentication failed (535 after AUTH)`,
     );
@@ -300,7 +330,7 @@ describe("SMTP against Dovecot submission", () => {
 
   it("without the CA => TLS failure, transient", async () => {
     const r = await probe("smtp", submission({ caBundle: undefined as unknown as string }), creds());
-    expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "tls" });
+    expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "TlsFailed" });
   });
 
   it("server stopped => transient; back => ok", async () => {
@@ -309,7 +339,7 @@ describe("SMTP against Dovecot submission", () => {
       expect(await probe("smtp", submission(), creds())).toMatchObject({
         ok: false,
         errorClass: "transient",
-        reason: "connection",
+        reason: "ConnectionFailed",
       });
     } finally {
       await dovecot.start();
@@ -346,7 +376,7 @@ describe("HTTP against a local TLS server", () => {
   it("WITHOUT the CA => TLS failure, transient, and no request reached the server", async () => {
     web.resetCounts();
     const r = await probe("http", http({ caBundle: undefined as unknown as string }), creds());
-    expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "tls" });
+    expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "TlsFailed" });
     expect(r.message).toBe(
       `http GET ${web.url}/health: TLS certificate verification failed (UNABLE_TO_VERIFY_LEAF_SIGNATURE)`,
     );
@@ -365,7 +395,12 @@ describe("HTTP against a local TLS server", () => {
 
   it("a bad token => reason auth", async () => {
     const r = await probe("http", http(), { token: "bad-token-value" });
-    expect(r).toMatchObject({ ok: false, reason: "auth", errorClass: "permanent", providerStatusCode: 401 });
+    expect(r).toMatchObject({
+      ok: false,
+      reason: "AuthenticationFailed",
+      errorClass: "permanent",
+      providerStatusCode: 401,
+    });
     expect(r.message).toBe(`http GET ${web.url}/health: HTTP 401 (credentials rejected)`);
   });
 
@@ -392,7 +427,7 @@ describe("HTTP against a local TLS server", () => {
           token: "nope",
         },
       ),
-    ).toMatchObject({ ok: false, reason: "auth", providerStatusCode: 403 });
+    ).toMatchObject({ ok: false, reason: "AuthenticationFailed", providerStatusCode: 403 });
     expect(await probe("http", http({ baseUrl: `${web.url}/prefix/` }), creds())).toMatchObject({ ok: true });
     expect(
       await probe("http", http({ healthPath: "/open/health", auth: { scheme: "none" } }), undefined),
@@ -419,7 +454,7 @@ describe("HTTP against a local TLS server", () => {
     web.resetCounts();
     const url = `https://probe:url-password-123@127.0.0.1:${web.port}`;
     const r = await probe("http", http({ baseUrl: url }), creds());
-    expect(r).toMatchObject({ ok: false, errorClass: "permanent", reason: "config" });
+    expect(r).toMatchObject({ ok: false, errorClass: "permanent", reason: "InvalidConfig" });
     expect(r.message).not.toContain("url-password-123");
     expect(web.connections()).toBe(0);
   });
@@ -438,7 +473,7 @@ describe("Mattermost and Discord against the local TLS server", () => {
       providerStatusCode: 200,
     });
     const bad = await probe("mattermost", cfg, { token: "expired" });
-    expect(bad).toMatchObject({ ok: false, reason: "auth", providerStatusCode: 401 });
+    expect(bad).toMatchObject({ ok: false, reason: "AuthenticationFailed", providerStatusCode: 401 });
     expect(bad.message).toBe(`mattermost GET ${web.url}/api/v4/users/me: HTTP 401 (credentials rejected)`);
   });
 
@@ -452,7 +487,7 @@ describe("Mattermost and Discord against the local TLS server", () => {
     expect(await probe("mattermost", cfg, { token: web.token })).toMatchObject({
       ok: false,
       errorClass: "permanent",
-      reason: "shape",
+      reason: "UnexpectedResponse",
     });
   });
 
@@ -469,7 +504,10 @@ describe("Mattermost and Discord against the local TLS server", () => {
       ok: true,
       providerStatusCode: 200,
     });
-    expect(await probe("discord", cfg, { token: "revoked" })).toMatchObject({ ok: false, reason: "auth" });
+    expect(await probe("discord", cfg, { token: "revoked" })).toMatchObject({
+      ok: false,
+      reason: "AuthenticationFailed",
+    });
     expect(await probe("discord", cfg, { token: web.token, tokenType: "Bearer" })).toMatchObject({
       ok: true,
     });
@@ -563,7 +601,7 @@ describe("PostgreSQL", () => {
 
   it("wrong password (SQLSTATE 28P01) => reason auth", async () => {
     const r = await probe("postgres", cfg(authTarget), { username: role, password: "wrong-pg-password" });
-    expect(r).toMatchObject({ ok: false, reason: "auth", errorClass: "permanent" });
+    expect(r).toMatchObject({ ok: false, reason: "AuthenticationFailed", errorClass: "permanent" });
     expect(r.message).toBe(
       `postgres ${authTarget.host}:${authTarget.port}: authentication failed (SQLSTATE 28P01)`,
     );
@@ -579,7 +617,7 @@ describe("PostgreSQL", () => {
       username: role,
       password: rolePassword,
     });
-    expect(r).toMatchObject({ ok: false, errorClass: "permanent", reason: "config" });
+    expect(r).toMatchObject({ ok: false, errorClass: "permanent", reason: "InvalidConfig" });
   });
 
   it("sslmode=disable and prefer warn; prefer falls back to plain text when the server has no TLS", async () => {
@@ -595,12 +633,12 @@ describe("PostgreSQL", () => {
   it("sslmode=require or verify-full (the default) against a server without TLS => permanent", async () => {
     const creds = { username: role, password: rolePassword };
     const r = await probe("postgres", cfg(authTarget, { sslmode: "require" }), creds);
-    expect(r).toMatchObject({ ok: false, errorClass: "permanent", reason: "tls" });
+    expect(r).toMatchObject({ ok: false, errorClass: "permanent", reason: "TlsFailed" });
     const { sslmode: _drop, ...noSslmode } = cfg(authTarget);
     expect(await probe("postgres", noSslmode, creds)).toMatchObject({
       ok: false,
       errorClass: "permanent",
-      reason: "tls",
+      reason: "TlsFailed",
     });
   });
 
@@ -613,7 +651,7 @@ describe("PostgreSQL", () => {
       username: role,
       password: rolePassword,
     });
-    expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "connection" });
+    expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "ConnectionFailed" });
   });
 });
 
@@ -667,7 +705,7 @@ describe("egress allowlist is enforced before any connection", () => {
         ok: false,
         latencyMs: expect.any(Number),
         errorClass: "policy_denied",
-        reason: "egress",
+        reason: "EgressDenied",
         message: `host localhost is not in the egress allowlist of type ${kind}`,
       });
     }
@@ -678,7 +716,7 @@ describe("egress allowlist is enforced before any connection", () => {
         { host, port: silent.port },
         { username: "u", password: "p-imap-secret" },
       );
-      expect(r, host).toMatchObject({ ok: false, errorClass: "policy_denied", reason: "egress" });
+      expect(r, host).toMatchObject({ ok: false, errorClass: "policy_denied", reason: "EgressDenied" });
     }
     await new Promise((r) => setTimeout(r, 200));
     expect(silent.connections()).toBe(0);
@@ -733,7 +771,7 @@ describe("a server that accepts and never answers", () => {
       const started = performance.now();
       const r = await probe(kind, config(), credentials, { timeoutMs });
       const took = performance.now() - started;
-      expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "timeout" });
+      expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "Timeout" });
       expect(r.message).toMatch(/no answer within 600ms$/);
       expect(took).toBeGreaterThanOrEqual(timeoutMs - 5);
       // The deadline is timeoutMs; the slack is for a busy 2-core machine, not for the probe.
@@ -751,7 +789,7 @@ describe("a server that accepts and never answers", () => {
       const started = performance.now();
       const r = await probe(kind, config(), credentials, { timeoutMs: 10_000, signal: controller.signal });
       expect(performance.now() - started).toBeLessThan(1000);
-      expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "aborted" });
+      expect(r).toMatchObject({ ok: false, errorClass: "transient", reason: "Aborted" });
       expect(silent.connections()).toBe(1);
       await silent.waitForNoOpenSockets(1000);
     });
@@ -762,7 +800,7 @@ describe("a server that accepts and never answers", () => {
     const r = await probe("http", { baseUrl: `https://127.0.0.1:${silent.port}` }, undefined, {
       signal: AbortSignal.abort(),
     });
-    expect(r).toMatchObject({ ok: false, reason: "aborted" });
+    expect(r).toMatchObject({ ok: false, reason: "Aborted" });
     await new Promise((res) => setTimeout(res, 100));
     expect(silent.connections()).toBe(0);
   });
@@ -787,7 +825,7 @@ describe("median probe durations (about 10 runs each, successes against the loop
   it("measures each kind and prints the table", async () => {
     const runs = 11;
     const imapCreds = { username: dovecot.user, password: dovecot.password };
-    const kinds: [string, () => Promise<ProbeResult>][] = [
+    const kinds: [string, () => Promise<Finding>][] = [
       [
         "imap (implicit TLS)",
         () =>

@@ -1,4 +1,5 @@
 import { beforeEach, describe, expect, it } from "vitest";
+import { ConnectorError } from "../../controller/src/api/errors.ts";
 import type { Connector, ConnectorType } from "../../controller/src/api/types.ts";
 import { ConfigSchemaCache } from "../../controller/src/catalog/configSchemas.ts";
 import { StaticCatalog } from "../../controller/src/catalog/fileCatalog.ts";
@@ -419,7 +420,13 @@ describe("Reconciler health and the circuit breaker", () => {
     probe: async () => {
       probes++;
       const next = results.shift() ?? { ok: true };
-      return { latencyMs: 2, ...next };
+      if (next.ok) return { ok: true, latencyMs: 2 };
+      const reason = next.reason === "auth" ? "AuthenticationFailed" : "ConnectionFailed";
+      return {
+        ok: false,
+        latencyMs: 2,
+        error: new ConnectorError(next.errorClass ?? "transient", reason, next.message),
+      };
     },
   };
   let conn: Connector;

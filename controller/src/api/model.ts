@@ -1,5 +1,6 @@
 // The domain model: the instance row and what the controller and the gateway know about a
 // connector, as plain values. Depends on nothing but the API types.
+import type { ConnectorError } from "./errors.ts";
 import type {
   ConnectorState,
   ConnectorType,
@@ -112,15 +113,12 @@ export interface ProbeInput {
   signal?: AbortSignal;
 }
 
-export interface ProbeResult {
-  ok: boolean;
-  latencyMs: number;
-  errorClass?: ErrorClass;
-  /** "auth" marks an authentication failure (=> credential_expired). */
-  reason?: string;
-  message?: string;
-  /** The provider's status code when the protocol has one (HTTP status, SMTP reply code). */
-  providerStatusCode?: number;
-  /** For quota_exceeded: the provider's Retry-After, in milliseconds. */
-  retryAfterMs?: number;
-}
+/**
+ * A health check's finding. A failure is the same ConnectorError every other step raises;
+ * reason AuthenticationFailed means the server refused the credentials (=> credential_expired).
+ */
+export type ProbeResult =
+  | { ok: true; latencyMs: number; providerStatusCode?: number }
+  | { ok: false; latencyMs: number; error: ConnectorError };
+
+export const AUTHENTICATION_FAILED = "AuthenticationFailed";

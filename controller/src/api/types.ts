@@ -161,6 +161,14 @@ export interface Operation {
   supportsIdempotency?: boolean;
   maxPayloadBytes?: number;
   retryPolicy?: RetryPolicy;
+  /** JSON Schema of the input; absent: an empty object. */
+  inputSchema?: JsonObject;
+  /** JSON Schema of the result, checked before it leaves the gateway. */
+  outputSchema?: JsonObject;
+  /** JSON pointers (with * for any item or key) or bare field names, replaced before a result leaves. */
+  redact?: string[];
+  /** A result over maxPayloadBytes: truncate (default) or refuse. */
+  onOversize?: "truncate" | "refuse";
 }
 
 export type ProbeKind = "imap" | "smtp" | "http" | "postgres" | "mattermost" | "discord" | "none";

@@ -6,7 +6,8 @@
 // when either fires; it never throws; its message is stable and carries no credentials.
 import type { ProbeKind, TypeVersion } from "../api/types.ts";
 import type { Logger } from "../api/logger.ts";
-import type { ProbeInput, ProbeResult } from "../api/model.ts";
+import { ConnectorError } from "../api/errors.ts";
+import { AUTHENTICATION_FAILED, type ProbeInput, type ProbeResult } from "../api/model.ts";
 import type { Prober } from "../reconcile/ports.ts";
 import {
   ProbeFailure,
@@ -53,17 +54,33 @@ export function createProber(opts: ProberOptions): Prober {
   };
 }
 
+const REASONS: Record<string, string> = {
+  auth: AUTHENTICATION_FAILED,
+  egress: "EgressDenied",
+  timeout: "Timeout",
+  aborted: "Aborted",
+  connection: "ConnectionFailed",
+  dns: "DnsFailed",
+  tls: "TlsFailed",
+  config: "InvalidConfig",
+  protocol: "ProtocolError",
+  status: "UnexpectedStatus",
+  quota: "QuotaExceeded",
+  mailbox: "MailboxNotFound",
+  shape: "UnexpectedResponse",
+};
+
 function failure(started: number, f: ProbeFailure, input: ProbeInput): ProbeResult {
-  const result: ProbeResult = {
-    ok: false,
-    latencyMs: elapsed(started),
-    errorClass: f.errorClass,
-    reason: f.reason,
-    message: scrub(f.message, input.credentials),
-  };
-  if (f.providerStatusCode !== undefined) result.providerStatusCode = f.providerStatusCode;
-  if (f.retryAfterMs !== undefined) result.retryAfterMs = f.retryAfterMs;
-  return result;
+  const error = new ConnectorError(
+    f.errorClass,
+    REASONS[f.reason] ?? "ProtocolError",
+    scrub(f.message, input.credentials),
+    {
+      ...(f.providerStatusCode !== undefined ? { providerStatusCode: f.providerStatusCode } : {}),
+      ...(f.retryAfterMs !== undefined ? { retryAfterMs: f.retryAfterMs } : {}),
+    },
+  );
+  return { ok: false, latencyMs: elapsed(started), error };
 }
 
 function elapsed(started: number): number {
@@ -133,8 +150,11 @@ async function runProbe(
     const running = impl.run(ctx);
     running.catch(() => undefined);
     const success = await Promise.race([running, aborted]);
-    const result: ProbeResult = { ok: true, latencyMs: elapsed(started) };
-    if (success.providerStatusCode !== undefined) result.providerStatusCode = success.providerStatusCode;
+    const result: ProbeResult = {
+      ok: true,
+      latencyMs: elapsed(started),
+      ...(success.providerStatusCode !== undefined ? { providerStatusCode: success.providerStatusCode } : {}),
+    };
     log.debug(
       { probe: kind, type: typeName, target: target.display, latencyMs: result.latencyMs },
       "probe succeeded",

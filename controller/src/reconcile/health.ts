@@ -6,7 +6,13 @@
 //   probe that closes it again on success).
 import { createHash } from "node:crypto";
 import type { ConnectorState, ErrorClass, HealthCheck } from "../api/types.ts";
-import type { InstanceRow, ObservedInstance, ProbeInput, ProbeResult } from "../api/model.ts";
+import {
+  AUTHENTICATION_FAILED,
+  type InstanceRow,
+  type ObservedInstance,
+  type ProbeInput,
+  type ProbeResult,
+} from "../api/model.ts";
 import type { Prober } from "./ports.ts";
 import type { HealthView } from "./status.ts";
 
@@ -136,17 +142,17 @@ export async function checkHealth(
       observed: { ...checked, state: "active", lastSuccessAt: now, lastError: null, lastErrorClass: null },
     };
   }
-  const message = result.message ?? "health probe failed";
+  const { message, errorClass } = result.error;
   const failed = (errorClass: ErrorClass) => ({ ...checked, lastError: message, lastErrorClass: errorClass });
-  if (result.reason === "auth") {
+  if (result.error.reason === AUTHENTICATION_FAILED) {
     breakers.success(row.id); // not a connectivity failure: the server answered
     return {
       result,
       health: { status: "False", reason: "AuthenticationFailed", message },
-      observed: { ...failed(result.errorClass ?? "permanent"), state: "credential_expired" },
+      observed: { ...failed(errorClass), state: "credential_expired" },
     };
   }
-  if (result.errorClass === "policy_denied") {
+  if (errorClass === "policy_denied") {
     return {
       result,
       health: { status: "False", reason: "EgressDenied", message },
@@ -163,14 +169,14 @@ export async function checkHealth(
         reason: "CircuitOpen",
         message: `health checks are paused after repeated failures: ${message}`,
       },
-      observed: { ...failed(result.errorClass ?? "transient"), state: "error" },
+      observed: { ...failed(errorClass), state: "error" },
     };
   }
   return {
     result,
     health: { status: "False", reason: "ConnectivityFailed", message },
     observed: {
-      ...failed(result.errorClass ?? "transient"),
+      ...failed(errorClass),
       state: FAILING.has(row.state) ? "degraded" : "error",
     },
   };

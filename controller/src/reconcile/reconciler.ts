@@ -24,6 +24,7 @@ import {
   type HealthOutcome,
 } from "./health.ts";
 import {
+  AUTHENTICATION_FAILED,
   DESIRED_FIELDS,
   type AuditEvent,
   type DesiredInstance,
@@ -381,11 +382,16 @@ export class Reconciler {
       const r = outcome.result;
       this.#d.metrics?.probe(
         kind,
-        r.ok ? "ok" : r.reason === "auth" ? "auth" : (r.errorClass ?? "transient"),
+        r.ok ? "ok" : r.error.reason === AUTHENTICATION_FAILED ? "auth" : r.error.errorClass,
         r.latencyMs / 1000,
       );
       req.log.debug(
-        { kind, ok: r.ok, latencyMs: r.latencyMs, reason: r.reason, errorClass: r.errorClass },
+        {
+          kind,
+          ok: r.ok,
+          latencyMs: r.latencyMs,
+          ...(r.ok ? {} : { reason: r.error.reason, errorClass: r.error.errorClass }),
+        },
         "health probe",
       );
     }
