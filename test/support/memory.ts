@@ -10,12 +10,7 @@ import type {
   StoredAuditEvent,
 } from "../../controller/src/api/model.ts";
 import type { Clock } from "../../controller/src/api/clock.ts";
-import type {
-  ConnectorWriter,
-  EventRecorder,
-  EventType,
-  InstanceStore,
-} from "../../controller/src/reconcile/ports.ts";
+import type { ConnectorWriter, EventRecorder, EventType, InstanceStore } from "../../controller/src/reconcile/ports.ts";
 import type { Logger } from "../../controller/src/api/logger.ts";
 
 export class MemoryStore implements InstanceStore {
