@@ -91,6 +91,7 @@ export class Manager {
   async #lead(): Promise<void> {
     const election = this.#o.election;
     if (election) {
+      this.#o.log.info({}, "waiting to lead");
       if (!(await election.acquire(this.#stopping.signal))) return;
       this.#o.onLeading?.(true);
       void election.holdUntilLost(this.#stopping.signal).then((why) => {
