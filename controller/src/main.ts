@@ -21,7 +21,7 @@ import { VaultSecretResolver } from "./secrets/resolver.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { startProbeServer } from "./observability/server.ts";
-import { createProber } from "./probes/index.ts";
+import { createProber } from "./drivers/run.ts";
 import { CircuitBreakers } from "./reconcile/health.ts";
 import type { InstanceStore } from "./reconcile/ports.ts";
 import { Reconciler } from "./reconcile/reconciler.ts";
