@@ -5,22 +5,16 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import type { ConnectorError } from "../../controller/src/api/errors.ts";
-import type { Logger } from "../../controller/src/api/logger.ts";
 import type { ConnectorType, JsonObject } from "../../controller/src/api/types.ts";
 import { parseYamlFile } from "../../controller/src/catalog/fileCatalog.ts";
 import { DRIVERS, runHealth, runOperation } from "../../controller/src/drivers/run.ts";
 import { scrub, scrubJson } from "../../controller/src/drivers/failures.ts";
+import { recordingLogger } from "../support/memory.ts";
 
 const ROOT = join(fileURLToPath(import.meta.url), "../../..");
 const type = (name: string) =>
   parseYamlFile(join(ROOT, "examples", "types", `${name}.yaml`))[0]?.doc as ConnectorType;
-const lines: string[] = [];
-const log: Logger = {
-  debug: (o, m) => lines.push(`${JSON.stringify(o)} ${m ?? ""}`),
-  info: (o, m) => lines.push(`${JSON.stringify(o)} ${m ?? ""}`),
-  warn: (o, m) => lines.push(`${JSON.stringify(o)} ${m ?? ""}`),
-  error: (o, m) => lines.push(`${JSON.stringify(o)} ${m ?? ""}`),
-};
+const { log, lines } = recordingLogger();
 
 async function healthError(name: string, typeVersion: number, config: JsonObject, credentials = {}) {
   const r = await runHealth({ type: type(name), typeVersion, config, credentials, timeoutMs: 1000 }, log);

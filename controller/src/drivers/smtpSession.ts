@@ -147,6 +147,13 @@ export function classifySmtp(err: unknown, call: DriverCall): ConnectorError | u
     return new ConnectorError("transient", "DnsFailed", `${at}: host name could not be resolved`);
   if (codes.includes("ECONNECTION") || codes.includes("ESOCKET"))
     return new ConnectorError("transient", "ConnectionFailed", `${at}: connection failed${reply}`, extra);
+  if (codes.includes("EENVELOPE"))
+    return new ConnectorError(
+      temporary ? "transient" : "permanent",
+      "EnvelopeRejected",
+      `${at}: the server refused the sender or every recipient${reply}`,
+      extra,
+    );
   if (e.responseCode !== undefined)
     return new ConnectorError(
       temporary ? "transient" : "permanent",
