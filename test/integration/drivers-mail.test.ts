@@ -17,6 +17,7 @@ import { REPO_ROOT } from "../support/controlPlane.ts";
 import { startDovecot, type TestDovecot } from "../support/dovecot.ts";
 import { startMailRelay, type TestMailRelay } from "../support/mailRelay.ts";
 import { recordingLogger } from "../support/memory.ts";
+import { startSilentServer } from "../support/probeServers.ts";
 
 const loadType = (name: string) =>
   parseYamlFile(join(REPO_ROOT, "examples", "types", `${name}.yaml`))[0]?.doc as ConnectorType;
@@ -426,7 +427,55 @@ describe("imap operations against Dovecot", () => {
   });
 });
 
+describe("operations run under the runner's deadline and the caller's signal", () => {
+  it("a server that never answers => Timeout within timeoutMs, Aborted on the caller's signal; sockets closed", async () => {
+    const silent = await startSilentServer();
+    try {
+      const readInbox = (extra: Partial<ProbeInput>) =>
+        failure(
+          runOperation("readInbox", {}, { ...imap({ port: silent.port }), timeoutMs: 600, ...extra }, log),
+        );
+      const sendMail = (extra: Partial<ProbeInput>) =>
+        failure(
+          runOperation(
+            "sendMail",
+            { to: [`${dovecot.user}@inbox.example.test`], subject: "s", text: "t" },
+            { ...smtp({ port: silent.port }), timeoutMs: 600, ...extra },
+            log,
+          ),
+        );
+      for (const run of [readInbox, sendMail]) {
+        const started = performance.now();
+        expect(await run({})).toMatchObject({ errorClass: "transient", reason: "Timeout" });
+        expect(performance.now() - started).toBeLessThan(600 + 1000);
+        const controller = new AbortController();
+        setTimeout(() => controller.abort(), 100);
+        expect(await run({ timeoutMs: 10_000, signal: controller.signal })).toMatchObject({
+          errorClass: "transient",
+          reason: "Aborted",
+        });
+      }
+      expect(silent.connections()).toBe(4);
+      await silent.waitForNoOpenSockets(2000);
+    } finally {
+      await silent.stop();
+    }
+  });
+});
+
 describe("no credential ever appears in a result, an error or a log line", () => {
+  it("a credential inside a message is scrubbed from the result", async () => {
+    await withAdmin((client) =>
+      client.append(
+        dovecot.mailbox,
+        message("alerts@example.com", `password ${dovecot.password}`, `the password is ${dovecot.password}`),
+      ),
+    );
+    const r = await op("imap", "readInbox", { limit: 1 }, imap({ mailbox: dovecot.mailbox }));
+    const [msg] = (r.data as { messages: { subject: string; excerpt: string }[] }).messages;
+    expect(msg).toMatchObject({ subject: "password [REDACTED]", excerpt: "the password is [REDACTED]" });
+  });
+
   it("scans everything this file produced", () => {
     expect(seen.length).toBeGreaterThan(25);
     for (const secret of [dovecot.password, "wrong-smtp-op-password", "wrong-imap-op-password"]) {
