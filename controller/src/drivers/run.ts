@@ -5,7 +5,7 @@
 // EgressDenied); one deadline combined with the caller's signal, whose abort makes the driver
 // close its sockets; network and TLS failures classified once; credential values scrubbed
 // from every message and result that leaves.
-import { ConnectorError } from "../api/errors.ts";
+import { ConnectorError, classify } from "../api/errors.ts";
 import type { Logger } from "../api/logger.ts";
 import type { ProbeInput, ProbeResult } from "../api/model.ts";
 import { quote } from "../api/problems.ts";
@@ -77,7 +77,7 @@ export async function runHealth(connector: ConnectorCall, log: Logger): Promise<
       ...(reply.providerStatusCode !== undefined ? { providerStatusCode: reply.providerStatusCode } : {}),
     };
   } catch (err) {
-    return { ok: false, latencyMs: elapsed(started), error: err as ConnectorError };
+    return { ok: false, latencyMs: elapsed(started), error: classify(err) };
   }
 }
 
