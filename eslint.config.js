@@ -18,7 +18,7 @@ const library = {
     message: "only controller/src/secrets and kube talk HTTP to Vault/the API",
   },
   protocols: {
-    group: ["imapflow", "nodemailer", "pg"],
+    group: ["imapflow", "nodemailer", "nodemailer/*", "pg"],
     message: "only controller/src/drivers (and store, for pg) speak the protocols",
   },
 };

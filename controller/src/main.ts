@@ -26,7 +26,7 @@ import { startWebhookServer } from "./kube/webhook.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { startProbeServer } from "./observability/server.ts";
-import { createProber } from "./probes/index.ts";
+import { createProber } from "./drivers/run.ts";
 import { reviewConnector } from "./reconcile/admission.ts";
 import { CircuitBreakers } from "./reconcile/breaker.ts";
 import { Reconciler } from "./reconcile/reconciler.ts";

@@ -15,9 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SecretProvider, SecretProviderSpec, SecretRef } from "../../controller/src/api/types.ts";
 import { loadOrCreateFingerprintKey, FINGERPRINT_KEY_SECRET } from "../../controller/src/kube/hmacKey.ts";
 import { KubeSecretKeys, KubeServiceAccountTokens } from "../../controller/src/kube/serviceAccountTokens.ts";
-import {
-  KubeSecretProviderStatusWriter,
-} from "../../controller/src/kube/secretProviderStatus.ts";
+import { KubeSecretProviderStatusWriter } from "../../controller/src/kube/secretProviderStatus.ts";
 import { createLogger } from "../../controller/src/observability/logger.ts";
 import { systemClock } from "../../controller/src/api/clock.ts";
 import { secretProviderReconciler } from "../../controller/src/reconcile/secretProvider.ts";

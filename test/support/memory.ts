@@ -10,7 +10,12 @@ import type {
   StoredAuditEvent,
 } from "../../controller/src/api/model.ts";
 import type { Clock } from "../../controller/src/api/clock.ts";
-import type { ConnectorWriter, EventRecorder, EventType, InstanceStore } from "../../controller/src/reconcile/ports.ts";
+import type {
+  ConnectorWriter,
+  EventRecorder,
+  EventType,
+  InstanceStore,
+} from "../../controller/src/reconcile/ports.ts";
 import type { Logger } from "../../controller/src/api/logger.ts";
 
 export class MemoryStore implements InstanceStore {
@@ -132,3 +137,10 @@ export class ManualClock implements Clock {
 }
 
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A logger that keeps every line as text (fields as JSON, then the message), for secret scans. */
+export function recordingLogger(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const record = (obj: object, msg?: string) => lines.push(`${JSON.stringify(obj)} ${msg ?? ""}`);
+  return { log: { debug: record, info: record, warn: record, error: record }, lines };
+}
