@@ -323,15 +323,13 @@ function dc(credentials: Record<string, string> = { token: TOKEN }, config: Json
   };
 }
 
-const lastRequest = () => api.requests[api.requests.length - 1]!;
-
 describe("mattermost", () => {
   it("readChannel: the PostList in its order (newest first), times as ISO, bounded by perPage", async () => {
     const r = await op("readChannel", { channelId: MM.town, perPage: 10 }, mm());
-    expect(lastRequest()).toMatchObject({ method: "GET", path: `/api/v4/channels/${MM.town}/posts` });
-    expect(lastRequest().query.get("per_page")).toBe("10");
-    expect(lastRequest().query.get("page")).toBe("0");
-    expect(lastRequest().query.has("include_deleted")).toBe(false);
+    expect(api.last()).toMatchObject({ method: "GET", path: `/api/v4/channels/${MM.town}/posts` });
+    expect(api.last().query.get("per_page")).toBe("10");
+    expect(api.last().query.get("page")).toBe("0");
+    expect(api.last().query.has("include_deleted")).toBe(false);
     const data = r.data as { posts: JsonObject[]; prevPostId: string; hasNext: boolean };
     expect(data.posts.map((p) => p["id"])).toEqual([mmId("p4"), mmId("p2"), mmId("p1")]);
     expect(data.posts[0]).toEqual({
@@ -358,7 +356,7 @@ describe("mattermost", () => {
       { channelId: MM.town, since: "2025-03-01T10:00:00Z", before: mmId("p9"), after: mmId("p0"), page: 2 },
       mm(),
     );
-    const q = lastRequest().query;
+    const q = api.last().query;
     expect([q.get("since"), q.get("before"), q.get("after"), q.get("page")]).toEqual([
       String(T0),
       mmId("p9"),
@@ -373,7 +371,7 @@ describe("mattermost", () => {
       { channelId: MM.town, message: "restarting db-7", rootId: mmId("p1") },
       mm(),
     );
-    const sent = lastRequest();
+    const sent = api.last();
     expect(sent).toMatchObject({ method: "POST", path: "/api/v4/posts" });
     expect(sent.headers["content-type"]).toBe("application/json");
     expect(JSON.parse(sent.body)).toEqual({
@@ -446,9 +444,9 @@ describe("mattermost", () => {
 describe("discord", () => {
   it("readMessages: GET /channels/{id}/messages?limit= with the Bot token; authors, replies, attachments without URLs", async () => {
     const r = await op("readMessages", { channelId: DC.general, limit: 10 }, dc());
-    expect(lastRequest()).toMatchObject({ method: "GET", path: `/api/v10/channels/${DC.general}/messages` });
-    expect(lastRequest().query.get("limit")).toBe("10");
-    expect(lastRequest().headers.authorization).toBe(`Bot ${TOKEN}`);
+    expect(api.last()).toMatchObject({ method: "GET", path: `/api/v10/channels/${DC.general}/messages` });
+    expect(api.last().query.get("limit")).toBe("10");
+    expect(api.last().headers.authorization).toBe(`Bot ${TOKEN}`);
     const messages = (r.data as { messages: JsonObject[] }).messages;
     expect(messages.map((m) => m["content"]).slice(-2)).toEqual(["see log", "deploy started"]);
     const answer = messages.find((m) => m["content"] === "see log")!;
@@ -470,8 +468,8 @@ describe("discord", () => {
 
   it("readMessages takes one of before, after, around; limit bounds the list", async () => {
     await op("readMessages", { channelId: DC.general, before: "300000000000000099" }, dc());
-    expect(lastRequest().query.get("before")).toBe("300000000000000099");
-    expect(lastRequest().query.get("limit")).toBe("50");
+    expect(api.last().query.get("before")).toBe("300000000000000099");
+    expect(api.last().query.get("limit")).toBe("50");
     const one = await op("readMessages", { channelId: DC.general, limit: 1 }, dc());
     expect((one.data as { messages: unknown[] }).messages).toHaveLength(1);
     const both = { channelId: DC.general, before: "300000000000000099", after: "300000000000000001" };
@@ -490,7 +488,7 @@ describe("discord", () => {
       { channelId: DC.general, content: "@everyone deploy done", replyTo: "300000000000000001" },
       dc(),
     );
-    const sent = JSON.parse(lastRequest().body) as JsonObject;
+    const sent = JSON.parse(api.last().body) as JsonObject;
     expect(sent).toEqual({
       content: "@everyone deploy done",
       allowed_mentions: { parse: [] },
@@ -504,8 +502,8 @@ describe("discord", () => {
       { channelId: DC.general, content: "hi <@1>" },
       dc({ token: TOKEN, tokenType: "Bearer" }, { allowMentions: "users" }),
     );
-    expect(lastRequest().headers.authorization).toBe(`Bearer ${TOKEN}`);
-    expect(JSON.parse(lastRequest().body)).toMatchObject({ allowed_mentions: { parse: ["users"] } });
+    expect(api.last().headers.authorization).toBe(`Bearer ${TOKEN}`);
+    expect(JSON.parse(api.last().body)).toMatchObject({ allowed_mentions: { parse: ["users"] } });
   });
 
   it("an idempotency key becomes a nonce with enforce_nonce: a repeated post is the same message", async () => {
@@ -516,9 +514,9 @@ describe("discord", () => {
     };
     const count = dcMessages.length;
     const first = await op("postMessage", input, dc());
-    const nonce = (JSON.parse(lastRequest().body) as { nonce: string; enforce_nonce: boolean }).nonce;
+    const nonce = (JSON.parse(api.last().body) as { nonce: string; enforce_nonce: boolean }).nonce;
     expect(nonce).toHaveLength(25);
-    expect(JSON.parse(lastRequest().body)).toMatchObject({ enforce_nonce: true });
+    expect(JSON.parse(api.last().body)).toMatchObject({ enforce_nonce: true });
     const again = await op("postMessage", input, dc());
     expect((again.data as { id: string }).id).toBe((first.data as { id: string }).id);
     expect(dcMessages.length).toBe(count + 1);

@@ -129,8 +129,6 @@ function http(
   };
 }
 
-const lastRequest = () => api.requests[api.requests.length - 1]!;
-
 describe("fetch", () => {
   it("GETs a path under baseUrl with query parameters, the config's auth and headers; JSON body, selected headers", async () => {
     const r = await op(
@@ -153,7 +151,7 @@ describe("fetch", () => {
     expect(headers["content-type"]).toMatch(/^application\/json/);
     expect(Object.keys(headers)).not.toContain("set-cookie");
     expect(Object.keys(headers)).not.toContain("x-internal");
-    const seenByServer = lastRequest();
+    const seenByServer = api.last();
     expect(seenByServer).toMatchObject({ method: "GET", path: "/api/items" });
     expect(authOf(seenByServer)).toBe("bearer");
     expect(seenByServer.headers["x-source"]).toBe("cynode-tests");
@@ -168,7 +166,7 @@ describe("fetch", () => {
     for (const [connector, scheme] of cases) {
       const r = await op("fetch", { path: "/items" }, connector);
       expect(r.data, scheme).toMatchObject({ status: 200 });
-      expect(authOf(lastRequest()), scheme).toBe(scheme);
+      expect(authOf(api.last()), scheme).toBe(scheme);
     }
   });
 
@@ -181,9 +179,18 @@ describe("fetch", () => {
       bodyFormat: "base64",
       body: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x00, 0xff]).toString("base64"),
     });
+    // The caller's accept wins over the config's headers (auth wins over both).
+    await op(
+      "fetch",
+      { path: "/readme", accept: "text/plain" },
+      http({ headers: { Accept: "application/json" } }),
+    );
+    expect(api.last().headers.accept).toBe("text/plain");
+    await op("fetch", { path: "/readme" }, http({ headers: { Accept: "application/json" } }));
+    expect(api.last().headers.accept).toBe("application/json");
     const head = await op("fetch", { path: "/items", method: "HEAD" }, http());
     expect(head.data).toMatchObject({ status: 200, bodyFormat: "empty", body: null });
-    expect(lastRequest().method).toBe("HEAD");
+    expect(api.last().method).toBe("HEAD");
   });
 
   it("cuts a body at maxBytes: truncated, never parsed, with a warning", async () => {
@@ -257,8 +264,8 @@ describe("mutate", () => {
     }
     const del = await op("mutate", { method: "DELETE", path: "/items/1" }, http());
     expect(del.data).toMatchObject({ status: 204, bodyFormat: "empty", body: null });
-    expect(lastRequest()).toMatchObject({ method: "DELETE", body: "" });
-    expect(authOf(lastRequest())).toBe("bearer");
+    expect(api.last()).toMatchObject({ method: "DELETE", body: "" });
+    expect(authOf(api.last())).toBe("bearer");
   });
 });
 

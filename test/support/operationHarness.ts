@@ -96,6 +96,8 @@ export interface FakeApi {
   url: string;
   caPem: string;
   requests: FakeRequest[];
+  /** The last request received. */
+  last(): FakeRequest;
   openSockets(): number;
   waitForNoOpenSockets(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -153,6 +155,11 @@ export async function startFakeApi(
     url: `https://127.0.0.1:${port}`,
     caPem: ca.caPem,
     requests,
+    last: () => {
+      const req = requests[requests.length - 1];
+      if (!req) throw new Error("the fake API has received no request");
+      return req;
+    },
     openSockets: () => sockets.size,
     async waitForNoOpenSockets(timeoutMs = 2000) {
       const deadline = Date.now() + timeoutMs;

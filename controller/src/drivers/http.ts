@@ -192,10 +192,13 @@ function idempotencyHeader(input: JsonObject): Record<string, string> {
 async function fetch(input: JsonObject, call: DriverCall): Promise<OperationResult> {
   const method = str(input, "method") ?? "GET";
   if (method !== "GET" && method !== "HEAD") throw inputError(where(call), "method", "must be GET or HEAD");
+  const accept = str(input, "accept");
+  if (accept !== undefined && !/^[\x20-\x7e]*$/.test(accept))
+    throw inputError(where(call), "accept", "must be printable ASCII");
   const res = await httpRequest(call, {
     method,
     url: inputUrl(input, call),
-    headers: headers(call, { accept: str(input, "accept") ?? DEFAULT_ACCEPT }),
+    headers: headers(call, { accept: DEFAULT_ACCEPT }, accept === undefined ? {} : { accept }),
     wantBody: method === "GET",
     maxBodyBytes: maxBytes(input),
     truncateBody: true,
