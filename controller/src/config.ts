@@ -1,6 +1,7 @@
 // The controller's configuration: flags win over environment variables, which win over
 // defaults. Everything is checked here, once, with an error that names the flag.
 import { parseArgs } from "node:util";
+import { LOG_FORMATS, versionLine, type LogFormat } from "./observability/logger.ts";
 
 export interface Config {
   kubeconfig: string | undefined;
@@ -12,6 +13,7 @@ export interface Config {
   labelSelector: string | undefined;
   enabledFeatures: Set<string>;
   logLevel: string;
+  logFormat: LogFormat;
   stallMs: number;
   instanceRetentionMs: number;
   auditRetentionMs: number;
@@ -89,6 +91,11 @@ export const FLAGS = {
     help: "comma-separated feature flags that gate connector types",
   },
   "log-level": { type: "string", env: "LOG_LEVEL", help: "trace|debug|info|warn|error (default info)" },
+  "log-format": {
+    type: "string",
+    env: "LOG_FORMAT",
+    help: "json (default): a JSON object a line; console: readable lines, for local runs",
+  },
   "watch-stall-timeout": {
     type: "string",
     env: "WATCH_STALL_TIMEOUT",
@@ -202,6 +209,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const logLevel = get("log-level") ?? "info";
   if (!LOG_LEVELS.includes(logLevel))
     throw new ConfigError(`--log-level: "${logLevel}" must be one of ${LOG_LEVELS.join(", ")}`);
+  const logFormat = get("log-format") ?? "json";
+  if (!(LOG_FORMATS as readonly string[]).includes(logFormat))
+    throw new ConfigError(`--log-format: "${logFormat}" must be one of ${LOG_FORMATS.join(", ")}`);
   const databaseUrl = get("database-url");
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl))
     throw new ConfigError("--database-url: must be a postgres:// or postgresql:// URL");
@@ -216,6 +226,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     labelSelector: labelSelector || undefined,
     enabledFeatures: new Set(list(get("enable-features"))),
     logLevel,
+    logFormat: logFormat as LogFormat,
     stallMs: parseDuration("watch-stall-timeout", get("watch-stall-timeout") ?? "2m"),
     instanceRetentionMs: parseDuration("instance-retention", get("instance-retention") ?? "30d"),
     auditRetentionMs: parseDuration("audit-retention", get("audit-retention") ?? "365d"),
@@ -237,5 +248,22 @@ export function usage(): string {
   const rows = Object.entries(FLAGS).map(
     ([flag, v]) => `  --${flag.padEnd(22)} ${v.env.padEnd(20)} ${v.help}`,
   );
-  return `usage: connector-controller [flags]\n\nflags (and environment variables):\n${rows.join("\n")}\n`;
+  const info = [
+    `  --${"help".padEnd(22)} ${"".padEnd(20)} print these flags and exit`,
+    `  --${"version".padEnd(22)} ${"".padEnd(20)} print the version and commit and exit`,
+  ];
+  return `usage: connector-controller [flags]\n\nflags (and environment variables):\n${[...rows, ...info].join("\n")}\n`;
+}
+
+/**
+ * What to print, exit code 0, instead of starting: the flags for --help (or -h), the
+ * version for --version. undefined when neither was asked for. Other flags, even invalid
+ * ones, do not matter here: main asks this before loadConfig (which refuses both).
+ */
+export function informationRequested(argv: string[]): string | undefined {
+  const end = argv.indexOf("--");
+  const args = end === -1 ? argv : argv.slice(0, end);
+  if (args.includes("--help") || args.includes("-h")) return usage();
+  if (args.includes("--version")) return versionLine("connector-controller");
+  return undefined;
 }
