@@ -245,14 +245,15 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
 }
 
 export function usage(): string {
-  const rows = Object.entries(FLAGS).map(
-    ([flag, v]) => `  --${flag.padEnd(22)} ${v.env.padEnd(20)} ${v.help}`,
-  );
-  const info = [
-    `  --${"help".padEnd(22)} ${"".padEnd(20)} print these flags and exit`,
-    `  --${"version".padEnd(22)} ${"".padEnd(20)} print the version and commit and exit`,
+  const rows: [string, string, string][] = [
+    ...Object.entries(FLAGS).map(([flag, v]): [string, string, string] => [`--${flag}`, v.env, v.help]),
+    ["--help", "", "print these flags and exit"],
+    ["--version", "", "print the version and commit and exit"],
   ];
-  return `usage: connector-controller [flags]\n\nflags (and environment variables):\n${[...rows, ...info].join("\n")}\n`;
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  const lines = rows.map(([flag, env, help]) => `  ${flag.padEnd(w0)}  ${env.padEnd(w1)}  ${help}`);
+  return `usage: connector-controller [flags]\n\nflags (and environment variables):\n${lines.join("\n")}\n`;
 }
 
 /**

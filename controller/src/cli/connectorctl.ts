@@ -6,10 +6,7 @@ import { existsSync } from "node:fs";
 import { errorChainMessage } from "../api/errors.ts";
 import { defaultCatalogDirs } from "../api/paths.ts";
 import { buildInfo, versionLine } from "../observability/logger.ts";
-import { formatAuditTable } from "./audit.ts";
 import { readDocuments, readStdin, STDIN_ARG } from "./documents.ts";
-import { formatJunit } from "./junit.ts";
-import { formatProblem, validateFiles } from "./validate.ts";
 
 const USAGE = `usage: connectorctl <command> [options]
 
@@ -56,6 +53,8 @@ async function validate(argv: string[]): Promise<number> {
     throw new UsageError("validate needs at least one file or directory (or - for standard input)");
   if (!["text", "json", "junit"].includes(values.output))
     throw new UsageError(`--output must be text, json or junit (not "${values.output}")`);
+  // Each command loads what it needs: --version and --help answer without loading ajv and the CRDs.
+  const { formatProblem, validateFiles } = await import("./validate.ts");
   const report = validateFiles(positionals, {
     catalogPaths: values.catalog ?? defaultCatalogDirs,
     enabledFeatures: new Set(values.feature ?? []),
@@ -64,6 +63,7 @@ async function validate(argv: string[]): Promise<number> {
   if (values.output === "json") {
     process.stdout.write(JSON.stringify(report, null, 2) + "\n");
   } else if (values.output === "junit") {
+    const { formatJunit } = await import("./junit.ts");
     process.stdout.write(formatJunit(report));
   } else {
     for (const w of report.warnings) process.stdout.write(`warning: ${formatProblem(w)}\n`);
@@ -100,7 +100,7 @@ async function audit(argv: string[]): Promise<number> {
     const events = await createInstanceStore(database.db).listAudit({ namespace: m[1]!, name: m[2]! });
     if (values.output === "json") process.stdout.write(JSON.stringify(events, null, 2) + "\n");
     else if (!events.length) process.stderr.write(`no audit events for ${key}\n`);
-    else process.stdout.write(formatAuditTable(events));
+    else process.stdout.write((await import("./audit.ts")).formatAuditTable(events));
   } finally {
     await database.close();
   }

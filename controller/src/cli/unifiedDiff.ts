@@ -40,10 +40,10 @@ function lineOps(a: string[], b: string[]): Op[] {
         middle.push({ kind: " ", text: x[i]! });
         i++;
         j++;
-      } else if (j < y.length && (i === x.length || lcs[i * w + j + 1]! >= lcs[(i + 1) * w + j]!)) {
-        middle.push({ kind: "+", text: y[j++]! });
+      } else if (i < x.length && (j === y.length || lcs[(i + 1) * w + j]! >= lcs[i * w + j + 1]!)) {
+        middle.push({ kind: "-", text: x[i++]! }); // removals first, as diff prints them
       } else {
-        middle.push({ kind: "-", text: x[i++]! });
+        middle.push({ kind: "+", text: y[j++]! });
       }
     }
   }

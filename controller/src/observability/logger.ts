@@ -226,7 +226,7 @@ export function describeConfig(config: Config | Record<string, unknown>): Record
     if (SECRET_KEY.test(k)) continue;
     if (v instanceof Set) out[k] = [...(v as Set<unknown>)].map(String).sort();
     else if (typeof v === "string") out[k] = withoutPassword(v);
-    else out[k] = v;
+    else out[k] = v ?? null; // not set: null, so that the line still names the setting
   }
   return out;
 }
