@@ -49,14 +49,23 @@ export function exitCode(r: DiffReport): number {
   return r.clusterChanges + r.instanceChanges ? 1 : 0;
 }
 
-// Bookkeeping that every apply changes or that only the server writes: left out of the view.
+const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
+
+// Bookkeeping that every apply changes or that only the server writes is left out of the
+// view. That includes kubectl's last-applied annotation: a server-side apply rewrites it
+// from the applied object (to keep client-side apply working), so an object applied with
+// `kubectl apply` would otherwise always differ ({"annotations":{}} in kubectl's copy).
 function forDisplay(obj: KubeDocument | undefined): string {
   if (!obj) return "";
   const copy = structuredClone(obj);
-  const meta = copy.metadata as Record<string, unknown>;
+  const meta = copy.metadata as Record<string, unknown> & { annotations?: Record<string, string> };
   delete meta.managedFields;
   delete meta.generation;
   delete meta.resourceVersion;
+  if (meta.annotations) {
+    delete meta.annotations[LAST_APPLIED];
+    if (!Object.keys(meta.annotations).length) delete meta.annotations;
+  }
   return yaml.dump(copy, { lineWidth: -1, noRefs: true });
 }
 
