@@ -133,6 +133,7 @@ afterAll(async () => {
 describe("connectorctl status", () => {
   it("shows every Connector on one line: state, Ready/Synced/Healthy, drift, age and why", async () => {
     const r = await ctl(["status"]);
+    console.log(`connectorctl status:\n${r.stdout}`);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split("\n");
@@ -149,6 +150,7 @@ describe("connectorctl status", () => {
 
   it("shows one Connector in full with -n and a name, and exits 1 for one that does not exist", async () => {
     const r = await ctl(["status", "-n", NS, "down-hook"]);
+    console.log(`connectorctl status -n ${NS} down-hook:\n${r.stdout}`);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`Connector:  ${NS}/down-hook`);
     expect(r.stdout).toMatch(/^Last error: transient( \(\w+\))?: .*HTTP 503/m);
@@ -207,6 +209,7 @@ describe("connectorctl diff", () => {
     changed.spec.config = { ...changed.spec.config, headers: { "X-Source": "cynode-canary" } };
     changed.spec.enabled = false;
     const r = await ctl(["diff", file("changed.yaml", [changed])], { db: true });
+    console.log(`connectorctl diff (exit ${r.code}):\n${r.stdout}${r.stderr}`);
     expect(r.code).toBe(1);
     expect(r.stdout).toContain(`--- live/cynodeai.io.v1alpha1.Connector.${NS}.ok-hook`);
     expect(r.stdout).toContain(`+++ merged/cynodeai.io.v1alpha1.Connector.${NS}.ok-hook`);

@@ -45,6 +45,17 @@ export interface CliClusterOptions {
   context?: string;
 }
 
+/**
+ * kubeError's message, for a person at a terminal: a 401 or 403 is their own credentials',
+ * so kubeError's hint about the controller's RBAC is dropped.
+ */
+function cliError(err: unknown, what: string): Error {
+  const e = kubeError(err, what);
+  const status = err instanceof ApiException ? err.code : undefined;
+  if (status !== 401 && status !== 403) return e;
+  return new Error(e.message.replace(/ \(check the controller's RBAC\)$/, ""), { cause: err });
+}
+
 export const NAMESPACED_KINDS: ReadonlySet<string> = new Set(["Connector"]);
 
 /** The plural of one of our kinds, or undefined for any other kind. */
@@ -108,7 +119,7 @@ export function connectCluster(opts: CliClusterOptions = {}): CliCluster {
           ...(name ? { fieldSelector: `metadata.name=${name}` } : {}),
         });
       } catch (err) {
-        throw kubeError(err, where("listing Connectors"));
+        throw cliError(err, where("listing Connectors"));
       }
     },
 
@@ -120,7 +131,7 @@ export function connectCluster(opts: CliClusterOptions = {}): CliCluster {
           : api.getClusterCustomObject(r))) as KubeDocument;
       } catch (err) {
         if (err instanceof ApiException && err.code === 404) return undefined;
-        throw kubeError(err, where(`reading ${doc.kind} ${doc.metadata.name}`));
+        throw cliError(err, where(`reading ${doc.kind} ${doc.metadata.name}`));
       }
     },
 
@@ -132,7 +143,7 @@ export function connectCluster(opts: CliClusterOptions = {}): CliCluster {
           ? api.patchNamespacedCustomObject({ ...params, namespace: doc.metadata.namespace ?? "" }, apply)
           : api.patchClusterCustomObject(params, apply))) as KubeDocument;
       } catch (err) {
-        throw kubeError(err, where(`the API server refused ${doc.kind} ${doc.metadata.name}`));
+        throw cliError(err, where(`the API server refused ${doc.kind} ${doc.metadata.name}`));
       }
     },
 
@@ -144,7 +155,7 @@ export function connectCluster(opts: CliClusterOptions = {}): CliCluster {
         ]);
         return { types, templates };
       } catch (err) {
-        throw kubeError(err, where("reading the catalog"));
+        throw cliError(err, where("reading the catalog"));
       }
     },
   };
