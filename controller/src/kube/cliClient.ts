@@ -53,7 +53,8 @@ function cliError(err: unknown, what: string): Error {
   const e = kubeError(err, what);
   const status = err instanceof ApiException ? err.code : undefined;
   if (status !== 401 && status !== 403) return e;
-  return new Error(e.message.replace(/ \(check the controller's RBAC\)$/, ""), { cause: err });
+  // No cause: client-node's ApiException message carries the whole response, headers included.
+  return new Error(e.message.replace(/ \(check the controller's RBAC\)$/, ""));
 }
 
 export const NAMESPACED_KINDS: ReadonlySet<string> = new Set(["Connector"]);
