@@ -75,6 +75,7 @@ describe("log lines", () => {
       statusCode: 503,
       message: "vault is sealed: fetch failed: connect ECONNREFUSED 127.0.0.1:6443",
     });
+    expect(first!.err).not.toHaveProperty("stack"); // a classified failure: no stack in every retry's line
     expect(second!.err).toBe("already a message");
   });
 

@@ -62,11 +62,11 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
 
 /**
  * The `err` of a log line: its type, the message with its causes and their codes ("fetch
- * failed: connect ECONNREFUSED 127.0.0.1:6443", where pino's own serializer keeps only
- * "fetch failed" and the causes' stacks), its class and reason when it is ours, and the
- * stack. Never the error's other fields: client libraries hang request configs, headers
- * and response bodies on their errors (node-vault's carry the X-Vault-Token). Anything that
- * is not an Error (a message already taken from one) passes as it is.
+ * failed: connect ECONNREFUSED 127.0.0.1:6443"; "…: lookup failed (ENOTFOUND)"), its class
+ * and reason when it is ours, else the stack. Never the error's other fields, which pino's
+ * own serializer copies: client libraries hang request configs, headers and response bodies
+ * on their errors (node-vault's carry the X-Vault-Token). Anything that is not an Error (a
+ * message already taken from one) passes as it is.
  */
 export function serializeError(err: unknown): unknown {
   if (!(err instanceof Error)) return err;
@@ -77,11 +77,15 @@ export function serializeError(err: unknown): unknown {
   const code = (err as { code?: unknown }).code;
   if (typeof code === "string" || typeof code === "number") out.code = code;
   if (err instanceof ConnectorError) {
+    // A classified failure is expected (a retry loop may log it every few seconds): its
+    // class, reason and causes say what happened, and the stack of where it was wrapped
+    // adds nothing.
     out.class = err.errorClass;
     out.reason = err.reason;
     if (err.providerStatusCode !== undefined) out.statusCode = err.providerStatusCode;
+  } else if (err.stack) {
+    out.stack = err.stack;
   }
-  if (err.stack) out.stack = err.stack;
   return out;
 }
 
