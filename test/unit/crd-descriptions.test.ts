@@ -34,10 +34,18 @@ interface Field {
   schema: Schema;
 }
 
-/** Every property, at any depth: under properties, array items and map values. */
+/**
+ * Every property, at any depth: under properties, array items and map values. The root's
+ * metadata is not ours to describe: the API server refuses anything but its type there, and
+ * `kubectl explain` shows ObjectMeta's own documentation.
+ */
 function fields(schema: Schema, path = ""): Field[] {
   const out: Field[] = [];
   for (const [name, child] of Object.entries(schema.properties ?? {})) {
+    if (path === "" && name === "metadata") {
+      expect(child, "the root metadata is { type: object } alone").toEqual({ type: "object" });
+      continue;
+    }
     out.push({ path: `${path}.${name}`, schema: child });
     out.push(...fields(child, `${path}.${name}`));
   }
@@ -105,7 +113,7 @@ describe("CRD field descriptions (kubectl explain)", () => {
     const count = (kind: string) =>
       fields(crds.find((c) => c.spec.names.kind === kind)!.spec.versions[0]!.schema.openAPIV3Schema).length;
     expect(count("Connector")).toBeGreaterThanOrEqual(60);
-    expect(count("ConnectorPolicyTemplate")).toBeGreaterThanOrEqual(7);
+    expect(count("ConnectorPolicyTemplate")).toBeGreaterThanOrEqual(6);
     const typeFields = fields(
       crds.find((c) => c.spec.names.kind === "ConnectorType")!.spec.versions[0]!.schema.openAPIV3Schema,
     ).map((f) => f.path);
