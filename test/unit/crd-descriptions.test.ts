@@ -145,6 +145,15 @@ describe("CRD field descriptions (kubectl explain)", () => {
   });
 });
 
+describe("CRD files", () => {
+  it("each start with a document marker, so `helm show crds` (which concatenates them) keeps them apart", () => {
+    // Without it, `helm show crds | kubectl apply -f -` (docs/upgrading.md) sees ONE document
+    // whose repeated keys keep the last CRD's values: the other three are silently skipped.
+    for (const f of readdirSync(crdDir).filter((f) => f.endsWith(".yaml")))
+      expect(readFileSync(join(crdDir, f), "utf8").startsWith("---\n"), f).toBe(true);
+  });
+});
+
 describe("CRD categories", () => {
   it("puts all four kinds in the cynodeai category (kubectl get cynodeai -A)", () => {
     for (const crd of crds) expect(crd.spec.names.categories, crd.spec.names.kind).toContain("cynodeai");
