@@ -5,6 +5,7 @@
 // fits the smallest interval.
 import { describe, expect, it } from "vitest";
 import { crdSchema, crdValidators } from "../../controller/src/api/crdSchema.ts";
+import { DELETION_POLICIES, MANAGEMENT_POLICIES } from "../../controller/src/api/types.ts";
 
 const connector = (spec: Record<string, unknown>) => ({
   apiVersion: "cynodeai.io/v1alpha1",
@@ -42,6 +43,9 @@ describe("spec.deletionPolicy and spec.managementPolicy", () => {
     const spec = crdSchema("Connector").properties!.spec!.properties!;
     expect(spec.deletionPolicy).toMatchObject({ enum: ["Delete", "Orphan"], default: "Delete" });
     expect(spec.managementPolicy).toMatchObject({ enum: ["Full", "Observe"], default: "Full" });
+    // The constants the reconciler reads them with are the CRD's enums.
+    expect([...DELETION_POLICIES]).toEqual(spec.deletionPolicy!.enum);
+    expect([...MANAGEMENT_POLICIES]).toEqual(spec.managementPolicy!.enum);
   });
 });
 
