@@ -111,6 +111,8 @@ describe("docs/vault.md", () => {
     const check = await sh(block("Checking a tenant by hand"), { NS: "team-a", OTHER: "team-b" });
     expect(check.code, check.stderr).toBe(0);
     expect(check.stdout.trim().split("\n")[0]).toBe("ops@example.com");
+    // Both refusals happened (the block exits 1 if either were allowed), and said why.
+    expect(check.stderr.match(/Code: 403/g) ?? [], check.stderr).toHaveLength(2);
     expect(check.stderr).toMatch(/permission denied/i);
     expect(check.stderr).not.toContain("docs-test-password");
     expect(check.stdout).not.toContain("docs-test-password");
