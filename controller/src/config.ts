@@ -29,6 +29,10 @@ export interface Config {
   breakerThreshold: number;
   breakerCooldownMs: number;
   breakerRetryMs: number;
+  /** /metrics over HTTPS behind TokenReview + SubjectAccessReview (observability/secureMetrics.ts). */
+  metricsSecure: boolean;
+  /** tls.crt and tls.key for the secure metrics server; undefined: self-signed. */
+  metricsCertDir: string | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -166,6 +170,16 @@ export const FLAGS = {
     env: "FAILURE_RETRY",
     help: "re-probe a failing connector after (default 10s)",
   },
+  "metrics-secure": {
+    type: "boolean",
+    env: "METRICS_SECURE",
+    help: "serve /metrics over HTTPS to callers allowed to get /metrics (TokenReview + SubjectAccessReview)",
+  },
+  "metrics-cert-dir": {
+    type: "string",
+    env: "METRICS_CERT_DIR",
+    help: "directory with tls.crt and tls.key for secure metrics (default: a self-signed certificate)",
+  },
 } as const;
 
 export function address(flag: string, text: string): { host: string; port: number } | undefined {
@@ -257,6 +271,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     breakerThreshold: positiveInt("breaker-threshold", get("breaker-threshold") ?? "3", 100),
     breakerCooldownMs: parseDuration("breaker-cooldown", get("breaker-cooldown") ?? "60s"),
     breakerRetryMs: parseDuration("failure-retry", get("failure-retry") ?? "10s"),
+    metricsSecure: flag("metrics-secure"),
+    metricsCertDir: get("metrics-cert-dir"),
   };
 }
 
