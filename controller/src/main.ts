@@ -12,6 +12,7 @@ import { isRetryable, classify } from "./api/errors.ts";
 import { ConfigSchemaCache } from "./catalog/configSchemas.ts";
 import { ConfigError, informationRequested, loadConfig, usage, type Config } from "./config.ts";
 import { Caches, BY_PROVIDER, BY_TEMPLATE, BY_TYPE } from "./kube/caches.ts";
+import { kubeAccessReviews } from "./kube/accessReviews.ts";
 import { apiServerOf, connectKube } from "./kube/client.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
 import { loadOrCreateFingerprintKey } from "./kube/hmacKey.ts";
@@ -25,6 +26,7 @@ import { KubeSecretKeys, KubeServiceAccountTokens } from "./kube/serviceAccountT
 import { startWebhookServer } from "./kube/webhook.ts";
 import { createLogger, logStartup, type Logger } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
+import { startSecureMetricsServer } from "./observability/secureMetrics.ts";
 import { startProbeServer } from "./observability/server.ts";
 import { createProber } from "./drivers/run.ts";
 import { reviewConnector } from "./reconcile/admission.ts";
@@ -169,7 +171,15 @@ export async function startController(config: Config, log: Logger, opts: StartOp
   });
   const metricsServer = config.metricsAddress
     ? serverRunnable("metrics-server", () =>
-        startProbeServer({ ...config.metricsAddress!, registry: metrics.registry }),
+        config.metricsSecure
+          ? startSecureMetricsServer({
+              ...config.metricsAddress!,
+              registry: metrics.registry,
+              reviewer: kubeAccessReviews(kc),
+              ...(config.metricsCertDir ? { certDir: config.metricsCertDir } : {}),
+              log,
+            })
+          : startProbeServer({ ...config.metricsAddress!, registry: metrics.registry }),
       )
     : undefined;
   const healthServer = config.healthAddress

@@ -4,7 +4,13 @@
 // ServiceAccount needs create on tokenreviews and subjectaccessreviews (the chart grants it
 // only with metrics.secure.enabled). Errors keep the status code and the API's message
 // only: a TokenReview carries the token, and client-node's errors carry whole bodies.
-import { AuthenticationV1Api, AuthorizationV1Api, type KubeConfig } from "@kubernetes/client-node";
+import {
+  AuthenticationV1Api,
+  AuthorizationV1Api,
+  type KubeConfig,
+  type V1SubjectAccessReviewSpec,
+} from "@kubernetes/client-node";
+import { GROUP } from "../api/types.ts";
 import { kubeError } from "./apiErrors.ts";
 
 export interface ReviewedUser {
@@ -29,6 +35,17 @@ export interface KubeAccessReviews {
   authenticate(token: string, audiences?: string[]): Promise<TokenReviewResult>;
   /** SubjectAccessReview for a non-resource URL, e.g. get /metrics. */
   authorizeNonResource(user: ReviewedUser, verb: string, path: string): Promise<AccessDecision>;
+  /** SubjectAccessReview for a resource of ours (API group cynodeai.io), e.g. invoke connectors/web. */
+  authorizeResource(user: ReviewedUser, attributes: ResourceAttributes): Promise<AccessDecision>;
+}
+
+export interface ResourceAttributes {
+  verb: string;
+  /** "" for a cluster-scoped resource. */
+  namespace: string;
+  resource: string;
+  name?: string;
+  subresource?: string;
 }
 
 export function kubeAccessReviews(kc: KubeConfig): KubeAccessReviews {
@@ -59,28 +76,50 @@ export function kubeAccessReviews(kc: KubeConfig): KubeAccessReviews {
         throw kubeError(err, "TokenReview");
       }
     },
-    async authorizeNonResource(user, verb, path) {
-      try {
-        const r = await authz.createSubjectAccessReview({
-          body: {
-            apiVersion: "authorization.k8s.io/v1",
-            kind: "SubjectAccessReview",
-            spec: {
-              user: user.username,
-              ...(user.uid ? { uid: user.uid } : {}),
-              ...(user.groups ? { groups: user.groups } : {}),
-              ...(user.extra ? { extra: user.extra } : {}),
-              nonResourceAttributes: { verb, path },
-            },
+    authorizeNonResource: (user, verb, path) =>
+      review(user, { nonResourceAttributes: { verb, path } }, `SubjectAccessReview (${verb} ${path})`),
+    authorizeResource: (user, a) =>
+      review(
+        user,
+        {
+          resourceAttributes: {
+            group: GROUP,
+            resource: a.resource,
+            verb: a.verb,
+            namespace: a.namespace,
+            ...(a.name ? { name: a.name } : {}),
+            ...(a.subresource ? { subresource: a.subresource } : {}),
           },
-        });
-        return {
-          allowed: r.status?.allowed === true && r.status.denied !== true,
-          ...(r.status?.reason ? { reason: r.status.reason } : {}),
-        };
-      } catch (err) {
-        throw kubeError(err, `SubjectAccessReview (${verb} ${path})`);
-      }
-    },
+        },
+        `SubjectAccessReview (${a.verb} ${a.resource})`,
+      ),
   };
+
+  async function review(
+    user: ReviewedUser,
+    attributes: Pick<V1SubjectAccessReviewSpec, "nonResourceAttributes" | "resourceAttributes">,
+    what: string,
+  ): Promise<AccessDecision> {
+    try {
+      const r = await authz.createSubjectAccessReview({
+        body: {
+          apiVersion: "authorization.k8s.io/v1",
+          kind: "SubjectAccessReview",
+          spec: {
+            user: user.username,
+            ...(user.uid ? { uid: user.uid } : {}),
+            ...(user.groups ? { groups: user.groups } : {}),
+            ...(user.extra ? { extra: user.extra } : {}),
+            ...attributes,
+          },
+        },
+      });
+      return {
+        allowed: r.status?.allowed === true && r.status.denied !== true,
+        ...(r.status?.reason ? { reason: r.status.reason } : {}),
+      };
+    } catch (err) {
+      throw kubeError(err, what);
+    }
+  }
 }

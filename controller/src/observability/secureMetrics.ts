@@ -15,6 +15,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Registry } from "prom-client";
 import type { Logger } from "../api/logger.ts";
+import { TtlCache } from "../api/ttlCache.ts";
 import { selfSignedCertificate } from "./selfSignedCert.ts";
 
 export interface ReviewedUser {
@@ -40,30 +41,6 @@ export interface MetricsAuthOptions {
   /** Entries kept per cache; the oldest go first. */
   maxEntries?: number;
   now?: () => number;
-}
-
-class TtlCache<V> {
-  readonly #entries = new Map<string, { value: V; until: number }>();
-  readonly #max: number;
-  readonly #now: () => number;
-  constructor(max: number, now: () => number) {
-    this.#max = max;
-    this.#now = now;
-  }
-  get(key: string): V | undefined {
-    const e = this.#entries.get(key);
-    if (!e) return undefined;
-    if (e.until <= this.#now()) {
-      this.#entries.delete(key);
-      return undefined;
-    }
-    return e.value;
-  }
-  set(key: string, value: V, ttlMs: number): void {
-    this.#entries.delete(key);
-    if (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value!);
-    this.#entries.set(key, { value, until: this.#now() + ttlMs });
-  }
 }
 
 /** The decision for one request: 401 without a valid token, 403 without get on the path. */
