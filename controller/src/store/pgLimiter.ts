@@ -1,6 +1,6 @@
 // The Limiter of gateway/ports.ts over PostgreSQL, exact across gateway replicas: one call of
 // gateway_admit (migrations/003_gateway_limits.ts) decides the breaker, every rate bucket
-// and the slot together; one call of gateway_release gives the slot back. A queued call
+// and the slot together; one call of gateway_free gives the slot back. A queued call
 // holds no connection while it waits: it sleeps until a NOTIFY or its poll, then asks again.
 import { sql } from "kysely";
 import type { Kysely } from "kysely";
@@ -59,7 +59,9 @@ export class PgLimiter implements Limiter {
   }
 
   async release(slot: Slot): Promise<void> {
-    await sql`select gateway_release(${slot.id}::uuid, ${this.#now?.() ?? null}::numeric)`.execute(this.#db);
+    await sql`select gateway_free(${slot.id}::uuid, null, ${this.#now?.() ?? null}::numeric)`.execute(
+      this.#db,
+    );
   }
 
   /** Stops listening; calls still queued go on polling until their maxWaitMs. */
@@ -108,7 +110,7 @@ export class PgLimiter implements Limiter {
 
   async #leave(waiter: string): Promise<void> {
     // A place not given back lapses after waiterTtlMs; failing to leave is no reason to fail.
-    await sql`select gateway_leave(${waiter}::uuid, ${this.#now?.() ?? null}::numeric)`
+    await sql`select gateway_free(null, ${waiter}::uuid, ${this.#now?.() ?? null}::numeric)`
       .execute(this.#db)
       .catch(() => undefined);
   }

@@ -60,22 +60,16 @@ const helpers = [
       perform pg_notify('gateway_slot_free', p_instance);
     end if;
   end $$`,
-  sql`create function gateway_release(p_slot uuid, p_now_ms numeric) returns void
+  // A slot given back, or a place in the queue given up: either may let the next waiter in.
+  sql`create function gateway_free(p_slot uuid, p_waiter uuid, p_now_ms numeric) returns void
   language plpgsql as $$
   declare
     v_instance text;
   begin
     delete from gateway_slots s where s.id = p_slot returning s.instance_id into v_instance;
-    if v_instance is not null then
-      perform gateway_wake(v_instance, gateway_ts(gateway_now_ms(p_now_ms)));
+    if v_instance is null then
+      delete from gateway_waiters w where w.id = p_waiter returning w.instance_id into v_instance;
     end if;
-  end $$`,
-  sql`create function gateway_leave(p_waiter uuid, p_now_ms numeric) returns void
-  language plpgsql as $$
-  declare
-    v_instance text;
-  begin
-    delete from gateway_waiters w where w.id = p_waiter returning w.instance_id into v_instance;
     if v_instance is not null then
       perform gateway_wake(v_instance, gateway_ts(gateway_now_ms(p_now_ms)));
     end if;
@@ -142,12 +136,13 @@ const admit = sql`
     end if;
     if v_refusal is null then
       -- GCRA, T = 1000/rps: a call conforms when max(tat, now) + T - now <= burst * T. The
-      -- excess over that is exactly how long the caller must wait.
+      -- excess over that is exactly how long the caller must wait. numeric rounds 1000/rps
+      -- (1000/6 upwards): a nanosecond's tolerance keeps a call that is exactly on time.
       select 'rate_limited', r.key, r.over into v_refusal, v_bucket, v_retry
         from (select b.key, greatest(g.tat - v_now, 0) + (1 - b.burst) * 1000 / b.rps as over
                 from jsonb_to_recordset(p_buckets) as b(key text, rps numeric, burst integer)
                 join gateway_rate_buckets g on g.key = b.key) r
-       where r.over > 0
+       where r.over > 0.000001
        order by r.over desc limit 1;
     end if;
 
@@ -330,8 +325,7 @@ export const m003_gateway_limits: Migration = {
       "gateway_breaker_success(text)",
       "gateway_breaker_enter(text, bigint, numeric)",
       "gateway_admit(text, jsonb, integer, boolean, integer, bigint, bigint, uuid, bigint, bigint, numeric)",
-      "gateway_leave(uuid, numeric)",
-      "gateway_release(uuid, numeric)",
+      "gateway_free(uuid, uuid, numeric)",
       "gateway_wake(text, timestamptz)",
       "gateway_now_ms(numeric)",
       "gateway_ts(numeric)",
