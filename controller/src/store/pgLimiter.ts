@@ -59,9 +59,11 @@ export class PgLimiter implements Limiter {
   }
 
   async release(slot: Slot): Promise<void> {
-    await sql`select gateway_free(${slot.id}::uuid, null, ${this.#now?.() ?? null}::numeric)`.execute(
-      this.#db,
-    );
+    // The id is the slot's number and its holder's id (see gateway_admit).
+    const [n, holder] = slot.id.split(":");
+    await sql`
+      select gateway_free(${slot.instanceId}, ${Number(n)}::integer, ${holder}::uuid, null,
+                          ${this.#now?.() ?? null}::numeric)`.execute(this.#db);
   }
 
   /** Stops listening; calls still queued go on polling until their maxWaitMs. */
@@ -79,12 +81,12 @@ export class PgLimiter implements Limiter {
       for (;;) {
         const left = deadline - Date.now();
         if (left <= 0) {
-          await this.#leave(waiter);
+          await this.#leave(req.instanceId, waiter);
           return { admitted: false, reason: "busy", retryAfterMs: this.#busyRetryAfterMs };
         }
         await me.sleep(Math.min(this.#pollMs, left), signal);
         if (signal?.aborted) {
-          await this.#leave(waiter);
+          await this.#leave(req.instanceId, waiter);
           throw signal.reason;
         }
         const row = await this.#ask(req, waiter, left);
@@ -108,9 +110,9 @@ export class PgLimiter implements Limiter {
     }
   }
 
-  async #leave(waiter: string): Promise<void> {
+  async #leave(instanceId: string, waiter: string): Promise<void> {
     // A place not given back lapses after waiterTtlMs; failing to leave is no reason to fail.
-    await sql`select gateway_free(null, ${waiter}::uuid, ${this.#now?.() ?? null}::numeric)`
+    await sql`select gateway_free(${instanceId}, null, null, ${waiter}::uuid, ${this.#now?.() ?? null}::numeric)`
       .execute(this.#db)
       .catch(() => undefined);
   }

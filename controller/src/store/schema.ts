@@ -86,9 +86,10 @@ export interface GatewayRateBucketsTable {
 }
 
 export interface GatewaySlotsTable {
-  id: Generated<string>;
   instance_id: string;
-  expires_at: Timestamp;
+  n: number;
+  holder: string | null;
+  expires_at: NullableTimestamp;
 }
 
 export interface GatewayWaitersTable {

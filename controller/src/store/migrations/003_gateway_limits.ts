@@ -4,6 +4,12 @@
 // trip, and every replica decides against the same rows and, by default, the same clock.
 // Times arrive as epoch milliseconds (`p_now_ms`, null: the database's clock) so that tests
 // can drive a clock; timestamps are stored as timestamptz for people reading the tables.
+//
+// Buckets, slots and waiters are UNLOGGED: a call that writes only them commits without
+// waiting for a WAL flush, which otherwise bounds every shared bucket to one call per fsync
+// (the row lock is held until the flush). They are soft state: after a crash or a failover
+// they start empty, which forgets tokens taken and slots held (briefly permissive), never
+// blocks. Breakers stay logged: an open breaker must survive, and they change rarely.
 import { sql } from "kysely";
 import type { Kysely } from "kysely";
 import type { Migration } from "kysely/migration";
@@ -14,19 +20,23 @@ export const SLOT_CHANNEL = "gateway_slot_free";
 export const BREAKER_CHANNEL = "connector_breaker_changed";
 
 const tables = [
-  sql`create table gateway_rate_buckets (
+  sql`create unlogged table gateway_rate_buckets (
     key text primary key,
     -- GCRA's theoretical arrival time, epoch ms; numeric so that 1000/rps does not drift.
     tat numeric not null
   )`,
-  sql`create table gateway_slots (
-    id uuid primary key default gen_random_uuid(),
+  // Slot rows are reused (numbered per instance, as many as were ever held at once): taking
+  // and giving one back are HOT updates, leaving no dead index entries for the next count.
+  sql`create unlogged table gateway_slots (
     instance_id text not null,
-    -- Past this the slot is free again: its holder died without releasing it.
-    expires_at timestamptz not null
+    n integer not null,
+    -- A new id each time the slot is taken, so only its holder gives it back.
+    holder uuid,
+    -- Free when null or past: a holder that died without releasing it loses it.
+    expires_at timestamptz,
+    primary key (instance_id, n)
   )`,
-  sql`create index gateway_slots_instance on gateway_slots (instance_id, expires_at)`,
-  sql`create table gateway_waiters (
+  sql`create unlogged table gateway_waiters (
     id uuid primary key default gen_random_uuid(),
     seq bigint generated always as identity,
     instance_id text not null,
@@ -61,17 +71,19 @@ const helpers = [
     end if;
   end $$`,
   // A slot given back, or a place in the queue given up: either may let the next waiter in.
-  sql`create function gateway_free(p_slot uuid, p_waiter uuid, p_now_ms numeric) returns void
+  sql`create function gateway_free(p_instance text, p_slot integer, p_holder uuid, p_waiter uuid,
+                                   p_now_ms numeric) returns void
   language plpgsql as $$
-  declare
-    v_instance text;
   begin
-    delete from gateway_slots s where s.id = p_slot returning s.instance_id into v_instance;
-    if v_instance is null then
-      delete from gateway_waiters w where w.id = p_waiter returning w.instance_id into v_instance;
+    if p_holder is not null then
+      -- A slot that lapsed and was taken again is not its former holder's to give back.
+      update gateway_slots s set holder = null, expires_at = null
+       where s.instance_id = p_instance and s.n = p_slot and s.holder = p_holder;
+    else
+      delete from gateway_waiters w where w.id = p_waiter;
     end if;
-    if v_instance is not null then
-      perform gateway_wake(v_instance, gateway_ts(gateway_now_ms(p_now_ms)));
+    if found then
+      perform gateway_wake(p_instance, gateway_ts(gateway_now_ms(p_now_ms)));
     end if;
   end $$`,
 ];
@@ -93,7 +105,7 @@ const admit = sql`
     p_waiter_ttl_ms bigint,
     p_breaker_trial_ms bigint, -- null: the breaker is not consulted
     p_now_ms numeric
-  ) returns table (outcome text, bucket text, retry_after_ms bigint, slot_id uuid,
+  ) returns table (outcome text, bucket text, retry_after_ms bigint, slot_id text,
                    waiter_id uuid, waiter_seq bigint, breaker_failures integer, trial boolean)
   language plpgsql as $$
   declare
@@ -104,13 +116,15 @@ const admit = sql`
     v_retry numeric;
     v_seq bigint;
     v_slots integer;
+    v_lapsed integer;
     v_ahead integer;
     v_waiting integer;
-    v_slot uuid;
-    v_waiter uuid;
+    v_slot text; -- n:holder
     v_phase text;
     v_failures integer;
     v_trial boolean;
+    v_opened timestamptz;
+    v_shut_until timestamptz;
   begin
     if p_max_parallel is not null then
       -- One decision per instance at a time, across replicas; taken before any bucket lock.
@@ -128,11 +142,15 @@ const admit = sql`
     v_now_ts := gateway_ts(v_now);
 
     if p_breaker_trial_ms is not null then
+      select x.failures, x.opened_until, greatest(x.opened_until, x.trial_until)
+        into v_failures, v_opened, v_shut_until
+        from gateway_breakers x where x.instance_id = p_instance;
+      v_failures := coalesce(v_failures, 0);
       -- Open, or half-open with the trial taken (closed and a free trial pass).
-      select 'circuit_open', extract(epoch from greatest(x.opened_until, x.trial_until) - v_now_ts) * 1000
-        into v_refusal, v_retry
-        from gateway_breakers x
-       where x.instance_id = p_instance and greatest(x.opened_until, x.trial_until) > v_now_ts;
+      if v_shut_until > v_now_ts then
+        v_refusal := 'circuit_open';
+        v_retry := extract(epoch from v_shut_until - v_now_ts) * 1000;
+      end if;
     end if;
     if v_refusal is null then
       -- GCRA, T = 1000/rps: a call conforms when max(tat, now) + T - now <= burst * T. The
@@ -146,54 +164,60 @@ const admit = sql`
        order by r.over desc limit 1;
     end if;
 
-    if p_max_parallel is not null then
-      delete from gateway_slots s where s.instance_id = p_instance and s.expires_at <= v_now_ts;
-      delete from gateway_waiters w where w.instance_id = p_instance and w.expires_at <= v_now_ts;
-      if p_waiter is not null then
-        -- Not found: its place lapsed (its replica stalled); it comes again as a newcomer.
-        select w.seq into v_seq from gateway_waiters w where w.id = p_waiter;
-      end if;
+    if p_max_parallel is not null and p_waiter is not null then
+      -- Not found: its place lapsed (its replica stalled); it comes again as a newcomer.
+      select w.seq into v_seq from gateway_waiters w where w.id = p_waiter and w.expires_at > v_now_ts;
     end if;
     if v_refusal is not null and v_seq is null then
-      return query select v_refusal, v_bucket, ceil(v_retry)::bigint,
-                          null::uuid, null::uuid, null::bigint, null::integer, null::boolean;
+      outcome := v_refusal;
+      bucket := v_bucket;
+      retry_after_ms := ceil(v_retry);
+      return next;
       return;
     end if;
 
     if p_max_parallel is not null then
-      select count(*) into v_slots from gateway_slots s where s.instance_id = p_instance;
+      select count(*) into v_slots from gateway_slots s
+       where s.instance_id = p_instance and s.expires_at > v_now_ts;
+      -- Lapsed places count for nothing; their rows go when there are some.
       -- First come, first served: a slot goes to a call only when every waiter ahead of it
       -- has one too.
-      select count(*) filter (where v_seq is null or w.seq < v_seq),
-             count(*) filter (where w.id is distinct from p_waiter)
-        into v_ahead, v_waiting
+      select count(*) filter (where w.expires_at > v_now_ts and (v_seq is null or w.seq < v_seq)),
+             count(*) filter (where w.expires_at > v_now_ts and w.id is distinct from p_waiter),
+             count(*) filter (where w.expires_at <= v_now_ts)
+        into v_ahead, v_waiting, v_lapsed
         from gateway_waiters w where w.instance_id = p_instance;
+      if v_lapsed > 0 then
+        delete from gateway_waiters w where w.instance_id = p_instance and w.expires_at <= v_now_ts;
+      end if;
       if v_slots + v_ahead >= p_max_parallel then
         if not p_queue then
-          return query select 'busy', null::text, null::bigint, null::uuid, null::uuid,
-                              null::bigint, null::integer, null::boolean;
+          outcome := 'busy';
+          return next;
           return;
         end if;
         if v_seq is not null then
           update gateway_waiters w
              set expires_at = least(w.deadline, v_now_ts + make_interval(secs => p_waiter_ttl_ms / 1000.0))
            where w.id = p_waiter;
-          return query select 'queued', null::text, null::bigint, null::uuid, p_waiter, v_seq,
-                              null::integer, null::boolean;
+          outcome := 'queued';
+          waiter_id := p_waiter;
+          waiter_seq := v_seq;
+          return next;
           return;
         end if;
         if v_waiting >= p_queue_depth then
-          return query select 'queue_full', null::text, null::bigint, null::uuid, null::uuid,
-                              null::bigint, null::integer, null::boolean;
+          outcome := 'queue_full';
+          return next;
           return;
         end if;
         insert into gateway_waiters (instance_id, deadline, expires_at)
           values (p_instance,
                   v_now_ts + make_interval(secs => p_max_wait_ms / 1000.0),
                   v_now_ts + make_interval(secs => least(p_max_wait_ms, p_waiter_ttl_ms) / 1000.0))
-          returning id, seq into v_waiter, v_seq;
-        return query select 'queued', null::text, null::bigint, null::uuid, v_waiter, v_seq,
-                            null::integer, null::boolean;
+          returning id, seq into waiter_id, waiter_seq;
+        outcome := 'queued';
+        return next;
         return;
       end if;
       -- Its turn: it leaves the queue whether it is admitted or refused now.
@@ -202,8 +226,8 @@ const admit = sql`
       end if;
     end if;
 
-    if v_refusal is null and p_breaker_trial_ms is not null then
-      -- Claims the half-open trial; 'open' if another caller (e.g. BreakerStore.enter) got it first.
+    if v_refusal is null and v_opened is not null then
+      -- Half-open: claims the trial; 'open' if another caller (e.g. BreakerStore.enter) got it first.
       select e.phase, e.failures, e.trial, e.retry_after_ms
         into v_phase, v_failures, v_trial, v_retry
         from gateway_breaker_enter(p_instance, p_breaker_trial_ms, v_now) e;
@@ -213,21 +237,36 @@ const admit = sql`
     end if;
     if v_refusal is not null then
       perform gateway_wake(p_instance, v_now_ts);
-      return query select v_refusal, v_bucket, ceil(v_retry)::bigint,
-                          null::uuid, null::uuid, null::bigint, null::integer, null::boolean;
+      outcome := v_refusal;
+      bucket := v_bucket;
+      retry_after_ms := ceil(v_retry);
+      return next;
       return;
     end if;
 
     if p_max_parallel is not null then
-      insert into gateway_slots (instance_id, expires_at)
-        values (p_instance, v_now_ts + make_interval(secs => p_lease_ms / 1000.0))
-        returning id into v_slot;
+      update gateway_slots s
+         set holder = gen_random_uuid(), expires_at = v_now_ts + make_interval(secs => p_lease_ms / 1000.0)
+       where s.instance_id = p_instance
+         and s.n = (select min(f.n) from gateway_slots f
+                     where f.instance_id = p_instance and (f.expires_at is null or f.expires_at <= v_now_ts))
+      returning s.n || ':' || s.holder into v_slot;
+      if v_slot is null then
+        insert into gateway_slots (instance_id, n, holder, expires_at)
+          select p_instance, coalesce(max(f.n), 0) + 1, gen_random_uuid(),
+                 v_now_ts + make_interval(secs => p_lease_ms / 1000.0)
+            from gateway_slots f where f.instance_id = p_instance
+        returning n || ':' || holder into v_slot;
+      end if;
     end if;
     update gateway_rate_buckets g set tat = greatest(g.tat, v_now) + 1000 / b.rps
       from jsonb_to_recordset(p_buckets) as b(key text, rps numeric, burst integer)
      where g.key = b.key;
-    return query select 'admitted', null::text, null::bigint, v_slot, null::uuid, null::bigint,
-                        v_failures, v_trial;
+    outcome := 'admitted';
+    slot_id := v_slot;
+    breaker_failures := v_failures;
+    trial := v_trial;
+    return next;
   end $$`;
 
 // The breaker: closed (opened_until null), open (until opened_until), then half-open with a
@@ -325,7 +364,7 @@ export const m003_gateway_limits: Migration = {
       "gateway_breaker_success(text)",
       "gateway_breaker_enter(text, bigint, numeric)",
       "gateway_admit(text, jsonb, integer, boolean, integer, bigint, bigint, uuid, bigint, bigint, numeric)",
-      "gateway_free(uuid, uuid, numeric)",
+      "gateway_free(text, integer, uuid, uuid, numeric)",
       "gateway_wake(text, timestamptz)",
       "gateway_now_ms(numeric)",
       "gateway_ts(numeric)",
