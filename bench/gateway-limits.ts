@@ -9,7 +9,6 @@
 //   node bench/gateway-limits.ts [--seconds 5] [--callers 1,16,64] [--postgres auto|private|url] [--pg-fast]
 import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
-import type { KyselyPlugin } from "kysely";
 import type { AdmissionRequest } from "../controller/src/gateway/ports.ts";
 import { openDatabase } from "../controller/src/store/database.ts";
 import { migrateToLatest } from "../controller/src/store/migrations.ts";
@@ -23,6 +22,7 @@ import {
   type PgMode,
 } from "./lib/postgres.ts";
 import { fmtMs, fmtNum, percentile } from "./lib/util.ts";
+import { countStatements } from "../test/support/statementCounter.ts";
 
 const { values } = parseArgs({
   options: {
@@ -75,17 +75,8 @@ async function scenario(
   const replicas = await Promise.all(
     [0, 1].map(() => openDatabase({ url: database.url, maxConnections: Math.ceil(callers / 2) })),
   );
-  let clientStatements = 0;
-  const counter: KyselyPlugin = {
-    transformQuery: (args) => args.node,
-    transformResult: async (args) => {
-      clientStatements++;
-      return args.result;
-    },
-  };
-  const limiters = replicas.map(
-    (r) => new PgLimiter({ db: r.db.withPlugin(counter), subscribe: r.subscribe }),
-  );
+  const counted = replicas.map((r) => countStatements(r.db));
+  const limiters = replicas.map((r, i) => new PgLimiter({ db: counted[i]!.db, subscribe: r.subscribe }));
   const run = randomUUID().slice(0, 8);
   const loop = async (caller: number, until: number, latencies?: number[]) => {
     const limiter = limiters[caller % 2]!;
@@ -109,12 +100,12 @@ async function scenario(
     const callersList = [...Array(callers).keys()];
     await Promise.all(callersList.map((i) => loop(i, performance.now() + 500))); // warm-up: pools, plans
     const before = await readCounters(server, database);
-    clientStatements = 0;
+    for (const c of counted) c.reset();
     const latencies: number[] = [];
     const start = performance.now();
     const results = await Promise.all(callersList.map((i) => loop(i, start + seconds * 1000, latencies)));
     const elapsedMs = performance.now() - start;
-    const counted = clientStatements;
+    const clientStatements = counted.reduce((n, c) => n + c.count, 0);
     const after = await readCounters(server, database);
     const admitted = results.reduce((s, r) => s + r.admitted, 0);
     return {
@@ -126,7 +117,7 @@ async function scenario(
       p50: percentile(latencies, 50),
       p99: percentile(latencies, 99),
       serverStatements: pgDelta(before, after).statements,
-      clientStatements: counted,
+      clientStatements,
     };
   } finally {
     for (const l of limiters) await l.close();

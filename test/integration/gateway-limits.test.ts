@@ -3,11 +3,12 @@
 // leases, and the queue shared across replicas.
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { sql, type KyselyPlugin } from "kysely";
+import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Admission, AdmissionRequest, RateBucket, Slot } from "../../controller/src/gateway/ports.ts";
 import { PgLimiter, type PgLimiterOptions } from "../../controller/src/store/pgLimiter.ts";
 import { replicaBackends, track, type Replicas } from "../support/replicas.ts";
+import { countStatements } from "../support/statementCounter.ts";
 
 describe.each(replicaBackends)("gateway limits on $name", (backend) => {
   let r: Replicas;
@@ -251,15 +252,8 @@ describe.each(replicaBackends)("gateway limits on $name", (backend) => {
   });
 
   it("admits in one SQL statement and releases in one", async () => {
-    let statements = 0;
-    const counter: KyselyPlugin = {
-      transformQuery: (args) => args.node,
-      transformResult: async (args) => {
-        statements++;
-        return args.result;
-      },
-    };
-    const l = new PgLimiter({ db: r.a.db.withPlugin(counter), subscribe: r.a.subscribe });
+    const counted = countStatements(r.a.db);
+    const l = new PgLimiter({ db: counted.db, subscribe: r.a.subscribe });
     limiters.push(l);
     const req = request({
       buckets: [
@@ -273,8 +267,8 @@ describe.each(replicaBackends)("gateway limits on $name", (backend) => {
       breaker: { failureThreshold: 5, cooldownMs: 1000 },
     });
     const admitted = await l.admit(req);
-    expect(statements).toBe(1);
+    expect(counted.count).toBe(1);
     await l.release(slotOf(admitted));
-    expect(statements).toBe(2);
+    expect(counted.count).toBe(2);
   });
 });

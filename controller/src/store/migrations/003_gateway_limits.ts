@@ -168,20 +168,13 @@ const admit = sql`
       -- Not found: its place lapsed (its replica stalled); it comes again as a newcomer.
       select w.seq into v_seq from gateway_waiters w where w.id = p_waiter and w.expires_at > v_now_ts;
     end if;
-    if v_refusal is not null and v_seq is null then
-      outcome := v_refusal;
-      bucket := v_bucket;
-      retry_after_ms := ceil(v_retry);
-      return next;
-      return;
-    end if;
 
-    if p_max_parallel is not null then
+    -- A refused newcomer goes straight to its answer; a refused waiter only at its turn.
+    if p_max_parallel is not null and (v_refusal is null or v_seq is not null) then
       select count(*) into v_slots from gateway_slots s
        where s.instance_id = p_instance and s.expires_at > v_now_ts;
-      -- Lapsed places count for nothing; their rows go when there are some.
       -- First come, first served: a slot goes to a call only when every waiter ahead of it
-      -- has one too.
+      -- has one too. Lapsed places count for nothing; their rows go when there are some.
       select count(*) filter (where w.expires_at > v_now_ts and (v_seq is null or w.seq < v_seq)),
              count(*) filter (where w.expires_at > v_now_ts and w.id is distinct from p_waiter),
              count(*) filter (where w.expires_at <= v_now_ts)
@@ -236,7 +229,10 @@ const admit = sql`
       end if;
     end if;
     if v_refusal is not null then
-      perform gateway_wake(p_instance, v_now_ts);
+      if v_seq is not null then
+        -- It left the queue without a slot: the next waiter may go.
+        perform gateway_wake(p_instance, v_now_ts);
+      end if;
       outcome := v_refusal;
       bucket := v_bucket;
       retry_after_ms := ceil(v_retry);
