@@ -37,7 +37,7 @@ describe.each(replicaBackends)("circuit breaker on $name", (backend) => {
     expect(await a.failure(id, settings)).toBe(false);
     expect(await b.failure(id, settings)).toBe(false);
     await a.success(id);
-    expect(await b.state(id)).toEqual({ phase: "closed", failures: 0 });
+    expect(await b.peek(id)).toEqual({ phase: "closed", failures: 0 });
     await open(id);
     expect(await a.enter(id, settings)).toEqual({ phase: "open", failures: 3, retryAfterMs: 5000 });
     // A late failure of a call that started before it opened neither re-opens nor extends it.
@@ -50,7 +50,7 @@ describe.each(replicaBackends)("circuit breaker on $name", (backend) => {
     const id = randomUUID();
     await open(id);
     clock.t += settings.cooldownMs;
-    expect(await b.state(id)).toEqual({ phase: "half-open", failures: 3, trial: false });
+    expect(await b.peek(id)).toEqual({ phase: "half-open", failures: 3, trial: false });
     const seen = await Promise.all(
       [...Array(10).keys()].flatMap(() => [a.enter(id, settings), b.enter(id, settings)]),
     );

@@ -39,7 +39,7 @@ export class PgBreakerStore implements BreakerStore {
     return toState(rows[0]);
   }
 
-  async state(instanceId: string): Promise<BreakerState> {
+  async peek(instanceId: string): Promise<BreakerState> {
     const { rows } = await sql<StateRow>`
       select case when b.opened_until is null then 'closed'
                   when b.opened_until > t.now then 'open'

@@ -107,6 +107,12 @@ export interface GatewayBreakersTable {
   trial_until: NullableTimestamp;
 }
 
+export interface GatewayApprovalsUsedTable {
+  id: string;
+  used_at: DefaultTimestamp;
+  expires_at: Date;
+}
+
 export interface Database {
   connector_instances: ConnectorInstancesTable;
   connector_audit_events: ConnectorAuditEventsTable;
@@ -114,4 +120,5 @@ export interface Database {
   gateway_slots: GatewaySlotsTable;
   gateway_waiters: GatewayWaitersTable;
   gateway_breakers: GatewayBreakersTable;
+  gateway_approvals_used: GatewayApprovalsUsedTable;
 }
