@@ -43,26 +43,35 @@ export async function runWorker(
   const cancels = await listen(ctx.database, JOB_CANCEL_CHANNEL, (id) =>
     running.get(id)?.abort(new Error("the job was canceled")),
   );
-  let workId: string | undefined;
+  const workIds: string[] = [];
   try {
-    workId = await ctx.boss.work(
-      ctx.queue,
-      {
-        localConcurrency: Math.max(1, opts.concurrency),
-        batchSize: 1,
-        includeMetadata: true,
-        perJobResults: true,
-        pollingIntervalSeconds: ctx.pollingIntervalSeconds,
-        // NOTIFY wakes workers for new jobs only: a retry coming due is found by the poll.
-        notifyPollingIntervalSeconds: ctx.pollingIntervalSeconds,
-      },
-      async (jobs: JobWithMetadata<JobSpec>[]) =>
-        Promise.all(jobs.map((job) => runOne(ctx, handler, running, job))),
-    );
+    // One pg-boss worker per slot rather than one with localConcurrency: a pg-boss worker
+    // waits out its polling interval after every job, unless notified, and only a worker
+    // registered alone can be told apart (notifyWorker) to fetch the next job right away.
+    for (let i = 0; i < Math.max(1, opts.concurrency); i++) {
+      let workId = "";
+      workId = await ctx.boss.work(
+        ctx.queue,
+        {
+          batchSize: 1,
+          includeMetadata: true,
+          perJobResults: true,
+          pollingIntervalSeconds: ctx.pollingIntervalSeconds,
+          // NOTIFY wakes workers for new jobs only: a retry coming due is found by the poll.
+          notifyPollingIntervalSeconds: ctx.pollingIntervalSeconds,
+        },
+        async (jobs: JobWithMetadata<JobSpec>[]) => {
+          const settled = await Promise.all(jobs.map((job) => runOne(ctx, handler, running, job)));
+          ctx.boss.notifyWorker(workId); // more may be waiting: fetch again without the poll delay
+          return settled;
+        },
+      );
+      workIds.push(workId);
+    }
     await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
   } finally {
     // wait: true returns once the handlers in flight have returned and their jobs are settled.
-    if (workId !== undefined) await ctx.boss.offWork(ctx.queue, { id: workId, wait: true });
+    await Promise.all(workIds.map((id) => ctx.boss.offWork(ctx.queue, { id, wait: true })));
     await cancels.close();
   }
 }
