@@ -3,10 +3,9 @@
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { IdempotencyScope, StoredOutcome } from "../../controller/src/gateway/ports.ts";
-import { openDatabase, type OpenedDatabase } from "../../controller/src/store/database.ts";
 import { PgIdempotencyStore } from "../../controller/src/store/idempotency.ts";
 import { migrateToLatest } from "../../controller/src/store/migrations.ts";
-import { startTestPostgres } from "../support/postgres.ts";
+import { openReplicaDatabases, type ReplicaDatabases } from "../support/replicaDatabases.ts";
 
 const TTL = 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -23,41 +22,19 @@ const outcome: StoredOutcome = {
 };
 
 const backends = [
-  {
-    name: "PostgreSQL",
-    async open() {
-      const server = await startTestPostgres();
-      const a = await openDatabase({ url: server.url });
-      const b = await openDatabase({ url: server.url });
-      return {
-        a,
-        b,
-        async close() {
-          await a.close();
-          await b.close();
-          await server.stop();
-        },
-      };
-    },
-  },
-  {
-    name: "PGlite",
-    async open() {
-      const a = await openDatabase({});
-      return { a, b: a, close: () => a.close() };
-    },
-  },
+  { name: "PostgreSQL", dialect: "pg" as const },
+  { name: "PGlite", dialect: "pglite" as const },
 ];
 
 describe.each(backends)("gateway idempotency on $name", (backend) => {
-  let env: { a: OpenedDatabase; b: OpenedDatabase; close(): Promise<void> };
+  let env: ReplicaDatabases;
   let a: PgIdempotencyStore;
   let b: PgIdempotencyStore;
   /** Polls so seldom that only a NOTIFY can wake a wait in time. */
   let deaf: PgIdempotencyStore;
 
   beforeAll(async () => {
-    env = await backend.open();
+    env = await openReplicaDatabases(backend.dialect);
     await migrateToLatest(env.a.db);
     a = new PgIdempotencyStore(env.a);
     b = new PgIdempotencyStore(env.b, { pollMs: 100 });

@@ -1,18 +1,15 @@
 // PgBossJobQueue as two gateway replicas share it: on a real PostgreSQL server each replica has
 // its own pools; on PGlite both run in this process on the one database. A third replica runs
 // in a child process, to be SIGKILLed in the middle of a job.
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { JobRecord, NormalizedResponse } from "../../controller/src/api/invocation.ts";
-import type { JsonObject } from "../../controller/src/api/types.ts";
-import type { JobOutcome, JobSpec } from "../../controller/src/gateway/ports.ts";
+import type { JobOutcome } from "../../controller/src/gateway/ports.ts";
 import { openDatabase, type OpenedDatabase } from "../../controller/src/store/database.ts";
 import { PgBossJobQueue, type PgBossJobQueueOptions } from "../../controller/src/store/jobs.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { response, settled, spawnReplica, spec, transient, waitFor, worker } from "../support/gatewayJobs.ts";
+import { openReplicaDatabases, type ReplicaDatabases } from "../support/replicaDatabases.ts";
 
 // Short expiry and supervision so an abandoned job comes back within seconds; a heartbeat far
 // longer than any wait here, so only the NOTIFY can abort a canceled job in time.
@@ -24,128 +21,26 @@ const OPTIONS: PgBossJobQueueOptions = {
   heartbeatSeconds: 120,
 };
 
-type Handler = Parameters<PgBossJobQueue["work"]>[0];
-interface Call {
-  jobId: string;
-  attempt: number;
-  spec: JobSpec;
-  at: number;
-}
-
-let seq = 0;
-function spec(input: JsonObject, over: Partial<JobSpec> = {}): JobSpec {
-  seq++;
-  return {
-    target: { namespace: "team-a", name: "mail", operation: "send" },
-    input,
-    requester: { user: "alice@example.org", groups: ["team-a"] },
-    requestId: `req-${seq}`,
-    correlationId: `corr-${seq}`,
-    idempotencyKey: `key-${seq}`,
-    retry: { limit: 2, delayMs: 1000, maxDelayMs: 10_000 },
-    timeoutMs: 5000,
-    ...over,
-  };
-}
-
-function response(data: JsonObject): NormalizedResponse {
-  return {
-    metadata: {
-      requestId: "r",
-      correlationId: "c",
-      namespace: "team-a",
-      connector: "mail",
-      connectorInstanceId: "i",
-      type: "smtp",
-      operation: "send",
-      executionMode: "async",
-      durationMs: 1,
-      providerStatusCode: 250,
-      retryCount: 0,
-    },
-    data,
-    warnings: [],
-    redactionsApplied: [],
-    truncated: false,
-  };
-}
-
-const transient = (reason = "Flaky"): JobOutcome => ({
-  ok: false,
-  error: { class: "transient", reason, message: "try again later" },
-  retry: true,
-});
-
-async function waitFor<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await read();
-    if (done(v)) return v;
-    if (Date.now() > until) throw new Error(`timed out; last value: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const settled = (r: JobRecord | undefined) =>
-  r !== undefined && ["succeeded", "failed", "canceled"].includes(r.state);
-
-/** Runs `handler` on a replica until the returned stop() is awaited; records every call. */
-function worker(q: PgBossJobQueue, handler: Handler, concurrency = 2) {
-  const calls: Call[] = [];
-  const ac = new AbortController();
-  const done = q.work(
-    (s, ctx) => {
-      calls.push({ jobId: ctx.jobId, attempt: ctx.attempt, spec: s, at: Date.now() });
-      return handler(s, ctx);
-    },
-    { concurrency },
-    ac.signal,
-  );
-  return {
-    calls,
-    async stop() {
-      ac.abort();
-      await done;
-    },
-  };
-}
-
 interface Backend {
   name: string;
-  /** Two databases (pools) on one server, or one PGlite twice. */
-  open(): Promise<{ a: OpenedDatabase; b: OpenedDatabase; close(): Promise<void> }>;
-  /** Runs a replica in a child process; `enqueue` is the job it starts on (PGlite: it enqueues it). */
-  child(): Promise<{ args: string[]; reopen?: () => Promise<OpenedDatabase>; cleanup(): Promise<void> }>;
+  dialect: "pg" | "pglite";
+  /** How to run a replica in a child process; `reopen`: the data directory after it died. */
+  child(
+    env: ReplicaDatabases,
+  ): Promise<{ args: string[]; reopen?: () => Promise<OpenedDatabase>; cleanup(): Promise<void> }>;
 }
 
-let server: TestPostgres | undefined;
 const backends: Backend[] = [
   {
     name: "PostgreSQL",
-    async open() {
-      server = await startTestPostgres();
-      const a = await openDatabase({ url: server.url });
-      const b = await openDatabase({ url: server.url });
-      return {
-        a,
-        b,
-        async close() {
-          await a.close();
-          await b.close();
-          await server?.stop();
-        },
-      };
-    },
-    async child() {
-      return { args: ["--url", server!.url], cleanup: async () => undefined };
+    dialect: "pg",
+    async child(env) {
+      return { args: ["--url", env.url!], cleanup: async () => undefined };
     },
   },
   {
     name: "PGlite",
-    async open() {
-      const a = await openDatabase({});
-      return { a, b: a, close: () => a.close() };
-    },
+    dialect: "pglite",
     async child() {
       // PGlite is one process's: the "other replica" is this process reopening the data
       // directory after the first one was killed, as `make run` restarts.
@@ -160,12 +55,12 @@ const backends: Backend[] = [
 ];
 
 describe.each(backends)("gateway jobs on $name", (backend) => {
-  let env: Awaited<ReturnType<Backend["open"]>>;
+  let env: ReplicaDatabases;
   let a: PgBossJobQueue;
   let b: PgBossJobQueue;
 
   beforeAll(async () => {
-    env = await backend.open();
+    env = await openReplicaDatabases(backend.dialect);
     a = await PgBossJobQueue.open(env.a, OPTIONS);
     b = await PgBossJobQueue.open(env.b, OPTIONS);
   });
@@ -310,14 +205,19 @@ describe.each(backends)("gateway jobs on $name", (backend) => {
   });
 
   it("runs a job again on another replica when the one running it is SIGKILLed", async () => {
-    const c = await backend.child();
+    const c = await backend.child(env);
     const job = spec(
       { n: "orphan" },
       { timeoutMs: 1000, retry: { limit: 2, delayMs: 1000, maxDelayMs: 1000 } },
     );
     let id = "";
     if (c.reopen === undefined) id = (await a.enqueue(job)).id;
-    const child = spawnReplica([...c.args, ...(c.reopen ? ["--enqueue", JSON.stringify(job)] : [])]);
+    const child = spawnReplica([
+      ...c.args,
+      "--options",
+      JSON.stringify(OPTIONS),
+      ...(c.reopen ? ["--enqueue", JSON.stringify(job)] : []),
+    ]);
     try {
       const started = await child.line(/^started /);
       id ||= started.split(" ")[1]!;
@@ -398,36 +298,3 @@ describe.each(backends)("gateway jobs on $name", (backend) => {
     }
   });
 });
-
-function spawnReplica(args: string[]) {
-  const proc: ChildProcess = spawn(
-    process.execPath,
-    ["test/support/jobReplica.ts", ...args, "--options", JSON.stringify(OPTIONS)],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
-  const lines: string[] = [];
-  const waiters: (() => void)[] = [];
-  createInterface({ input: proc.stdout! }).on("line", (l) => {
-    lines.push(l);
-    waiters.splice(0).forEach((w) => w());
-  });
-  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-  return {
-    process: proc,
-    exited,
-    async line(re: RegExp): Promise<string> {
-      for (;;) {
-        const found = lines.find((l) => re.test(l));
-        if (found !== undefined) return found;
-        if (proc.exitCode !== null)
-          throw new Error(`replica exited (${proc.exitCode}): ${lines.join(" | ")}`);
-        await Promise.race([
-          new Promise<void>((r) => waiters.push(r)),
-          new Promise((r) => setTimeout(r, 500)),
-        ]);
-      }
-    },
-  };
-}

@@ -23,6 +23,9 @@ import {
 } from "./jobRecords.ts";
 import { JOB_CANCEL_CHANNEL, runWorker, type WorkHandler } from "./jobWorker.ts";
 
+/** pg-boss refuses an expiry over 24 hours. */
+const MAX_EXPIRY_SECONDS = 86_400;
+
 export interface PgBossJobQueueOptions extends JobEngineOptions {
   /** pg-boss queue name; the dead letters go to `<queue>.dead`. */
   queue?: string;
@@ -118,7 +121,10 @@ export class PgBossJobQueue implements JobQueue {
       retryBackoff: true,
       retryDelayMax: Math.max(delay, Math.ceil(spec.retry.maxDelayMs / 1000)),
       // The handler's signal fires at timeoutMs; pg-boss takes the run for abandoned a grace later.
-      expireInSeconds: Math.ceil((spec.timeoutMs + this.#opts.expiryGraceMs) / 1000),
+      expireInSeconds: Math.min(
+        MAX_EXPIRY_SECONDS,
+        Math.ceil((spec.timeoutMs + this.#opts.expiryGraceMs) / 1000),
+      ),
       heartbeatSeconds: this.#opts.heartbeatSeconds,
     });
     return id;
