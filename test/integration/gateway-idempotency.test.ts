@@ -50,7 +50,13 @@ describe.each(backends)("gateway idempotency on $name", (backend) => {
     expect(await a.claim(s, "hash-1", TTL)).toEqual({ kind: "new" });
     expect(await b.claim(s, "hash-1", TTL)).toEqual({ kind: "in_progress" });
     await a.complete(s, outcome);
+    const xmax = () =>
+      sql<{ xmax: string }>`select xmax::text from gateway_idempotency where key = ${s.key}`.execute(
+        env.a.db,
+      );
+    const before = (await xmax()).rows;
     expect(await b.claim(s, "hash-1", TTL)).toEqual({ kind: "replay", outcome });
+    expect((await xmax()).rows).toEqual(before); // a replay neither locks nor writes the record
     const { jobId: _, ...sync } = outcome;
     const other = scope();
     await b.claim(other, "hash-1", TTL);
@@ -141,6 +147,18 @@ describe.each(backends)("gateway idempotency on $name", (backend) => {
     }>`select key from gateway_idempotency where key = ${gone.key}`.execute(env.a.db);
     expect(left.rows).toEqual([]);
     expect(await a.sweep()).toBe(0);
+  });
+
+  it("gives exactly one of many concurrent claims of an expired key the key, and nobody its old outcome", async () => {
+    const s = scope();
+    await a.claim(s, "hash-1", 200);
+    await a.complete(s, outcome);
+    await sleep(300);
+    const claims = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? a : b).claim(s, "hash-1", TTL)),
+    );
+    expect(claims.filter((c) => c.kind === "new")).toHaveLength(1);
+    expect(claims.filter((c) => c.kind === "in_progress")).toHaveLength(15);
   });
 
   it("lets the same request take over a claim whose claimer died once its lease passed", async () => {

@@ -63,16 +63,26 @@ export class PgIdempotencyStore implements IdempotencyStore {
     ttlMs: number,
     leaseMs = this.#leaseMs,
   ): Promise<IdempotencyClaim> {
-    // One statement. When the key is held, the second branch reports the holder as of the
-    // statement's snapshot; a row committed by a concurrent claim after that snapshot is
-    // invisible to it, so the statement returns nothing and is simply run again.
+    // One statement. A live record is answered from `existing` without writing anything (a
+    // duplicate's replay takes no row lock and commits nothing). Otherwise the INSERT claims
+    // the key, or takes over a record whose TTL or lease passed; its ON CONFLICT re-checks
+    // that on the row as it is now. A claim that loses a race to a concurrent one sees
+    // neither its own row nor (in its snapshot) the winner's, returns nothing, and runs again.
     for (let tries = 0; ; tries++) {
       const r = await sql<ClaimRow>`
-        with claimed as (
+        with existing as (
+          select request_hash, state, status, body, job_id,
+                 expires_at <= now()
+                   or (state = 'in_progress' and lease_until <= now() and request_hash = ${requestHash})
+                   as reclaimable
+            from gateway_idempotency where ${isScope(scope)}
+        ),
+        claimed as (
           insert into gateway_idempotency as g
             (namespace, name, operation, key, request_hash, state, lease_until, expires_at)
-          values (${scope.namespace}, ${scope.name}, ${scope.operation}, ${scope.key}, ${requestHash},
-                  'in_progress', ${after(leaseMs)}, ${after(ttlMs)})
+          select ${scope.namespace}::text, ${scope.name}::text, ${scope.operation}::text, ${scope.key}::text,
+                 ${requestHash}::text, 'in_progress', ${after(leaseMs)}, ${after(ttlMs)}
+           where not exists (select 1 from existing where not reclaimable)
           on conflict (namespace, name, operation, key) do update
             set request_hash = excluded.request_hash, state = 'in_progress', status = null,
                 body = null, job_id = null, lease_until = excluded.lease_until,
@@ -85,12 +95,12 @@ export class PgIdempotencyStore implements IdempotencyStore {
         select 'new' as kind, null::integer as status, null::jsonb as body, null::text as job_id
           from claimed
         union all
-        select case when g.request_hash <> ${requestHash} then 'conflict'
-                    when g.state = 'completed' then 'replay'
+        select case when request_hash <> ${requestHash} then 'conflict'
+                    when state = 'completed' then 'replay'
                     else 'in_progress' end,
-               g.status, g.body, g.job_id
-          from gateway_idempotency g
-         where ${isScope(scope)} and not exists (select 1 from claimed)`.execute(this.#database.db);
+               status, body, job_id
+          from existing
+         where not reclaimable and not exists (select 1 from claimed)`.execute(this.#database.db);
       const row = r.rows[0];
       if (row !== undefined) return toClaim(row);
       if (tries >= 5) throw new Error("idempotency claim kept racing a concurrent claim");
