@@ -141,6 +141,7 @@ describe.each(backends)("InstanceStore on $name", (backend) => {
     expect(firstMigration.map((r) => [r.migrationName, r.status])).toEqual([
       ["001_initial", "Success"],
       ["002_notify_external_changes", "Success"],
+      ["004_gateway_jobs", "Success"],
     ]);
     expect(await migrateToLatest(h.db)).toEqual([]);
     const tables = await sql<{ table_name: string }>`
