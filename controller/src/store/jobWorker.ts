@@ -124,8 +124,9 @@ async function settle(
 
 /**
  * pg-boss has no call that fails a job for good without dead-lettering it (its "deadletter"
- * result does dead-letter it), so this attempt's row is first told it has no retry left and no
- * dead-letter queue; the fail that follows then leaves it `failed`. Fenced to this attempt
+ * result does dead-letter it; upstream suggests cancel or delete instead, timgit/pg-boss#516,
+ * and declined a failWithoutRetry, timgit/pg-boss#450), so this attempt's row is first told it
+ * has no retry left and no dead-letter queue; the fail that follows then leaves it `failed`. Fenced to this attempt
  * of an active job: a job canceled or taken over meanwhile is left alone. gateway-jobs.test.ts
  * ("fails a permanent failure at once") fails if pg-boss's columns change under this.
  */
