@@ -49,6 +49,7 @@ export async function runWorker(
     // waits out its polling interval after every job, unless notified, and only a worker
     // registered alone can be told apart (notifyWorker) to fetch the next job right away.
     for (let i = 0; i < Math.max(1, opts.concurrency); i++) {
+      // Set before this worker's first job reaches the handler: its first fetch is a query away.
       let workId = "";
       workId = await ctx.boss.work(
         ctx.queue,
@@ -68,7 +69,9 @@ export async function runWorker(
       );
       workIds.push(workId);
     }
-    await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    if (!signal.aborted) {
+      await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    }
   } finally {
     // wait: true returns once the handlers in flight have returned and their jobs are settled.
     await Promise.all(workIds.map((id) => ctx.boss.offWork(ctx.queue, { id, wait: true })));
