@@ -55,7 +55,8 @@ export class MemoryLimiter implements Limiter {
   }
   async admit(req: AdmissionRequest): Promise<Admission> {
     const breaker = req.breaker && this.breakers ? await this.breakers.enter(req.instanceId) : undefined;
-    if (breaker?.phase === "open") return { admitted: false, reason: "circuit_open", retryAfterMs: breaker.retryAfterMs };
+    if (breaker?.phase === "open")
+      return { admitted: false, reason: "circuit_open", retryAfterMs: breaker.retryAfterMs };
     const now = this.now();
     for (const b of req.buckets) {
       const interval = 1000 / b.rps;
