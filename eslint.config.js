@@ -12,7 +12,27 @@ export default tseslint.config(
     },
   },
   {
+    // undici is the Vault client's transport (secrets/) and client-node's (kube/): no one
+    // else's. The probes speak HTTP with node:http(s), as they speak their other protocols.
+    files: ["controller/src/**/*.ts"],
+    ignores: ["controller/src/secrets/**", "controller/src/kube/**"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: ["undici"],
+              message: "only controller/src/secrets and controller/src/kube import undici",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Dependencies point inward: the reconciler knows interfaces, not client libraries.
+    // (This block comes after the one above and repeats its undici rule: for one rule, the last block wins.)
     files: [
       "controller/src/reconcile/**/*.ts",
       "controller/src/api/**/*.ts",
@@ -28,7 +48,10 @@ export default tseslint.config(
               group: ["kysely", "pg", "@electric-sql/*", "kysely-*"],
               message: "only controller/src/store talks to the database",
             },
-            { group: ["node-vault"], message: "only controller/src/secrets imports node-vault" },
+            {
+              group: ["undici"],
+              message: "only controller/src/secrets and controller/src/kube import undici",
+            },
           ],
         },
       ],

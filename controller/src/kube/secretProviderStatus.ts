@@ -5,7 +5,7 @@ import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } fr
 import { nextConditions, statusEqual } from "../api/conditions.ts";
 import { GROUP, VERSION, type SecretProvider, type SecretProviderStatus } from "../api/types.ts";
 import type { Clock } from "../api/clock.ts";
-import type { ProviderCheck } from "../secrets/resolver.ts";
+import type { ProviderCheck } from "../secrets/ports.ts";
 import { kubeError } from "./apiErrors.ts";
 import { FIELD_MANAGER } from "./resources.ts";
 
