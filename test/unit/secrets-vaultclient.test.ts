@@ -181,6 +181,12 @@ describe("VaultClient requests", () => {
       "GET /v1/kv/data/connectors/team-a/imap?version=3",
       "GET /v1/kv1/connectors/team-a/imap",
     ]);
+    // Dot segments would be resolved away by the URL: refused before any request.
+    for (const sneaky of ["connectors/team-a/../team-b/imap", "./x", "..", "a/."])
+      expect(await failure(c.readKv("kv", 2, sneaky))).toMatchObject({
+        errorClass: "permanent",
+        reason: "VaultClientError",
+      });
     const pinnedV1 = await failure(c.readKv("kv1", 1, "x", 2));
     expect(pinnedV1).toMatchObject({ errorClass: "validation_error", reason: "InvalidSecretRef" });
     expect(seen).toHaveLength(3);

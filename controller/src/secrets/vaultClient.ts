@@ -5,7 +5,7 @@
 //   provider's caBundle as the trust root when given, TLS verification always on (nothing
 //   reads VAULT_SKIP_VERIFY or any other VAULT_* variable); a timeout and the caller's
 //   AbortSignal on every request.
-// - Requests never leave the provider's origin.
+// - Requests never leave the provider's origin, and no dot segment rewrites their path.
 // - A client holds at most one token, the one it logged in with or was given; it never
 //   leaves the client, not even in a login's result.
 // - Every failure leaves as a ConnectorError (vaultErrors.ts) with the tokens and
@@ -314,8 +314,9 @@ export class VaultClient {
       throw new ConnectorError("transient", "VaultUnavailable", `Vault ${what}: client closed`);
     const sensitive = [...this.#sensitive, ...(this.#token ? [this.#token] : []), ...(opts.sensitive ?? [])];
     const target = new URL(`/v1/${path}`, this.address);
-    if (target.origin !== this.address)
-      throw wrapVaultError(new Error("refusing a request to another origin than the provider's"), op, what);
+    // The path guard refuses such paths first; this holds even if a caller skipped it.
+    if (target.origin !== this.address || `${target.pathname}${target.search}` !== `/v1/${path}`)
+      throw wrapVaultError(new Error("refusing a request outside the provider's address and path"), op, what);
     const headers: Record<string, string> = { accept: "application/json" };
     if (this.#token) headers["x-vault-token"] = this.#token;
     if (this.#namespace) headers["x-vault-namespace"] = this.#namespace;
@@ -326,7 +327,7 @@ export class VaultClient {
     try {
       const res = await this.#agent.request({
         origin: this.address,
-        path: `${target.pathname}${target.search}`,
+        path: `/v1/${path}`,
         method,
         headers,
         body: opts.json === undefined ? null : JSON.stringify(opts.json),
