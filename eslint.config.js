@@ -1,6 +1,55 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
+// Dependencies point inward (DESIGN §8). `api/` is the model everyone shares; `catalog/`,
+// `reconcile/` and the gateway's policy know interfaces; the adapters (kube, store,
+// secrets, drivers, observability) implement those interfaces and never import each
+// other's implementations; only the composition roots (main.ts, gateway.ts, cli/) see all.
+const src = "controller/src";
+const ours = (...folders) => folders.map((f) => `**/${f}/**`);
+const library = {
+  kube: { group: ["@kubernetes/client-node"], message: "only controller/src/kube imports client-node" },
+  store: {
+    group: ["kysely", "kysely-*", "@electric-sql/*"],
+    message: "only controller/src/store talks to the database",
+  },
+  // undici is the transport of our Vault client (secrets/) and of client-node (kube/);
+  // node-vault was replaced by that client (README, Secrets) and stays out.
+  vault: {
+    group: ["undici", "node-vault"],
+    message:
+      "only controller/src/secrets (the Vault client) and kube (client-node's transport) import undici",
+  },
+  protocols: {
+    group: ["imapflow", "nodemailer", "nodemailer/*", "pg"],
+    message: "only controller/src/drivers (and store, for pg) speak the protocols",
+  },
+};
+/** Imports of our own folders a folder may not make; `ports.ts` files are interfaces and always allowed. */
+const restrict = (files, forbiddenFolders, libraries) => ({
+  files: files.map((f) => `${src}/${f}`),
+  rules: {
+    "no-restricted-imports": [
+      "error",
+      {
+        patterns: [
+          ...(forbiddenFolders.length
+            ? [
+                {
+                  group: [...ours(...forbiddenFolders), "!**/ports.ts"],
+                  message:
+                    "dependencies point inward (DESIGN §8): import an interface (ports.ts), not an implementation",
+                },
+              ]
+            : []),
+          ...libraries.map((l) => library[l]),
+        ],
+      },
+    ],
+  },
+});
+const adapters = ["kube", "store", "secrets", "drivers", "observability", "gateway", "cli"];
+
 export default tseslint.config(
   { ignores: ["dist/", "node_modules/", ".data/", "coverage/", "charts/", "bench/results/"] },
   js.configs.recommended,
@@ -8,53 +57,34 @@ export default tseslint.config(
   {
     rules: {
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
-      "no-restricted-imports": "off",
     },
   },
-  {
-    // undici is the Vault client's transport (secrets/) and client-node's (kube/): no one
-    // else's. The probes speak HTTP with node:http(s), as they speak their other protocols.
-    files: ["controller/src/**/*.ts"],
-    ignores: ["controller/src/secrets/**", "controller/src/kube/**"],
-    rules: {
-      "no-restricted-imports": [
-        "error",
-        {
-          patterns: [
-            {
-              group: ["undici"],
-              message: "only controller/src/secrets and controller/src/kube import undici",
-            },
-          ],
-        },
-      ],
-    },
-  },
-  {
-    // Dependencies point inward: the reconciler knows interfaces, not client libraries.
-    // (This block comes after the one above and repeats its undici rule: for one rule, the last block wins.)
-    files: [
-      "controller/src/reconcile/**/*.ts",
-      "controller/src/api/**/*.ts",
-      "controller/src/catalog/**/*.ts",
-    ],
-    rules: {
-      "no-restricted-imports": [
-        "error",
-        {
-          patterns: [
-            { group: ["@kubernetes/client-node"], message: "only controller/src/kube imports client-node" },
-            {
-              group: ["kysely", "pg", "@electric-sql/*", "kysely-*"],
-              message: "only controller/src/store talks to the database",
-            },
-            {
-              group: ["undici"],
-              message: "only controller/src/secrets and controller/src/kube import undici",
-            },
-          ],
-        },
-      ],
-    },
-  },
+  restrict(["api/**/*.ts"], ["catalog", "reconcile", ...adapters], ["kube", "store", "vault", "protocols"]),
+  restrict(["catalog/**/*.ts"], ["reconcile", ...adapters], ["kube", "store", "vault", "protocols"]),
+  restrict(["reconcile/**/*.ts"], adapters, ["kube", "store", "vault", "protocols"]),
+  restrict(
+    ["drivers/**/*.ts"],
+    ["reconcile", ...adapters.filter((a) => a !== "drivers")],
+    ["kube", "store", "vault"],
+  ),
+  restrict(
+    ["kube/**/*.ts"],
+    adapters.filter((a) => a !== "kube"),
+    ["store", "protocols"],
+  ),
+  restrict(
+    ["store/**/*.ts"],
+    adapters.filter((a) => a !== "store"),
+    ["kube", "vault"],
+  ),
+  restrict(
+    ["secrets/**/*.ts"],
+    adapters.filter((a) => a !== "secrets"),
+    ["kube", "store", "protocols"],
+  ),
+  restrict(
+    ["observability/**/*.ts"],
+    adapters.filter((a) => a !== "observability"),
+    ["kube", "store", "vault", "protocols"],
+  ),
 );

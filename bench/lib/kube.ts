@@ -6,7 +6,7 @@ import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import { GROUP, VERSION, type Connector } from "../../controller/src/api/types.ts";
 import { reuseConnections } from "../../controller/src/kube/connections.ts";
-import { Informer, objectKey } from "../../controller/src/kube/informer.ts";
+import { Informer, objectKey } from "../../controller/src/kube/runtime/informer.ts";
 import { customObjectSource, PLURALS } from "../../controller/src/kube/resources.ts";
 import { createLogger } from "../../controller/src/observability/logger.ts";
 import { httpConnector, kubectlOk } from "../../test/support/cluster.ts";

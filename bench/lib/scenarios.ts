@@ -7,7 +7,7 @@ import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import { GROUP, VERSION, type Connector, type ConnectorStatus } from "../../controller/src/api/types.ts";
-import { objectKey } from "../../controller/src/kube/informer.ts";
+import { objectKey } from "../../controller/src/kube/runtime/informer.ts";
 import { KubeConnectorWriter, PLURALS } from "../../controller/src/kube/resources.ts";
 import type { InstanceRow } from "../../controller/src/api/model.ts";
 import { createInstanceStore } from "../../controller/src/store/instanceStore.ts";

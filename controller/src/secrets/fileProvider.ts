@@ -5,10 +5,7 @@ import { readFile, realpath } from "node:fs/promises";
 import * as nodePath from "node:path";
 import type { FileProviderSpec } from "../api/types.ts";
 import { ConnectorError } from "../api/errors.ts";
-import type { ProviderCheck } from "./ports.ts";
-
-/** The file provider's fixed layout, for renderSecretPath. */
-export const FILE_PATH_TEMPLATE = "{namespace}/{name}";
+import type { ProviderCheck } from "../reconcile/ports.ts";
 
 /** Reads `<directory>/<rel>.json`, where `rel` came from the path guard and starts with `namespace/`. */
 export async function readSecretFile(

@@ -10,6 +10,8 @@ import { ConnectorError } from "../api/errors.ts";
 
 export const SECRET_NAME_FIELD = "spec.credentials.secretRef.name";
 export const PATH_TEMPLATE_FIELD = "spec.vault.pathTemplate";
+/** The file provider's fixed layout (fileProvider.ts). */
+export const FILE_PATH_TEMPLATE = "{namespace}/{name}";
 
 const SEGMENT = /^[A-Za-z0-9_.-]+$/;
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -166,4 +168,22 @@ export function checkNamespaceAllowed(
       `(not in its allowedNamespaces${selector ? " and not matching its namespaceSelector" : ""}); ` +
       `see spec.credentials.secretRef.provider`,
   );
+}
+
+/**
+ * The path guard over the providers known now, for validation: throws when this namespace
+ * could not read the reference. An unknown provider passes here (the resolver reports it).
+ */
+export function secretRefGuard(
+  providers: { get(name: string): { metadata: { name: string }; spec: SecretProviderSpec } | undefined },
+  namespaceLabels: (namespace: string) => Record<string, string> | undefined,
+) {
+  return {
+    check(namespace: string, ref: { provider: string; name: string }): void {
+      const p = providers.get(ref.provider);
+      if (!p) return;
+      checkNamespaceAllowed(p.metadata.name, p.spec, namespace, namespaceLabels(namespace));
+      renderSecretPath(p.spec.vault ? p.spec.vault.pathTemplate : FILE_PATH_TEMPLATE, namespace, ref.name);
+    },
+  };
 }

@@ -1,6 +1,6 @@
-// What the secrets code needs from outside (kube/ implements these) and the one value it
-// hands back for a SecretProvider's status. Interfaces only.
-import type { SecretKeySelector, SecretProvider, SecretProviderReason } from "../api/types.ts";
+// What the secrets code needs from outside (kube/ implements these). Interfaces only; what
+// it offers is in reconcile/ports.ts (SecretResolver, SecretProviderChecker).
+import type { SecretKeySelector, SecretProvider } from "../api/types.ts";
 
 /** SecretProviders by name (the informer cache). */
 export interface SecretProviderLookup {
@@ -21,11 +21,4 @@ export interface ServiceAccountTokenSource {
 /** One key of a Kubernetes Secret (AppRole SecretIDs, static tokens). kube/serviceAccountTokens.ts. */
 export interface KubeSecretKeySource {
   read(ref: SecretKeySelector, signal?: AbortSignal): Promise<string>;
-}
-
-/** The outcome of checking a provider, for its Ready condition. */
-export interface ProviderCheck {
-  ready: boolean;
-  reason: SecretProviderReason;
-  message: string;
 }

@@ -5,7 +5,7 @@ import { DEFAULT_PATH_TEMPLATE, type SecretProvider, type VaultProviderSpec } fr
 import { ConnectorError } from "../api/errors.ts";
 import { checkFileProvider } from "./fileProvider.ts";
 import { checkPathTemplate } from "./pathGuard.ts";
-import type { ProviderCheck } from "./ports.ts";
+import type { ProviderCheck } from "../reconcile/ports.ts";
 import { VaultClient } from "./vaultClient.ts";
 
 export function providerInvalid(name: string, message: string): ConnectorError {

@@ -7,10 +7,10 @@
 import type { SecretProvider, SecretRef, VaultProviderSpec } from "../api/types.ts";
 import { ConnectorError } from "../api/errors.ts";
 import type { ResolvedSecret } from "../api/model.ts";
-import type { SecretResolver } from "../reconcile/ports.ts";
-import { FILE_PATH_TEMPLATE, readSecretFile } from "./fileProvider.ts";
-import { checkNamespaceAllowed, renderSecretPath } from "./pathGuard.ts";
-import type { ProviderCheck, SecretProviderLookup } from "./ports.ts";
+import type { ProviderCheck, SecretProviderChecker, SecretResolver } from "../reconcile/ports.ts";
+import { readSecretFile } from "./fileProvider.ts";
+import { checkNamespaceAllowed, FILE_PATH_TEMPLATE, renderSecretPath } from "./pathGuard.ts";
+import type { SecretProviderLookup } from "./ports.ts";
 import { checkProvider, checkProviderSpec, providerInvalid } from "./providerCheck.ts";
 import { fingerprint, mapSecretKeys } from "./values.ts";
 import type { KvSecret } from "./vaultClient.ts";
@@ -52,7 +52,7 @@ function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T
   });
 }
 
-export class VaultSecretResolver implements SecretResolver {
+export class VaultSecretResolver implements SecretResolver, SecretProviderChecker {
   readonly #providers: SecretProviderLookup;
   readonly #namespaceLabels: (namespace: string) => Record<string, string> | undefined;
   readonly #hmacKey: Buffer;
