@@ -26,7 +26,7 @@ export interface ControllerOptions {
 
 export interface LogLine {
   msg?: string;
-  level?: number;
+  level?: string;
   time?: string;
   [k: string]: unknown;
 }
@@ -127,7 +127,7 @@ export class ControllerProcess {
     }
     if (msg === "serving metrics and health probes" && typeof line.metrics === "string")
       this.metricsAddress = line.metrics;
-    if ((line.level ?? 0) >= 40) {
+    if (["warn", "error", "fatal"].includes(line.level ?? "")) {
       if (this.warnings.length < 200) this.warnings.push(line);
       this.#remember(text);
     }

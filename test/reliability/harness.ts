@@ -398,7 +398,7 @@ export async function createAll(
 export interface LogLine {
   msg?: string;
   key?: string;
-  level?: number;
+  level?: string;
   [k: string]: unknown;
 }
 

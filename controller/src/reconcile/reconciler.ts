@@ -408,7 +408,7 @@ export class Reconciler {
         operation: "validation_failed",
         outcome: err.errorClass === "policy_denied" ? "denied" : "failure",
         details: { reason: err.reason, errorClass: err.errorClass, fields: err.problems.map((p) => p.path) },
-      }).catch((e: unknown) => run.log.warn({ err: (e as Error).message }, "audit write failed"));
+      }).catch((e: unknown) => run.log.warn({ err: e }, "audit write failed"));
     throw terminal(err);
   }
 
