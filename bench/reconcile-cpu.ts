@@ -12,7 +12,14 @@ import { ConfigSchemaCache } from "../controller/src/catalog/configSchemas.ts";
 import { loadFileCatalog } from "../controller/src/catalog/fileCatalog.ts";
 import { Reconciler } from "../controller/src/reconcile/reconciler.ts";
 import { httpConnector } from "../test/support/cluster.ts";
-import { MemoryEvents, MemoryStore, MemoryWriter, silentLogger } from "../test/support/memory.ts";
+import {
+  MemoryBreakerStore,
+  MemoryEvents,
+  MemoryStore,
+  MemoryWriter,
+  silentLogger,
+} from "../test/support/memory.ts";
+import { CircuitBreakers } from "../controller/src/reconcile/breaker.ts";
 
 const { values } = parseArgs({ options: { n: { type: "string", default: "10000" } } });
 const n = Number(values.n);
@@ -36,6 +43,7 @@ const reconciler = new Reconciler({
   writer,
   events: new MemoryEvents(),
   clock: { now: () => new Date() },
+  breakers: new CircuitBreakers(new MemoryBreakerStore()),
   enabledFeatures: new Set(),
   prober: { probe: async () => ({ ok: true, latencyMs: 1 }) },
 });

@@ -11,7 +11,7 @@ import { systemClock } from "./api/clock.ts";
 import { isRetryable, classify } from "./api/errors.ts";
 import { ConfigSchemaCache } from "./catalog/configSchemas.ts";
 import { ConfigError, informationRequested, loadConfig, usage, type Config } from "./config.ts";
-import { Caches, BY_PROVIDER, BY_TEMPLATE, BY_TYPE } from "./kube/caches.ts";
+import { Caches, BY_INSTANCE, BY_PROVIDER, BY_TEMPLATE, BY_TYPE } from "./kube/caches.ts";
 import { kubeAccessReviews } from "./kube/accessReviews.ts";
 import { apiServerOf, connectKube } from "./kube/client.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
@@ -36,7 +36,8 @@ import { retentionJanitor } from "./reconcile/retention.ts";
 import { secretProviderReconciler } from "./reconcile/secretProvider.ts";
 import { secretRefGuard } from "./secrets/pathGuard.ts";
 import { VaultSecretResolver } from "./secrets/resolver.ts";
-import { externalChanges } from "./store/changeListener.ts";
+import { breakerChanges, externalChanges } from "./store/changeListener.ts";
+import { PgBreakerStore } from "./store/pgBreakerStore.ts";
 import { openDatabase } from "./store/database.ts";
 import { createInstanceStore } from "./store/instanceStore.ts";
 import { databaseFence } from "./store/leaderFence.ts";
@@ -85,17 +86,19 @@ export async function startController(config: Config, log: Logger, opts: StartOp
     log,
   });
   const writer = new KubeConnectorWriter(kc, (c) => caches.observe(c));
+  // One breaker per instance, shared with every gateway replica.
+  const breakers = new CircuitBreakers(new PgBreakerStore(database.db), {
+    failureThreshold: config.breakerThreshold,
+    cooldownMs: config.breakerCooldownMs,
+    retryMs: config.breakerRetryMs,
+  });
   const reconciler = new Reconciler({
     ...validation,
     store,
     writer,
     events: new KubeEventRecorder(kc, log, { dropped: () => metrics.eventsDropped.inc() }),
     clock: systemClock,
-    breakers: new CircuitBreakers({
-      failureThreshold: config.breakerThreshold,
-      cooldownMs: config.breakerCooldownMs,
-      retryMs: config.breakerRetryMs,
-    }),
+    breakers,
     metrics: metrics.reconciler(),
     prober: createProber({ log }),
     secrets: resolver,
@@ -226,6 +229,18 @@ export async function startController(config: Config, log: Logger, opts: StartOp
       log,
       onChange: (key) => connectors.enqueue(key),
       onResubscribed: () => connectors.resyncAll(),
+    }),
+  );
+  // A breaker a gateway call opened or closed: the Connector's status says so at once.
+  mgr.add(
+    "leader",
+    breakerChanges(database, {
+      log,
+      onChange: (instanceId) => {
+        breakers.invalidate(instanceId);
+        caches.connectorKeysBy(BY_INSTANCE, instanceId).forEach((key) => connectors.enqueue(key));
+      },
+      onResubscribed: () => breakers.invalidate(),
     }),
   );
   mgr.add(

@@ -26,7 +26,15 @@ import { openDatabase, type OpenedDatabase } from "../../controller/src/store/da
 import { createInstanceStore } from "../../controller/src/store/instanceStore.ts";
 import { migrateToLatest } from "../../controller/src/store/migrations.ts";
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { ManualClock, MemoryEvents, MemoryStore, MemoryWriter, silentLogger } from "../support/memory.ts";
+import {
+  ManualClock,
+  MemoryBreakerStore,
+  MemoryEvents,
+  MemoryStore,
+  MemoryWriter,
+  silentLogger,
+} from "../support/memory.ts";
+import { CircuitBreakers } from "../../controller/src/reconcile/breaker.ts";
 import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 import {
   depthOf,
@@ -137,6 +145,7 @@ async function reconcileOne(
     writer,
     events,
     clock: new ManualClock(),
+    breakers: new CircuitBreakers(new MemoryBreakerStore()),
     enabledFeatures: new Set(),
   });
   let threw = false;
@@ -343,6 +352,7 @@ describe("bad input", () => {
                 writer: new MemoryWriter(),
                 events: new MemoryEvents(),
                 clock: new ManualClock(),
+                breakers: new CircuitBreakers(new MemoryBreakerStore()),
                 enabledFeatures: new Set(),
               }).reconcile({ connector: asStored(g.doc), reconcileId: "x", log: silentLogger });
             } catch (err) {

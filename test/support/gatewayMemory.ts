@@ -2,6 +2,7 @@
 // for unit tests of the invocation pipeline. The PostgreSQL implementations are tested
 // against real servers in test/integration/gateway-*.test.ts.
 import { randomUUID } from "node:crypto";
+import { MemoryBreakerStore } from "./memory.ts";
 import type { DeadLetter, JobRecord, Principal } from "../../controller/src/api/invocation.ts";
 import type { AuditEvent } from "../../controller/src/api/model.ts";
 import type {
@@ -11,9 +12,6 @@ import type {
   AuditSink,
   Authenticator,
   Authorizer,
-  BreakerSettings,
-  BreakerState,
-  BreakerStore,
   IdempotencyClaim,
   IdempotencyScope,
   IdempotencyStore,
@@ -48,13 +46,14 @@ export class MemoryIdentity implements Authenticator, Authorizer {
 export class MemoryLimiter implements Limiter {
   readonly tat = new Map<string, number>();
   readonly slots = new Map<string, Set<string>>();
-  readonly breakers: MemoryBreakers | undefined;
+  readonly breakers: MemoryBreakerStore | undefined;
   now = () => Date.now();
-  constructor(breakers?: MemoryBreakers) {
+  constructor(breakers?: MemoryBreakerStore) {
     this.breakers = breakers;
   }
   async admit(req: AdmissionRequest): Promise<Admission> {
-    const breaker = req.breaker && this.breakers ? await this.breakers.enter(req.instanceId) : undefined;
+    const breaker =
+      req.breaker && this.breakers ? await this.breakers.enter(req.instanceId, req.breaker) : undefined;
     if (breaker?.phase === "open")
       return { admitted: false, reason: "circuit_open", retryAfterMs: breaker.retryAfterMs };
     const now = this.now();
@@ -88,45 +87,6 @@ export class MemoryLimiter implements Limiter {
   }
   async release(slot: Slot): Promise<void> {
     this.slots.get(slot.instanceId)?.delete(slot.id);
-  }
-}
-
-export class MemoryBreakers implements BreakerStore {
-  readonly state = new Map<string, { failures: number; openUntil?: number; trialTaken?: boolean }>();
-  writes = 0;
-  async enter(id: string): Promise<BreakerState> {
-    const s = this.state.get(id);
-    if (!s?.openUntil) return { phase: "closed", failures: s?.failures ?? 0 };
-    if (Date.now() < s.openUntil)
-      return { phase: "open", failures: s.failures, retryAfterMs: s.openUntil - Date.now() };
-    // One trial; while it is held the others see the breaker open.
-    if (s.trialTaken) return { phase: "open", failures: s.failures, retryAfterMs: 1000 };
-    s.trialTaken = true;
-    return { phase: "half-open", failures: s.failures, trial: true };
-  }
-  async peek(id: string): Promise<BreakerState> {
-    const s = this.state.get(id);
-    if (!s?.openUntil) return { phase: "closed", failures: s?.failures ?? 0 };
-    if (Date.now() < s.openUntil)
-      return { phase: "open", failures: s.failures, retryAfterMs: s.openUntil - Date.now() };
-    return { phase: "half-open", failures: s.failures, trial: false };
-  }
-  async success(id: string): Promise<void> {
-    this.writes++;
-    this.state.delete(id);
-  }
-  async failure(id: string, settings: BreakerSettings): Promise<boolean> {
-    this.writes++;
-    const s = this.state.get(id) ?? { failures: 0 };
-    s.failures++;
-    // A failed trial re-opens the breaker; so does the threshold reached.
-    const opens = s.openUntil !== undefined || s.failures >= settings.failureThreshold;
-    if (opens) {
-      s.openUntil = Date.now() + settings.cooldownMs;
-      s.trialTaken = false;
-    }
-    this.state.set(id, s);
-    return opens;
   }
 }
 

@@ -1,6 +1,7 @@
 // In-memory implementations of the reconciler's own ports, for unit tests. They count
 // writes so tests can prove that a quiet reconcile writes nothing.
 import { randomUUID } from "node:crypto";
+import type { BreakerSettings, BreakerState, BreakerStore } from "../../controller/src/api/breaker.ts";
 import type { Connector, ConnectorStatus } from "../../controller/src/api/types.ts";
 import type {
   AuditEvent,
@@ -143,4 +144,59 @@ export function recordingLogger(): { log: Logger; lines: string[] } {
   const lines: string[] = [];
   const record = (obj: object, msg?: string) => lines.push(`${JSON.stringify(obj)} ${msg ?? ""}`);
   return { log: { debug: record, info: record, warn: record, error: record }, lines };
+}
+
+/** The BreakerStore of api/breaker.ts in memory, on the test's clock (as PgBreakerStore behaves). */
+export class MemoryBreakerStore implements BreakerStore {
+  readonly #clock: Clock;
+  readonly state = new Map<string, { failures: number; openUntil?: number; trialUntil?: number }>();
+  writes = 0;
+
+  constructor(clock: Clock = { now: () => new Date() }) {
+    this.#clock = clock;
+  }
+
+  async peek(id: string): Promise<BreakerState> {
+    const s = this.state.get(id);
+    const now = this.#clock.now().getTime();
+    if (!s?.openUntil) return { phase: "closed", failures: s?.failures ?? 0 };
+    if (now < s.openUntil) return { phase: "open", failures: s.failures, retryAfterMs: s.openUntil - now };
+    return { phase: "half-open", failures: s.failures, trial: false };
+  }
+
+  async enter(id: string, settings: BreakerSettings): Promise<BreakerState> {
+    const state = await this.peek(id);
+    if (state.phase !== "half-open") return state;
+    const s = this.state.get(id)!;
+    const now = this.#clock.now().getTime();
+    // One trial; while it is held the others see the breaker open.
+    if (s.trialUntil !== undefined && now < s.trialUntil)
+      return { phase: "open", failures: s.failures, retryAfterMs: s.trialUntil - now };
+    s.trialUntil = now + (settings.trialTimeoutMs ?? settings.cooldownMs);
+    return { phase: "half-open", failures: s.failures, trial: true };
+  }
+
+  async success(id: string): Promise<void> {
+    if (!this.state.has(id)) return;
+    this.writes++;
+    this.state.delete(id);
+  }
+
+  async failure(id: string, settings: BreakerSettings): Promise<boolean> {
+    this.writes++;
+    const s = this.state.get(id) ?? { failures: 0 };
+    s.failures++;
+    // A failed trial re-opens the breaker; so does the threshold reached.
+    const opens = s.openUntil !== undefined || s.failures >= settings.failureThreshold;
+    if (opens) {
+      s.openUntil = this.#clock.now().getTime() + settings.cooldownMs;
+      delete s.trialUntil;
+    }
+    this.state.set(id, s);
+    return opens;
+  }
+
+  async forget(id: string): Promise<void> {
+    this.state.delete(id);
+  }
 }

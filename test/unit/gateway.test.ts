@@ -18,14 +18,13 @@ import { RetryBudget } from "../../controller/src/gateway/retryBudget.ts";
 import { runJob } from "../../controller/src/gateway/worker.ts";
 import {
   MemoryAudit,
-  MemoryBreakers,
   MemoryIdempotency,
   MemoryIdentity,
   MemoryJobs,
   MemoryLedger,
   MemoryLimiter,
 } from "../support/gatewayMemory.ts";
-import { silentLogger } from "../support/memory.ts";
+import { MemoryBreakerStore, silentLogger } from "../support/memory.ts";
 
 const KEY = Buffer.alloc(32, 7);
 const BASE = "/v1/namespaces/team-a/connectors/web/operations";
@@ -146,7 +145,7 @@ describe("the gateway's invocation pipeline", () => {
   let identity: MemoryIdentity;
   let audit: MemoryAudit;
   let limiter: MemoryLimiter;
-  let breakers: MemoryBreakers;
+  let breakers: MemoryBreakerStore;
   let jobs: MemoryJobs;
   let instance: InstanceRow;
   let results: (DriverResult | ConnectorError)[];
@@ -168,7 +167,7 @@ describe("the gateway's invocation pipeline", () => {
     identity.grant("bob", "approve", "team-a");
     identity.grant("alice", "approve", "team-a");
     audit = new MemoryAudit();
-    breakers = new MemoryBreakers();
+    breakers = new MemoryBreakerStore();
     limiter = new MemoryLimiter(breakers);
     jobs = new MemoryJobs();
     instance = row();

@@ -15,7 +15,14 @@ import { loadFileCatalog } from "../../controller/src/catalog/fileCatalog.ts";
 import { CircuitBreakers } from "../../controller/src/reconcile/breaker.ts";
 import { Reconciler } from "../../controller/src/reconcile/reconciler.ts";
 import { runHealth } from "../support/argoLua.ts";
-import { ManualClock, MemoryEvents, MemoryStore, MemoryWriter, silentLogger } from "../support/memory.ts";
+import {
+  ManualClock,
+  MemoryBreakerStore,
+  MemoryEvents,
+  MemoryStore,
+  MemoryWriter,
+  silentLogger,
+} from "../support/memory.ts";
 
 /** kstatus's rules for a custom resource that follows the conditions convention. */
 function kstatus(c: Connector): "Current" | "InProgress" | "Failed" {
@@ -57,7 +64,11 @@ function world() {
     enabledFeatures: new Set(),
     prober: { probe: async () => state.probe() },
     secrets: { resolve: async () => state.secret() },
-    breakers: new CircuitBreakers({ failureThreshold: 3, cooldownMs: 60_000, retryMs: 5_000 }),
+    breakers: new CircuitBreakers(new MemoryBreakerStore(clock), {
+      failureThreshold: 3,
+      cooldownMs: 60_000,
+      retryMs: 5_000,
+    }),
     random: () => 0.5,
   });
   const connector: Connector = {

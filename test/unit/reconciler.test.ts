@@ -8,7 +8,14 @@ import { CircuitBreakers } from "../../controller/src/reconcile/breaker.ts";
 import { alignToGrid } from "../../controller/src/reconcile/health.ts";
 import { Reconciler, type ReconcileResult } from "../../controller/src/reconcile/reconciler.ts";
 import { validateConnector } from "../../controller/src/reconcile/validate.ts";
-import { ManualClock, MemoryEvents, MemoryStore, MemoryWriter, silentLogger } from "../support/memory.ts";
+import {
+  ManualClock,
+  MemoryBreakerStore,
+  MemoryEvents,
+  MemoryStore,
+  MemoryWriter,
+  silentLogger,
+} from "../support/memory.ts";
 
 function mailType(): ConnectorType {
   const version = (v: number, lifecycle: "approved" | "deprecated" | "retired") => ({
@@ -117,6 +124,7 @@ describe("Reconciler", () => {
       writer,
       events,
       clock,
+      breakers: new CircuitBreakers(new MemoryBreakerStore(clock)),
       enabledFeatures: new Set(),
       prober: okProber,
       random: () => 0.5,
@@ -298,6 +306,7 @@ describe("Reconciler", () => {
       writer,
       events,
       clock,
+      breakers: new CircuitBreakers(new MemoryBreakerStore(clock)),
       enabledFeatures: new Set(),
       prober: { probe: async () => (probes++, { ok: true, latencyMs: 1 }) },
     });
@@ -442,6 +451,7 @@ describe("Reconciler health and the circuit breaker", () => {
   let store: MemoryStore;
   let reconciler: Reconciler;
   let breakers: CircuitBreakers;
+  let breakerStore: MemoryBreakerStore;
   const run = () => reconciler.reconcile({ connector: conn, reconcileId: "r", log: silentLogger });
   const cond = (type: string) => conn.status?.conditions?.find((c) => c.type === type);
 
@@ -450,7 +460,8 @@ describe("Reconciler health and the circuit breaker", () => {
     probes = 0;
     clock = new ManualClock();
     store = new MemoryStore();
-    breakers = new CircuitBreakers({ failureThreshold: 3, cooldownMs: 60_000, retryMs: 5_000 });
+    breakerStore = new MemoryBreakerStore(clock);
+    breakers = new CircuitBreakers(breakerStore, { failureThreshold: 3, cooldownMs: 60_000, retryMs: 5_000 });
     reconciler = new Reconciler({
       catalog: new StaticCatalog([mailType()]),
       schemas: new ConfigSchemaCache(),
@@ -519,11 +530,11 @@ describe("Reconciler health and the circuit breaker", () => {
       clock.advance(300_000);
       await run();
     }
-    expect(breakers.phase(store.rows[0]!.id, clock.now())).toBe("open");
+    expect((await breakerStore.peek(store.rows[0]!.id)).phase).toBe("open");
     results.push({ ok: false, errorClass: "transient", message: "timeout" });
     clock.advance(60_000);
     await run();
-    expect(breakers.phase(store.rows[0]!.id, clock.now())).toBe("open");
+    expect((await breakerStore.peek(store.rows[0]!.id)).phase).toBe("open");
     expect(breakers.trips).toBe(1);
   });
 
@@ -538,7 +549,7 @@ describe("Reconciler health and the circuit breaker", () => {
     expect(conn.status?.state).toBe("credential_expired");
     expect(cond("Healthy")).toMatchObject({ status: "False", reason: "AuthenticationFailed" });
     expect(cond("Ready")).toMatchObject({ status: "False", reason: "CredentialExpired" });
-    expect(breakers.failures(store.rows[0]!.id)).toBe(0);
+    expect((await breakerStore.peek(store.rows[0]!.id)).failures).toBe(0);
   });
 
   it("reports a host outside the egress allowlist as EgressDenied", async () => {

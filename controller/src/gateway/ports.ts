@@ -2,6 +2,7 @@
 // store/ (PostgreSQL: limits, breakers, idempotency, audit) and the job engine implement
 // them; the gateway's tests use in-memory versions of the same interfaces. Everything that
 // must hold across gateway replicas lives behind these, in PostgreSQL.
+import type { BreakerSettings, BreakerState } from "../api/breaker.ts";
 import type { Logger } from "../api/logger.ts";
 import type { AuditEvent, InstanceRow, ProbeInput } from "../api/model.ts";
 import type { Connector, ErrorClass, JsonObject, JsonValue, TypeVersion } from "../api/types.ts";
@@ -98,35 +99,7 @@ export interface Limiter {
 
 // ---- the circuit breaker, shared by the controller and every gateway replica -------------
 
-export interface BreakerSettings {
-  failureThreshold: number;
-  cooldownMs: number;
-  /**
-   * How long the half-open trial is held before another caller may try (its holder may have
-   * died without reporting). Default: cooldownMs; give it the operation's timeout.
-   */
-  trialTimeoutMs?: number;
-}
-
-export type BreakerState =
-  | { phase: "closed"; failures: number }
-  | { phase: "open"; failures: number; retryAfterMs: number }
-  /**
-   * The cooldown passed: exactly one caller may try (`trial: true` from `enter`); while that
-   * trial is held the others get `open`, with the time the trial may take as retryAfter.
-   */
-  | { phase: "half-open"; failures: number; trial: boolean };
-
-export interface BreakerStore {
-  /** The breaker as a call should see it; in half-open, claims the single trial call for this caller. */
-  enter(instanceId: string, settings: BreakerSettings): Promise<BreakerState>;
-  /** The breaker as it is, claiming nothing (the controller's status; `trial` is false). */
-  peek(instanceId: string): Promise<BreakerState>;
-  /** Closes the breaker (resets failures). Writes only when it was not already closed at zero. */
-  success(instanceId: string): Promise<void>;
-  /** Counts a failure; true when this failure opened (or re-opened) the breaker. */
-  failure(instanceId: string, settings: BreakerSettings): Promise<boolean>;
-}
+export type { BreakerSettings, BreakerState, BreakerStore } from "../api/breaker.ts";
 
 // ---- idempotency (spec §2.3) -------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 export const BY_TYPE = "type";
 export const BY_TEMPLATE = "policyTemplate";
 export const BY_PROVIDER = "provider";
+export const BY_INSTANCE = "instanceId";
 
 export interface CachesOptions {
   log: Logger;
@@ -110,6 +111,7 @@ export class Caches implements CatalogReader {
       inf.addIndex(BY_TYPE, (c) => [c.spec.type]);
       inf.addIndex(BY_TEMPLATE, (c) => (c.spec.policyTemplate ? [c.spec.policyTemplate] : []));
       inf.addIndex(BY_PROVIDER, providersOf);
+      inf.addIndex(BY_INSTANCE, (c) => (c.status?.instanceId ? [c.status.instanceId] : []));
       this.#connectors.set(ns, inf);
     }
   }

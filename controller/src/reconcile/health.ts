@@ -12,6 +12,7 @@ import {
   type ProbeInput,
   type ProbeResult,
 } from "../api/model.ts";
+import type { BreakerState } from "../api/breaker.ts";
 import type { CircuitBreakers } from "./breaker.ts";
 import type { Prober } from "./ports.ts";
 import type { HealthView } from "./status.ts";
@@ -71,7 +72,7 @@ export async function checkHealth(
   const result = await pending;
   const checked = { healthCheckedAt: now };
   if (result.ok) {
-    breakers.success(row.id);
+    await breakers.success(row.id);
     return {
       result,
       health: { status: "True", reason: "ConnectivityOK", message: "health probe succeeded" },
@@ -81,7 +82,7 @@ export async function checkHealth(
   const { message, errorClass } = result.error;
   const failed = (errorClass: ErrorClass) => ({ ...checked, lastError: message, lastErrorClass: errorClass });
   if (result.error.reason === AUTHENTICATION_FAILED) {
-    breakers.success(row.id); // not a connectivity failure: the server answered
+    await breakers.success(row.id); // not a connectivity failure: the server answered
     return {
       result,
       health: { status: "False", reason: "AuthenticationFailed", message },
@@ -95,11 +96,11 @@ export async function checkHealth(
       observed: { ...failed("policy_denied"), state: "error" },
     };
   }
-  const tripped = breakers.failure(row.id, now);
-  if (breakers.phase(row.id, now) === "open") {
+  const breaker = await breakers.failure(row.id);
+  if (breaker.open) {
     return {
       result,
-      tripped,
+      tripped: breaker.tripped,
       health: {
         status: "False",
         reason: "CircuitOpen",
@@ -130,19 +131,19 @@ export function slackMs(everyMs: number): number {
  */
 export function probePlan(
   row: InstanceRow,
-  breakers: CircuitBreakers,
+  breaker: BreakerState,
+  retryMs: number,
   now: Date,
   hc: HealthCheck | undefined,
   force: boolean,
 ): { run: boolean; open: boolean; nextInMs: number; steady: boolean } {
-  const phase = breakers.phase(row.id, now);
-  if (phase === "open")
-    return { run: false, open: true, steady: false, nextInMs: breakers.openUntil(row.id)! - now.getTime() };
+  if (breaker.phase === "open")
+    return { run: false, open: true, steady: false, nextInMs: breaker.retryAfterMs };
   const since = row.healthCheckedAt ? now.getTime() - row.healthCheckedAt.getTime() : Infinity;
-  const failing = breakers.failures(row.id) > 0;
-  const every = failing ? Math.min(breakers.settings.retryMs, intervalMs(hc)) : intervalMs(hc);
+  const failing = breaker.failures > 0;
+  const every = failing ? Math.min(retryMs, intervalMs(hc)) : intervalMs(hc);
   const run =
-    force || phase === "half-open" || row.state === "provisioning" || since >= every - slackMs(every);
+    force || breaker.phase === "half-open" || row.state === "provisioning" || since >= every - slackMs(every);
   return { run, open: false, steady: !failing, nextInMs: run ? every : every - since };
 }
 

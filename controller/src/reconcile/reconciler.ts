@@ -44,7 +44,8 @@ export interface ReconcilerDeps {
   secrets?: SecretResolver;
   secretRefs?: ValidationContext["secretRefs"];
   prober?: Prober;
-  breakers?: CircuitBreakers;
+  /** The instances' circuit breakers, shared with the gateway. */
+  breakers: CircuitBreakers;
   oauthClients?: OAuthClients;
   /** Keys the OAuth state nonce (the fingerprint key). */
   oauthStateKey?: Buffer;
@@ -120,7 +121,7 @@ export class Reconciler {
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
-    this.#breakers = deps.breakers ?? new CircuitBreakers();
+    this.#breakers = deps.breakers;
   }
 
   async reconcile(req: ReconcileRequest): Promise<ReconcileResult> {
@@ -142,7 +143,7 @@ export class Reconciler {
       });
       const instance = (at.instance = await this.#apply(run, current, plan));
       if (!instance.row.enabled) return await this.#record(run, valid, instance, idle());
-      const schedule = this.#schedule(run, instance);
+      const schedule = await this.#schedule(run, instance);
       if (!schedule.run) return await this.#record(run, valid, instance, notDue(schedule, instance.row));
       at.resolvingCredentials = true;
       const credentials = await this.#credentials(run, valid, instance);
@@ -228,14 +229,21 @@ export class Reconciler {
   }
 
   /** Whether a probe is due now (the interval, the breaker, a changed spec), and when the next one is. */
-  #schedule(run: Run, instance: Instance): ProbeSchedule {
-    return probePlan(
+  async #schedule(run: Run, instance: Instance): Promise<ProbeSchedule> {
+    const id = instance.row.id;
+    const breaker = await this.#breakers.state(id);
+    const plan = probePlan(
       instance.row,
-      this.#breakers,
+      breaker,
+      this.#breakers.settings.retryMs,
       this.#d.clock.now(),
       run.c.spec.healthCheck,
       instance.specChanged,
     );
+    // A half-open breaker lets one trial through, shared with the gateway: a probe takes it or waits.
+    if (plan.run && breaker.phase === "half-open" && !(await this.#breakers.claimTrial(id)))
+      return { run: false, open: true, steady: false, nextInMs: this.#breakers.settings.retryMs };
+    return plan;
   }
 
   async #credentials(run: Run, valid: ValidSpec, instance: Instance): Promise<CredentialOutcome> {
@@ -293,7 +301,7 @@ export class Reconciler {
     }
     if (finding.tripped) {
       this.#d.metrics?.breakerTrip(valid.type.metadata.name);
-      run.log.warn({ failures: this.#breakers.failures(instance.row.id) }, "circuit breaker opened");
+      run.log.warn({ threshold: this.#breakers.settings.failureThreshold }, "circuit breaker opened");
     }
     return finding;
   }
@@ -357,9 +365,9 @@ export class Reconciler {
     return this.#requeue(run, row, finding);
   }
 
-  #requeue(run: Run, row: InstanceRow, finding: Finding): ReconcileResult {
+  async #requeue(run: Run, row: InstanceRow, finding: Finding): Promise<ReconcileResult> {
     // A probe that ran schedules the next from the row it wrote.
-    const next = finding.next ?? (finding.probed ? this.#afterProbe(run, row) : undefined);
+    const next = finding.next ?? (finding.probed ? await this.#afterProbe(run, row) : undefined);
     if (!next) return {};
     const now = this.#d.clock.now();
     const every = intervalMs(run.c.spec.healthCheck);
@@ -370,8 +378,16 @@ export class Reconciler {
     };
   }
 
-  #afterProbe(run: Run, row: InstanceRow): { inMs: number; steady: boolean } {
-    const after = probePlan(row, this.#breakers, this.#d.clock.now(), run.c.spec.healthCheck, false);
+  async #afterProbe(run: Run, row: InstanceRow): Promise<{ inMs: number; steady: boolean }> {
+    const breaker = await this.#breakers.state(row.id);
+    const after = probePlan(
+      row,
+      breaker,
+      this.#breakers.settings.retryMs,
+      this.#d.clock.now(),
+      run.c.spec.healthCheck,
+      false,
+    );
     return { inMs: after.nextInMs, steady: after.steady && !after.open };
   }
 
@@ -446,7 +462,7 @@ export class Reconciler {
     const orphan = managementPolicies(c).deletion === "Orphan";
     const row = c.metadata.uid ? await this.#d.store.findByUid(c.metadata.uid, run.work) : undefined;
     if (row) {
-      this.#breakers.forget(row.id);
+      await this.#breakers.forget(row.id);
       await this.#d.store.transaction(async (tx) => {
         if (orphan) return this.#audit(run, row, { operation: "orphaned", outcome: "success" }, tx);
         await tx.update(row.id, { enabled: false, state: "disabled" });

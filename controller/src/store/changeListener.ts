@@ -1,5 +1,5 @@
 // Hears about instance rows changed by anyone but the controller (the trigger of migration
-// 002) and hands their namespace/name on at once. A lost LISTEN connection is re-established
+// 002) and about breakers opened or closed (migration 003), and hands them on at once. A lost LISTEN connection is re-established
 // with backoff, followed by `onResubscribed` (the caller resyncs, since notifications sent
 // meanwhile are gone).
 import { jitter, sleep } from "../api/clock.ts";
@@ -7,6 +7,7 @@ import type { Logger } from "../api/logger.ts";
 import { aborted, type Runnable } from "../api/runnable.ts";
 import type { OpenedDatabase } from "./database.ts";
 import { CHANGE_CHANNEL } from "./migrations.ts";
+import { BREAKER_CHANNEL } from "./migrations/003_gateway_limits.ts";
 
 export interface ChangeListenerHandlers {
   onChange(key: string): void;
@@ -14,11 +15,27 @@ export interface ChangeListenerHandlers {
   log: Logger;
 }
 
+/** Instance rows changed by anyone but the controller: their namespace/name. */
 export function externalChanges(database: OpenedDatabase, h: ChangeListenerHandlers): Runnable {
+  return notifications("external-changes", database, CHANGE_CHANNEL, h);
+}
+
+/** A breaker opened or closed (by a probe or a gateway call): its instance id. */
+export function breakerChanges(database: OpenedDatabase, h: ChangeListenerHandlers): Runnable {
+  return notifications("breaker-changes", database, BREAKER_CHANNEL, h);
+}
+
+/** LISTENs on `channel` while it runs, handing each payload on. */
+function notifications(
+  name: string,
+  database: OpenedDatabase,
+  channel: string,
+  h: ChangeListenerHandlers,
+): Runnable {
   let subscribed: () => void;
   const first = new Promise<void>((resolve) => (subscribed = resolve));
   return {
-    name: "external-changes",
+    name,
     ready: () => first,
     async start(signal) {
       let backoffMs = 250;
@@ -29,7 +46,7 @@ export function externalChanges(database: OpenedDatabase, h: ChangeListenerHandl
         let unsubscribe: (() => Promise<void>) | undefined;
         try {
           unsubscribe = await database.subscribe(
-            CHANGE_CHANNEL,
+            channel,
             (key) => h.onChange(key),
             (err) => {
               if (!signal.aborted)

@@ -4,7 +4,7 @@
 // instance id, so the controller can show CircuitOpen at once.
 import { sql } from "kysely";
 import type { Kysely } from "kysely";
-import type { BreakerSettings, BreakerState, BreakerStore } from "../gateway/ports.ts";
+import type { BreakerSettings, BreakerState, BreakerStore } from "../api/breaker.ts";
 import type { Database } from "./schema.ts";
 
 export { BREAKER_CHANNEL } from "./migrations/003_gateway_limits.ts";
@@ -62,6 +62,10 @@ export class PgBreakerStore implements BreakerStore {
       select gateway_breaker_failure(${instanceId}, ${settings.failureThreshold}::integer,
         ${Math.ceil(settings.cooldownMs)}::bigint, ${this.#clock()}::numeric) as opened`.execute(this.#db);
     return rows[0]?.opened === true;
+  }
+
+  async forget(instanceId: string): Promise<void> {
+    await this.#db.deleteFrom("gateway_breakers").where("instance_id", "=", instanceId).execute();
   }
 
   #clock(): number | null {
