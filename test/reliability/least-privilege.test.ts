@@ -6,32 +6,29 @@
 // "forbidden" in its log: what it has is enough. A compact `kubectl auth can-i` matrix
 // shows that what it must not have, it has not. (The complete matrix, rule by rule against
 // charts/connector-controller/rbac-expectations.yaml, is test/integration/chart.test.ts.)
-import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as yaml from "js-yaml";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector } from "../../controller/src/api/types.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { kubectlOk } from "../support/cluster.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import type { ControllerProcess } from "../support/controllerProcess.ts";
+import { runCommand } from "../support/process.ts";
+import { testbinDir } from "../support/testbin.ts";
+import { eventually } from "../support/wait.ts";
+import { startWorld, type World as TestWorld } from "../support/world.ts";
 import {
-  applyCatalog,
   createAll,
   httpConnector,
-  killAllControllers,
   kindFor,
   Kube,
   SCENARIO_TIMEOUT,
   size,
-  spawnController,
-  until,
   World,
-  type ControllerProcess,
   type Kind,
-  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport } from "./invariants.ts";
 import { Tally } from "./tally.ts";
@@ -42,46 +39,23 @@ const AS = `system:serviceaccount:${RELEASE_NS}:${SA}`;
 const TENANT = "lp-tenant";
 const CHART = join(projectRoot, "charts/connector-controller");
 
+let testWorld: TestWorld;
 let cp: ControlPlane;
-let db: TestPostgres;
-let target: HttpTarget;
 let kube: Kube;
 let sql: pg.Pool;
 let saKubeconfig: string;
 const tally = new Tally("least-privilege");
 
-function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    p.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
-}
-
-async function kubectl(args: string[], input?: string): Promise<string> {
-  const r = await cp.kubectl(args, input === undefined ? {} : { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
+const kubectl = (args: string[], input?: string) => kubectlOk(cp, args, input);
 
 beforeAll(async () => {
-  [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startHttpTarget()]);
-  await applyCatalog(cp);
+  testWorld = await startWorld({ target: true, namespaces: [RELEASE_NS, TENANT] });
+  ({ cp, sql } = testWorld);
   kube = new Kube(cp.kubeconfigPath);
-  sql = openPool(db.url, 2);
-  await kube.ensureNamespace(RELEASE_NS);
-  await kube.ensureNamespace(TENANT);
 
   // The chart's own RBAC and ServiceAccount, rendered by helm (built once by `make testbin`).
-  const helmDir = (await run("bash", [join(projectRoot, "hack/testbin.sh"), "helm"])).stdout
-    .trim()
-    .split("\n")
-    .pop();
-  if (!helmDir) throw new Error("hack/testbin.sh helm did not say where helm is (run `make testbin`)");
-  const rendered = await run(join(helmDir, "helm"), [
+  const helmDir = await testbinDir("helm", ["helm"]);
+  const rendered = await runCommand(join(helmDir, "helm"), [
     "template",
     "connector-controller",
     CHART,
@@ -121,11 +95,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  await killAllControllers();
-  await sql?.end();
-  await db?.stop();
-  await target?.stop();
-  await cp?.stop();
+  await testWorld?.stop();
 });
 
 describe("least privilege", () => {
@@ -137,9 +107,8 @@ describe("least privilege", () => {
         world.namespaces.add(TENANT);
         const procs: ControllerProcess[] = [];
         const start = (name: string) => {
-          const p = spawnController({
+          const p = testWorld.spawnController({
             kubeconfig: saKubeconfig,
-            databaseUrl: db.url,
             name,
             namespaces: [], // all namespaces, as the chart runs it
             args: [
@@ -157,14 +126,14 @@ describe("least privilege", () => {
         const first = start("lp-1");
         await first.started();
         const items: { doc: Connector; kind: Kind }[] = Array.from({ length: size(16, 40) }, (_, i) => ({
-          doc: httpConnector(TENANT, `lp${i}`, target.url, kindFor(i)),
+          doc: httpConnector(TENANT, `lp${i}`, testWorld.target.url, kindFor(i)),
           kind: kindFor(i),
         }));
         const creating = createAll(
           kube,
           items.map((x) => x.doc),
         );
-        await until(() => first.count("instance created") >= 2, "the first instances", 60_000);
+        await eventually(() => first.count("instance created") >= 2, "the first instances", 60_000);
         await first.kill("SIGKILL");
         r.faults++;
         const created = await creating;

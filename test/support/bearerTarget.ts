@@ -6,7 +6,8 @@
 // Discord-shaped answers are available too (GET <prefix>/users/@me returns a user), so the
 // OAuth tests can check which authorization scheme a probe used.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { Socket } from "node:net";
+import { listen } from "./net.ts";
 
 export interface BearerTarget {
   /** http://<host>:<port> */
@@ -58,11 +59,7 @@ export async function startBearerTarget(opts: { host?: string } = {}): Promise<B
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, host, () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const { port } = await listen(server, 0, host);
   return {
     url: `http://${host}:${port}`,
     host,

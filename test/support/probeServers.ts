@@ -4,11 +4,12 @@
 //   Discord (/api/v10/users/@me) shapes; it counts TCP connections and open sockets.
 // - startSilentServer: accepts TCP connections and never says a word (timeouts), counting
 //   connections and open sockets too.
-import { once } from "node:events";
 import * as https from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
-import { createTestCa } from "./testCa.ts";
+import { listen } from "./net.ts";
+import { createTestCa } from "./pki.ts";
+import { eventually } from "./wait.ts";
 
 export interface ConnectionCounter {
   /** TCP connections accepted so far. */
@@ -52,11 +53,14 @@ function counter(server: Server): ConnectionCounter & { sockets: Set<Socket> } {
       count = 0;
     },
     async waitForNoOpenSockets(timeoutMs = 2000) {
-      const deadline = Date.now() + timeoutMs;
-      while (sockets.size > 0) {
-        if (Date.now() > deadline) throw new Error(`${sockets.size} socket(s) still open on the test server`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await eventually(
+        () => {
+          if (sockets.size > 0) throw new Error(`${sockets.size} socket(s) still open`);
+          return true;
+        },
+        "the test server's sockets to close",
+        { timeoutMs, intervalMs: 10 },
+      );
     },
   };
 }
@@ -144,10 +148,7 @@ export async function startTestHttpsServer(opts: { token?: string } = {}): Promi
 
   const server = https.createServer({ cert: cert.certPem, key: cert.keyPem }, handler);
   const c = counter(server);
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const addr = server.address();
-  const port = typeof addr === "object" && addr !== null ? addr.port : 0;
+  const { port } = await listen(server);
   return {
     port,
     url: `https://127.0.0.1:${port}`,
@@ -183,10 +184,7 @@ export async function startSilentServer(): Promise<SilentServer> {
   // Reads (and drops) what the client sends, so the client's FIN is seen and counted.
   const server = createServer((s) => s.resume());
   const c = counter(server);
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const addr = server.address();
-  const port = typeof addr === "object" && addr !== null ? addr.port : 0;
+  const { port } = await listen(server);
   return {
     port,
     connections: c.connections,

@@ -2,13 +2,13 @@
 // a few writes in flight, a bounded backlog written in order, the rest dropped and counted.
 import * as https from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../controller/src/api/types.ts";
 import { reuseConnections } from "../../controller/src/kube/connections.ts";
 import { KubeEventRecorder } from "../../controller/src/kube/events.ts";
-import { createTestCa } from "../support/testCa.ts";
+import { listen } from "../support/net.ts";
+import { createTestCa } from "../support/pki.ts";
 import { silentLogger } from "../support/memory.ts";
 
 let server: https.Server;
@@ -29,13 +29,13 @@ beforeAll(async () => {
       maxConcurrent = Math.max(maxConcurrent, held.length);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = await listen(server);
   kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [
       {
         name: "c",
-        server: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        server: `https://127.0.0.1:${port}`,
         caData: Buffer.from(ca.caPem).toString("base64"),
       },
     ],
