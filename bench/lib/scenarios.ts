@@ -135,6 +135,22 @@ async function settledCounters(env: Env): Promise<PgCounters> {
   return prev;
 }
 
+/** The controller under test on this scenario's cluster and database. */
+function controllerFor(
+  env: Env,
+  concurrency: number,
+  extra: { cpuProfileDir?: string; resyncPeriod?: string },
+): ControllerProcess {
+  return startBenchController({
+    ...(env.controllerEntry ? { entry: env.controllerEntry } : {}),
+    ...(env.nodeOptions ? { nodeOptions: env.nodeOptions } : {}),
+    kubeconfig: env.cp.kubeconfigPath,
+    databaseUrl: env.db.url,
+    concurrency,
+    ...extra,
+  });
+}
+
 // ---- 1. cold start --------------------------------------------------------------------------
 
 export interface ColdStart {
@@ -171,14 +187,7 @@ export async function coldStart(env: Env, concurrency: number, profile: boolean)
   const pg0 = await readCounters(env.pg, env.db);
   const cpu0 = serverCpu(env);
   const profileDir = profile && env.profileDir ? env.profileDir : undefined;
-  const ctrl = startBenchController({
-    ...(env.controllerEntry ? { entry: env.controllerEntry } : {}),
-    ...(env.nodeOptions ? { nodeOptions: env.nodeOptions } : {}),
-    kubeconfig: env.cp.kubeconfigPath,
-    databaseUrl: env.db.url,
-    concurrency,
-    ...(profileDir ? { cpuProfileDir: profileDir } : {}),
-  });
+  const ctrl = controllerFor(env, concurrency, profileDir ? { cpuProfileDir: profileDir } : {});
   try {
     const timeoutMs = Math.max(180_000, n * 150);
     let timer: NodeJS.Timeout | undefined;
@@ -518,14 +527,7 @@ export async function warmStart(
   const total = env.tracker.informer.size;
   const t0 = await dbNow(env.db);
   const api0 = await apiserverRequests(env.cp);
-  const ctrl = startBenchController({
-    ...(env.controllerEntry ? { entry: env.controllerEntry } : {}),
-    ...(env.nodeOptions ? { nodeOptions: env.nodeOptions } : {}),
-    kubeconfig: env.cp.kubeconfigPath,
-    databaseUrl: env.db.url,
-    concurrency,
-    ...(resyncPeriod ? { resyncPeriod } : {}),
-  });
+  const ctrl = controllerFor(env, concurrency, resyncPeriod ? { resyncPeriod } : {});
   try {
     await ctrl.waitFor("controller started");
     const deadline = Date.now() + Math.max(120_000, total * 60);

@@ -72,11 +72,11 @@ export async function startWorld(o: WorldOptions = {}): Promise<World> {
     const cp = stops.adopt("control plane", started[0], (x) => x.stop());
     const db = stops.adopt("database", started[1], (x) => x.stop());
     const target = stops.adopt("target", started[2], (x) => x?.stop());
+    if (stops.failures.length) throw stops.failures[0];
     const sql = openPool(db.url, 2);
     stops.defer("pool", () => sql.end());
     const bao = o.vault ? await startOpenBao(cp) : undefined;
     if (bao) stops.defer("vault", () => bao.stop());
-    if (stops.failures.length) throw stops.failures[0];
     if (o.catalog !== false) await applyCatalog(cp);
     for (const ns of o.namespaces ?? []) await ensureNamespace(cp, ns);
 
@@ -145,7 +145,10 @@ class Stops {
   /** Why the starts given to adopt() failed. */
   readonly failures: unknown[] = [];
 
-  /** The value of a start that ran side by side with others (to be stopped with `stop`). */
+  /**
+   * The value of a start that ran side by side with others, to be stopped with `stop`; a
+   * failed one is kept in `failures` (the caller throws once every start is adopted).
+   */
   adopt<T>(what: string, r: PromiseSettledResult<T>, stop: (x: T) => unknown): T {
     if (r.status === "fulfilled") {
       this.defer(what, () => stop(r.value));
