@@ -4,7 +4,7 @@ import * as https from "node:https";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { GROUP, VERSION, type Connector } from "../../controller/src/api/types.ts";
 import { reuseConnections } from "../../controller/src/kube/connections.ts";
-import { Informer, objectKey } from "../../controller/src/kube/informer.ts";
+import { Informer, objectKey } from "../../controller/src/kube/runtime/informer.ts";
 import { customObjectSource, PLURALS } from "../../controller/src/kube/resources.ts";
 import { createLogger } from "../../controller/src/observability/logger.ts";
 import { applyCatalog, kubectlOk } from "../../test/support/cluster.ts";

@@ -7,7 +7,7 @@ import { Kysely, PostgresDialect, type Selectable } from "kysely";
 import pg from "pg";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import { GROUP, VERSION, type Connector, type ConnectorStatus } from "../../controller/src/api/types.ts";
-import { objectKey } from "../../controller/src/kube/informer.ts";
+import { objectKey } from "../../controller/src/kube/runtime/informer.ts";
 import { KubeConnectorWriter, PLURALS } from "../../controller/src/kube/resources.ts";
 import { createInstanceStore, fromInstanceRow } from "../../controller/src/store/instanceStore.ts";
 import { migrateToLatest } from "../../controller/src/store/migrations.ts";

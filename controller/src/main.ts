@@ -1,294 +1,290 @@
-// The composition root: configuration, logger, database, Kubernetes client, metrics and
-// probes, leader election, controller.
+// The controller's composition root: wiring only. Every long-running part is a runnable of
+// the Manager (kube/runtime/manager.ts), which starts them in order and stops them in
+// reverse: probe servers; informer caches; the admission webhook; then, while this
+// replica leads, the database fence, the secret resolver, the SecretProvider and Connector
+// controllers, the database change listener and the retention janitor.
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
-import { KubeConfig } from "@kubernetes/client-node";
+import pRetry from "p-retry";
+import { aborted, serverRunnable } from "./api/runnable.ts";
+import { systemClock } from "./api/clock.ts";
+import { isRetryable, classify } from "./api/errors.ts";
 import { ConfigSchemaCache } from "./catalog/configSchemas.ts";
-import type { SecretRef } from "./api/types.ts";
 import { ConfigError, loadConfig, usage, type Config } from "./config.ts";
-import { reuseConnections } from "./kube/connections.ts";
-import { ConnectorController } from "./kube/controller.ts";
+import { Caches, BY_PROVIDER, BY_TEMPLATE, BY_TYPE } from "./kube/caches.ts";
+import { apiServerOf, connectKube } from "./kube/client.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
-import { LeaderElector } from "./kube/leaderElection.ts";
-import { KubeConnectorWriter } from "./kube/resources.ts";
-import { startWebhookServer } from "./kube/webhook.ts";
 import { loadOrCreateFingerprintKey } from "./kube/hmacKey.ts";
-import { SecretProviderStatusWriter } from "./kube/secretProviderStatus.ts";
-import { watchSecretProviders } from "./kube/secretProviders.ts";
+import { KubeConnectorWriter } from "./kube/resources.ts";
+import { Controller } from "./kube/runtime/controller.ts";
+import { LeaderElector } from "./kube/runtime/leaderElection.ts";
+import { Manager } from "./kube/runtime/manager.ts";
+import { objectKey } from "./kube/runtime/informer.ts";
+import { KubeSecretProviderStatusWriter } from "./kube/secretProviderStatus.ts";
 import { KubeSecretKeys, KubeServiceAccountTokens } from "./kube/serviceAccountTokens.ts";
-import { checkNamespaceAllowed, renderSecretPath } from "./secrets/pathGuard.ts";
-import { VaultSecretResolver } from "./secrets/resolver.ts";
+import { startWebhookServer } from "./kube/webhook.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { startProbeServer } from "./observability/server.ts";
-import { createProber } from "./probes/index.ts";
-import { CircuitBreakers } from "./reconcile/health.ts";
-import type { InstanceStore } from "./reconcile/ports.ts";
+import { createProber } from "./drivers/run.ts";
+import { reviewConnector } from "./reconcile/admission.ts";
+import { CircuitBreakers } from "./reconcile/breaker.ts";
 import { Reconciler } from "./reconcile/reconciler.ts";
-import { purgeExpired } from "./reconcile/retention.ts";
-import { listenForExternalChanges } from "./store/changeListener.ts";
+import { retentionJanitor } from "./reconcile/retention.ts";
+import { secretProviderReconciler } from "./reconcile/secretProvider.ts";
+import { secretRefGuard } from "./secrets/pathGuard.ts";
+import { VaultSecretResolver } from "./secrets/resolver.ts";
+import { externalChanges } from "./store/changeListener.ts";
 import { openDatabase } from "./store/database.ts";
 import { createInstanceStore } from "./store/instanceStore.ts";
+import { databaseFence } from "./store/leaderFence.ts";
 import { migrateToLatest } from "./store/migrations.ts";
-
-export interface Running {
-  controller: ConnectorController;
-  writer: KubeConnectorWriter;
-  metrics: Metrics;
-  /** Resolves once this replica leads and its workers run (at once without leader election). */
-  leading: Promise<void>;
-  /** Where /metrics and /healthz+/readyz listen (host:port), when switched on. */
-  addresses: { metrics?: string; health?: string };
-  stop(): Promise<void>;
-}
 
 export interface StartOptions {
   /** Called when leadership is lost; the default exits the process, as client-go's users do. */
   onLostLeadership?: () => void;
 }
 
-export async function startController(
-  config: Config,
-  log: Logger,
-  opts: StartOptions = {},
-): Promise<Running> {
+export type Running = Awaited<ReturnType<typeof startController>>;
+
+export async function startController(config: Config, log: Logger, opts: StartOptions = {}) {
   const database = await openDatabase(
     config.databaseUrl ? { url: config.databaseUrl } : { dataDir: config.dataDir },
   );
   const applied = await migrateToLatest(database.db);
   log.info({ dialect: database.dialect, migrations: applied.map((m) => m.migrationName) }, "database ready");
-
-  const kc = new KubeConfig();
-  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-  else kc.loadFromDefault();
-  reuseConnections(kc);
+  const store = createInstanceStore(database.db);
+  const kc = connectKube(config.kubeconfig);
   log.info(
-    {
-      server: kc.getCurrentCluster()?.server,
-      namespaces: config.watchNamespaces.length ? config.watchNamespaces : "all",
-    },
+    { server: apiServerOf(kc), namespaces: config.watchNamespaces.length ? config.watchNamespaces : "all" },
     "connecting to Kubernetes",
   );
 
-  // Metrics read the controller, and the controller reports to metrics.
-  const ref: { controller?: ConnectorController } = {};
-  const metrics = new Metrics({
-    connectors: () => ref.controller?.allConnectors() ?? [],
-    processingSince: () => ref.controller?.queue.processingSince() ?? [],
-    activeWorkers: () => ref.controller?.activeWorkers ?? 0,
+  const metrics = new Metrics();
+  const caches = new Caches(kc, {
+    log,
+    namespaces: config.watchNamespaces,
+    stallMs: config.stallMs,
+    metrics: (name) => metrics.informer(name),
+    ...(config.labelSelector ? { labelSelector: config.labelSelector } : {}),
   });
-  metrics.maxConcurrent.set({ controller: "connector" }, config.concurrency);
-  const controller = new ConnectorController({
-    kc,
+  const namespaceLabels = (ns: string) =>
+    caches.namespaces.get(ns)?.metadata.labels ?? (caches.namespaces.get(ns) ? {} : undefined);
+  const schemas = new ConfigSchemaCache();
+  const secretRefs = secretRefGuard(caches.providers, namespaceLabels);
+  const validation = { catalog: caches, schemas, enabledFeatures: config.enabledFeatures, secretRefs };
+  const hmacKey = await loadFingerprintKey(kc, config.leaderElectionNamespace, log);
+  const resolver = new VaultSecretResolver({
+    providers: caches.providers,
+    tokens: new KubeServiceAccountTokens(kc),
+    kubeSecrets: new KubeSecretKeys(kc),
+    namespaceLabels,
+    hmacKey,
+    log,
+  });
+  const writer = new KubeConnectorWriter(kc, (c) => caches.observe(c));
+  const reconciler = new Reconciler({
+    ...validation,
+    store,
+    writer,
+    events: new KubeEventRecorder(kc, log, { dropped: () => metrics.eventsDropped.inc() }),
+    clock: systemClock,
+    breakers: new CircuitBreakers({
+      failureThreshold: config.breakerThreshold,
+      cooldownMs: config.breakerCooldownMs,
+      retryMs: config.breakerRetryMs,
+    }),
+    metrics: metrics.reconciler(),
+    prober: createProber({ log }),
+    secrets: resolver,
+    oauthClients: { client: (provider, type) => caches.providers.get(provider)?.spec.oauthClients?.[type] },
+    oauthStateKey: hmacKey,
+  });
+
+  const connectors = new Controller({
+    name: "connector",
+    cache: caches.connectors,
     log,
     concurrency: config.concurrency,
     resyncMs: config.resyncMs,
-    namespaces: config.watchNamespaces,
-    stallMs: config.stallMs,
-    queueMetrics: metrics.queue(),
-    informerMetrics: (name) => metrics.informer(name),
-    observer: { finished: (result, seconds) => metrics.reconcileFinished(result, seconds) },
-    ...(config.labelSelector ? { labelSelector: config.labelSelector } : {}),
-  });
-  ref.controller = controller;
-
-  const readiness = {
-    async ready() {
-      const checks: Record<string, string> = { informers: controller.isSynced() ? "ok" : "not synced" };
-      try {
-        await database.ping();
-        checks.database = "ok";
-      } catch (err) {
-        checks.database = `unreachable: ${(err as Error).message}`;
-      }
-      return { ok: Object.values(checks).every((v) => v === "ok"), checks };
+    metrics: {
+      queue: metrics.queue(),
+      finished: (outcome, seconds) => metrics.reconcileFinished(outcome, seconds),
     },
-  };
-  const metricsServer = config.metricsAddress
-    ? await startProbeServer({ ...config.metricsAddress, registry: metrics.registry })
-    : undefined;
-  const healthServer = config.healthAddress
-    ? await startProbeServer({ ...config.healthAddress, health: readiness })
-    : undefined;
-  const servers = [metricsServer, healthServer].filter((s) => s !== undefined);
-  const where = (s: typeof metricsServer) => {
-    const a = s?.address();
-    return a && typeof a === "object" ? `${a.address}:${a.port}` : undefined;
-  };
-  const addresses = {
-    ...(where(metricsServer) ? { metrics: where(metricsServer)! } : {}),
-    ...(where(healthServer) ? { health: where(healthServer)! } : {}),
-  };
-  log.info(addresses, "serving metrics and health probes");
-  // Every replica keeps warm caches (a standby takes over without relisting); only the
-  // leader runs workers.
-  await controller.startInformers();
-  log.info({ connectors: controller.allConnectors().length, types: controller.types.size }, "caches synced");
+    // A Connector gone from the cache has been deleted: its finalizer already ran.
+    reconcile: async (connector, ctx) => (connector ? reconciler.reconcile({ ...ctx, connector }) : {}),
+  });
+  caches.onConnectorChange((key) => connectors.enqueue(key));
+  const users = (index: string) => (_type: string, o: { metadata: { name: string } }) =>
+    caches.connectorKeysBy(index, o.metadata.name).forEach((key) => connectors.enqueue(key));
+  caches.types.on(users(BY_TYPE));
+  caches.templates.on(users(BY_TEMPLATE));
+  caches.providers.on(users(BY_PROVIDER));
+  metrics.observe({
+    connectors: () => caches.allConnectors(),
+    controller: connectors,
+    queue: connectors.queue,
+  });
+  metrics.maxConcurrent.set({ controller: "connector" }, config.concurrency);
 
-  const schemas = new ConfigSchemaCache();
-  const secretRefs = secretRefGuard(controller);
-  const webhook = config.webhookPort
-    ? await startWebhookServer({
-        port: config.webhookPort,
-        certDir: config.webhookCertDir,
-        ctx: { catalog: controller, schemas, enabledFeatures: config.enabledFeatures, secretRefs },
-        log,
-      })
-    : undefined;
+  const checkProvider = secretProviderReconciler({
+    checker: resolver,
+    writer: new KubeSecretProviderStatusWriter(kc),
+    clock: systemClock,
+  });
+  const providers = new Controller({
+    name: "secretprovider",
+    cache: { get: (name) => caches.providers.get(name), keys: () => caches.providers.list().map(objectKey) },
+    log,
+    concurrency: 1,
+    reconcile: (provider, ctx) => checkProvider(ctx.key, provider, ctx.signal),
+  });
+  // Its own status writes come back as updates of the same generation: nothing to check.
+  caches.providers.on((type, p, old) => {
+    if (type !== "update" || old?.metadata.generation !== p.metadata.generation)
+      providers.enqueue(p.metadata.name);
+  });
 
-  const store = createInstanceStore(database.db);
-  const writer = new KubeConnectorWriter(kc, (c) => controller.observe(c));
-  const abort = new AbortController();
-  const stops: (() => Promise<void>)[] = [];
-  const elector = config.leaderElect
-    ? new LeaderElector({
-        kc,
-        log,
-        namespace: config.leaderElectionNamespace,
-        name: config.leaderElectionId,
-        identity: `${process.env.POD_NAME ?? process.env.HOSTNAME ?? hostname()}_${randomUUID()}`,
-      })
-    : undefined;
   const lost =
     opts.onLostLeadership ??
     (() => {
       log.error({}, "lost leadership; exiting so that nothing is reconciled twice");
       process.exit(1);
     });
-
-  const lead = async (): Promise<void> => {
-    if (elector) {
-      log.info({ lease: `${config.leaderElectionNamespace}/${config.leaderElectionId}` }, "waiting to lead");
-      if (!(await elector.acquire(abort.signal))) return;
-      metrics.leader.set({ name: config.leaderElectionId }, 1);
-      void elector.holdUntilLost(abort.signal).then((why) => {
-        metrics.leader.set({ name: config.leaderElectionId }, 0);
-        if (why === "lost") lost();
-      });
-    }
-    if (elector) {
-      // The database fence: a deposed leader still connected to PostgreSQL holds this lock
-      // until it exits, so the new one cannot write alongside it.
-      const unlock = await database.advisoryLock(
-        `connector-controller/${config.leaderElectionNamespace}/${config.leaderElectionId}`,
-        abort.signal,
-        (err) => {
-          log.error({ err: err.message }, "lost the database leader lock");
-          lost();
-        },
-      );
-      if (!unlock) return;
-      stops.push(unlock);
-    }
-
-    // Credentials: the fingerprint key (created once), and a resolver whose Vault identity is
-    // the tenant's own service account in each Connector's namespace.
-    const hmacKey = await loadOrCreateFingerprintKey(kc, config.leaderElectionNamespace);
-    const resolver = new VaultSecretResolver({
-      providers: { get: (name) => controller.providers.get(name) },
-      tokens: new KubeServiceAccountTokens(kc),
-      kubeSecrets: new KubeSecretKeys(kc),
-      namespaceLabels: (ns) => {
-        const n = controller.namespaces.get(ns);
-        return n ? (n.metadata.labels ?? {}) : undefined;
-      },
-      hmacKey,
-      log,
-    });
-    stops.push(() => resolver.close());
-    const stopProviders = watchSecretProviders(
-      controller.providers,
-      resolver,
-      new SecretProviderStatusWriter(kc),
-      log,
+  const mgr = new Manager({
+    log,
+    onLostLeadership: lost,
+    onLeading: (leading) => metrics.leader.set({ name: config.leaderElectionId }, leading ? 1 : 0),
+    ...(config.leaderElect
+      ? {
+          election: new LeaderElector({
+            kc,
+            log,
+            namespace: config.leaderElectionNamespace,
+            name: config.leaderElectionId,
+            identity: `${process.env.POD_NAME ?? process.env.HOSTNAME ?? hostname()}_${randomUUID()}`,
+          }),
+        }
+      : {}),
+  });
+  const metricsServer = config.metricsAddress
+    ? serverRunnable("metrics-server", () =>
+        startProbeServer({ ...config.metricsAddress!, registry: metrics.registry }),
+      )
+    : undefined;
+  const healthServer = config.healthAddress
+    ? serverRunnable("health-server", () =>
+        startProbeServer({
+          ...config.healthAddress!,
+          health: { ready: () => readiness(caches.isSynced(), () => database.ping()) },
+        }),
+      )
+    : undefined;
+  for (const s of [metricsServer, healthServer]) if (s) mgr.add("servers", s);
+  mgr.add("caches", caches);
+  if (config.webhookPort)
+    mgr.add(
+      "webhooks",
+      serverRunnable("webhook", () =>
+        startWebhookServer({
+          port: config.webhookPort!,
+          certDir: config.webhookCertDir,
+          review: (request) => reviewConnector(request, validation),
+          log,
+        }),
+      ),
     );
-    stops.push(async () => stopProviders());
-
-    const reconciler = new Reconciler({
-      catalog: controller,
-      schemas,
-      store,
-      writer,
-      events: new KubeEventRecorder(kc, log, { dropped: () => metrics.eventsDropped.inc() }),
-      clock: { now: () => new Date() },
-      enabledFeatures: config.enabledFeatures,
-      secretRefs,
-      breakers: new CircuitBreakers({
-        failureThreshold: config.breakerThreshold,
-        cooldownMs: config.breakerCooldownMs,
-        retryMs: config.breakerRetryMs,
-      }),
-      metrics: metrics.reconciler(),
-      prober: createProber({ log }),
-      secrets: resolver,
-      oauthClients: {
-        client: (provider, type) => controller.providers.get(provider)?.spec.oauthClients?.[type],
-      },
-      oauthStateKey: hmacKey,
-    });
-    controller.startWorkers(reconciler);
-    const listener = await listenForExternalChanges(database, {
+  if (config.leaderElect)
+    mgr.add(
+      "leader",
+      databaseFence(
+        database,
+        `connector-controller/${config.leaderElectionNamespace}/${config.leaderElectionId}`,
+        log,
+        lost,
+      ),
+    );
+  mgr.add("leader", {
+    name: "secret-resolver",
+    start: (signal) => aborted(signal).then(() => resolver.close()),
+  });
+  mgr.add("leader", providers);
+  mgr.add("leader", connectors);
+  mgr.add(
+    "leader",
+    externalChanges(database, {
       log,
-      onChange: (key) => controller.queue.add(key),
-      onResubscribed: () => controller.resyncAll(),
-    });
-    stops.push(() => listener.close());
-    const janitor = startJanitor(store, config, log);
-    stops.push(async () => clearInterval(janitor));
-    log.info({ concurrency: config.concurrency }, "controller started");
-  };
-  const leading = lead();
+      onChange: (key) => connectors.enqueue(key),
+      onResubscribed: () => connectors.resyncAll(),
+    }),
+  );
+  mgr.add(
+    "leader",
+    retentionJanitor(
+      store,
+      { instanceRetentionMs: config.instanceRetentionMs, auditRetentionMs: config.auditRetentionMs },
+      log,
+      config.retentionIntervalMs,
+    ),
+  );
 
+  await mgr.start();
+  const addresses = {
+    ...(metricsServer?.address() ? { metrics: metricsServer.address()! } : {}),
+    ...(healthServer?.address() ? { health: healthServer.address()! } : {}),
+  };
+  log.info(
+    { ...addresses, connectors: caches.allConnectors().length, types: caches.types.size },
+    "caches synced",
+  );
+  const leading = mgr.leading.then(() => log.info({ concurrency: config.concurrency }, "controller started"));
   return {
-    controller,
+    controller: connectors,
+    caches,
     writer,
     metrics,
+    /** Resolves once this replica leads and its workers run (at once without leader election). */
     leading,
+    /** Where /metrics and /healthz+/readyz listen (host:port), when switched on. */
     addresses,
-    async stop() {
+    async stop(): Promise<void> {
       log.info("draining: finishing running reconciles");
-      abort.abort();
-      await leading.catch(() => {});
-      for (const stop of stops.reverse()) await stop();
-      await controller.stop();
-      await elector?.release();
-      if (webhook) await new Promise((r) => webhook.close(r));
-      for (const s of servers) {
-        s.stopMonitor();
-        await new Promise((r) => s.close(r));
-      }
+      await mgr.stop();
       await database.close();
       log.info("stopped");
     },
   };
 }
 
-/** The path guard over the providers the controller knows (an unknown provider is checked later). */
-function secretRefGuard(controller: ConnectorController) {
-  return {
-    check(namespace: string, ref: SecretRef) {
-      const p = controller.providers.get(ref.provider);
-      if (!p) return;
-      const ns = controller.namespaces.get(namespace);
-      checkNamespaceAllowed(p.metadata.name, p.spec, namespace, ns ? (ns.metadata.labels ?? {}) : undefined);
-      renderSecretPath(p.spec.vault ? p.spec.vault.pathTemplate : "{namespace}/{name}", namespace, ref.name);
-    },
-  };
+/** Ready: the caches synced and the database answers (a standby replica is ready too). */
+async function readiness(synced: boolean, ping: () => Promise<void>) {
+  const checks: Record<string, string> = { informers: synced ? "ok" : "not synced" };
+  try {
+    await ping();
+    checks.database = "ok";
+  } catch (err) {
+    checks.database = `unreachable: ${(err as Error).message}`;
+  }
+  return { ok: Object.values(checks).every((v) => v === "ok"), checks };
 }
 
-function startJanitor(store: InstanceStore, config: Config, log: Logger): NodeJS.Timeout {
-  const policy = {
-    instanceRetentionMs: config.instanceRetentionMs,
-    auditRetentionMs: config.auditRetentionMs,
-  };
-  const run = () =>
-    purgeExpired(store, policy, new Date(), log, randomUUID()).catch((err: unknown) =>
-      log.warn({ err: (err as Error).message }, "retention purge failed; will retry"),
-    );
-  void run();
-  const timer = setInterval(run, config.retentionIntervalMs);
-  timer.unref();
-  return timer;
+/** The fingerprint key, created once per cluster; retried while the API server is away. */
+function loadFingerprintKey(
+  kc: Parameters<typeof loadOrCreateFingerprintKey>[0],
+  namespace: string,
+  log: Logger,
+) {
+  return pRetry(() => loadOrCreateFingerprintKey(kc, namespace), {
+    retries: 8,
+    minTimeout: 500,
+    maxTimeout: 10_000,
+    shouldRetry: ({ error }) => isRetryable(classify(error).errorClass),
+    onFailedAttempt: ({ error, retryDelay }) =>
+      log.warn(
+        { err: classify(error).message, retryInMs: retryDelay },
+        "could not read the fingerprint key; retrying",
+      ),
+  });
 }
 
 async function main(): Promise<void> {

@@ -171,8 +171,8 @@ describe("sharding", () => {
     await apply(cp, [connector("shard-a", "x"), connector("shard-b", "y")]);
     await ready("shard-a", "x");
     await ready("shard-b", "y");
-    expect(sa.controller.allConnectors().map((c) => c.metadata.namespace)).toEqual(["shard-a"]);
-    expect(sb.controller.allConnectors().map((c) => c.metadata.namespace)).toEqual(["shard-b"]);
+    expect(sa.caches.allConnectors().map((c) => c.metadata.namespace)).toEqual(["shard-a"]);
+    expect(sb.caches.allConnectors().map((c) => c.metadata.namespace)).toEqual(["shard-b"]);
     const keys = (c: TestController) => new Set(c.logLines.map((l) => JSON.parse(l).key).filter(Boolean));
     expect([...keys(sa)]).toEqual(["shard-a/x"]);
     expect([...keys(sb)]).toEqual(["shard-b/y"]);

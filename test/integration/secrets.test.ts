@@ -15,11 +15,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SecretProvider, SecretProviderSpec, SecretRef } from "../../controller/src/api/types.ts";
 import { loadOrCreateFingerprintKey, FINGERPRINT_KEY_SECRET } from "../../controller/src/kube/hmacKey.ts";
 import { KubeSecretKeys, KubeServiceAccountTokens } from "../../controller/src/kube/serviceAccountTokens.ts";
-import {
-  SecretProviderStatusWriter,
-  syncSecretProviderStatus,
-} from "../../controller/src/kube/secretProviderStatus.ts";
+import { KubeSecretProviderStatusWriter } from "../../controller/src/kube/secretProviderStatus.ts";
 import { createLogger } from "../../controller/src/observability/logger.ts";
+import { systemClock } from "../../controller/src/api/clock.ts";
+import { secretProviderReconciler } from "../../controller/src/reconcile/secretProvider.ts";
 import { ConnectorError } from "../../controller/src/api/errors.ts";
 import {
   VaultSecretResolver,
@@ -434,18 +433,20 @@ describe("secrets against a real Vault-API server", () => {
 
   it("sealed => transient VaultUnavailable and provider status Sealed; unsealing recovers with no action", async () => {
     const r = makeResolver();
-    const writer = new SecretProviderStatusWriter(kc);
+    const writer = new KubeSecretProviderStatusWriter(kc);
+    const check = secretProviderReconciler({ checker: r, writer, clock: systemClock });
+    const sync = (p: SecretProvider) => check(p.metadata.name, p, AbortSignal.timeout(30_000));
     const ref = { provider: "tenant-vault", name: "imap" };
     await r.resolve("team-a", ref);
     let sp = await getProvider("tenant-vault");
-    await syncSecretProviderStatus(r, writer, sp);
+    await sync(sp);
     sp = await getProvider("tenant-vault");
     const ready = sp.status?.conditions?.find((c) => c.type === "Ready");
     expect(ready).toMatchObject({ status: "True", reason: "Ready" });
     expect(sp.status?.type).toBe("vault");
     // No change => no write.
     const writes = writer.writes;
-    await syncSecretProviderStatus(r, writer, sp);
+    await sync(sp);
     expect(writer.writes).toBe(writes);
 
     await bao.seal();
@@ -456,7 +457,7 @@ describe("secrets against a real Vault-API server", () => {
         reason: "VaultUnavailable",
         providerStatusCode: 503,
       });
-      await syncSecretProviderStatus(r, writer, sp);
+      await sync(sp);
       sp = await getProvider("tenant-vault");
       const sealed = sp.status?.conditions?.find((c) => c.type === "Ready");
       expect(sealed).toMatchObject({ status: "False", reason: "Sealed" });
@@ -470,7 +471,7 @@ describe("secrets against a real Vault-API server", () => {
     const back = await r.resolve("team-a", ref);
     expect(back.version).toBe(1);
     expect(countLogins("team-a")).toBe(loginsBefore); // the token survived the seal
-    await syncSecretProviderStatus(r, writer, sp);
+    await sync(sp);
     sp = await getProvider("tenant-vault");
     expect(sp.status?.conditions?.find((c) => c.type === "Ready")).toMatchObject({
       status: "True",

@@ -7,10 +7,12 @@
 // Installs the packages with apt-get when they are missing (root only); never skips: if
 // Dovecot cannot be had, startDovecot throws saying why.
 //
-// Submission needs a relay MTA for the mail it accepts. The probes never send mail, so the
-// relay is the submission listener itself: Dovecot connects and says EHLO without logging
-// in (so there is no loop), every session is healthy, and MAIL FROM would be refused.
-// Sending mail through this server is not supported.
+// Submission needs a relay MTA for the mail it accepts. By default the relay is the
+// submission listener itself: Dovecot connects and says EHLO without logging in (so there is
+// no loop), every session is healthy, and MAIL FROM would be refused, which is all the health
+// checks need. To send mail, pass `relay` (a real MTA, such as test/support/mailRelay.ts) and
+// `lmtp: true`: Dovecot's LMTP service (dovecot-lmtpd) then delivers into the user's maildir,
+// where IMAP reads it. LMTP recipients are `<user>@<any domain>` (the domain is dropped).
 import { spawnSync } from "node:child_process";
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
@@ -38,6 +40,8 @@ export interface TestDovecot {
   password: string;
   /** A mailbox that exists besides INBOX. */
   mailbox: string;
+  /** LMTP (RFC 2033) delivery into the user's mailboxes, when started with `lmtp: true`. */
+  lmtpPort: number | undefined;
   dir: string;
   running(): boolean;
   /** Stops the server (the temp dir and ports stay reserved for start()). */
@@ -49,7 +53,7 @@ export interface TestDovecot {
   log(): Promise<string>;
 }
 
-const PACKAGES = ["dovecot-imapd", "dovecot-submissiond"];
+const PACKAGES = ["dovecot-imapd", "dovecot-submissiond", "dovecot-lmtpd"];
 
 function which(bin: string): string | undefined {
   for (const dir of [...(process.env["PATH"] ?? "").split(":"), "/usr/sbin", "/usr/bin", "/sbin"]) {
@@ -64,10 +68,13 @@ function libexec(name: string): string | undefined {
   return undefined;
 }
 
-/** The dovecot binary, installing Debian's packages when dovecot (or its imap/submission parts) is missing. */
+/** The dovecot binary, installing Debian's packages when dovecot (or its imap/submission/lmtp parts) is missing. */
 export function ensureDovecot(): string {
   const have = () =>
-    which("dovecot") !== undefined && libexec("imap") !== undefined && libexec("submission") !== undefined;
+    which("dovecot") !== undefined &&
+    libexec("imap") !== undefined &&
+    libexec("submission") !== undefined &&
+    libexec("lmtp") !== undefined;
   if (!have()) {
     if (userInfo().uid !== 0)
       throw new Error(
@@ -111,7 +118,14 @@ function idOf(flag: "-u" | "-g", name: string): number {
 }
 
 export async function startDovecot(
-  opts: { user?: string; password?: string; mailbox?: string } = {},
+  opts: {
+    user?: string;
+    password?: string;
+    mailbox?: string;
+    /** The MTA submission relays accepted mail to (default: itself, which refuses mail). */
+    relay?: { port: number };
+    lmtp?: boolean;
+  } = {},
 ): Promise<TestDovecot> {
   const dovecot = ensureDovecot();
   const asRoot = userInfo().uid === 0;
@@ -149,8 +163,9 @@ export async function startDovecot(
   for (const d of ["run", "state", "mail"]) await mkdir(join(dir, d));
   if (asRoot) await chown(join(dir, "mail"), mailUid, mailGid);
 
-  const ports = await freePorts(4);
+  const ports = await freePorts(opts.lmtp ? 5 : 4);
   const [imapPort, imapsPort, submissionPort, submissionsPort] = ports as [number, number, number, number];
+  const lmtpPort = ports[4];
   const confPath = join(dir, "dovecot.conf");
   const logPath = join(dir, "dovecot.log");
   await writeFile(
@@ -160,7 +175,7 @@ instance_name = cc-test-${randomBytes(4).toString("hex")}
 base_dir = ${dir}/run
 state_dir = ${dir}/state
 log_path = ${logPath}
-protocols = imap submission
+protocols = imap submission${lmtpPort ? " lmtp" : ""}
 listen = 127.0.0.1
 hostname = localhost
 default_internal_user = ${internalUser}
@@ -209,8 +224,21 @@ service submission-login {
   }
 }
 submission_relay_host = 127.0.0.1
-submission_relay_port = ${submissionPort}
-# No growing auth penalty per client IP (every test client is 127.0.0.1): Dovecot disables
+submission_relay_port = ${opts.relay?.port ?? submissionPort}
+${
+  lmtpPort
+    ? `service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = ${lmtpPort}
+  }
+}
+protocol lmtp {
+  auth_username_format = %Ln
+}
+`
+    : ""
+}# No growing auth penalty per client IP (every test client is 127.0.0.1): Dovecot disables
 # it when auth cannot reach this socket. auth_failure_delay (2 s) still applies.
 service anvil {
   unix_listener anvil-auth-penalty {
@@ -267,6 +295,7 @@ service anvil {
     user,
     password,
     mailbox,
+    lmtpPort,
     dir,
     running,
     stop,

@@ -137,3 +137,10 @@ export class ManualClock implements Clock {
 }
 
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A logger that keeps every line as text (fields as JSON, then the message), for secret scans. */
+export function recordingLogger(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const record = (obj: object, msg?: string) => lines.push(`${JSON.stringify(obj)} ${msg ?? ""}`);
+  return { log: { debug: record, info: record, warn: record, error: record }, lines };
+}

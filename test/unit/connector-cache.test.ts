@@ -1,7 +1,7 @@
 // What the Connector informer keeps, and which of its updates reach the queue.
 import { describe, expect, it } from "vitest";
 import { FINALIZER, type Connector } from "../../controller/src/api/types.ts";
-import { onlyStatusChanged, slimManagedFields } from "../../controller/src/kube/controller.ts";
+import { onlyStatusChanged, slimManagedFields } from "../../controller/src/kube/caches.ts";
 import { actorOf } from "../../controller/src/reconcile/reconciler.ts";
 
 function connector(meta: Partial<Connector["metadata"]> = {}): Connector {

@@ -4,7 +4,7 @@ import {
   egressDeniedMessage,
   hostAllowed,
   urlHost,
-} from "../../controller/src/probes/egress.ts";
+} from "../../controller/src/drivers/egress.ts";
 
 const LIST = ["*.example.com", "imap.gmail.com", "localhost", "127.0.0.1", "::1", "Mail.Example.ORG"];
 

@@ -1,11 +1,12 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { ConnectorError } from "../../controller/src/api/errors.ts";
+import { ConnectorError, TerminalError } from "../../controller/src/api/errors.ts";
 import type { Connector, ConnectorType } from "../../controller/src/api/types.ts";
 import { ConfigSchemaCache } from "../../controller/src/catalog/configSchemas.ts";
 import { StaticCatalog } from "../../controller/src/catalog/fileCatalog.ts";
 import type { Prober } from "../../controller/src/reconcile/ports.ts";
-import { alignToGrid, CircuitBreakers } from "../../controller/src/reconcile/health.ts";
-import { Reconciler } from "../../controller/src/reconcile/reconciler.ts";
+import { CircuitBreakers } from "../../controller/src/reconcile/breaker.ts";
+import { alignToGrid } from "../../controller/src/reconcile/health.ts";
+import { Reconciler, type ReconcileResult } from "../../controller/src/reconcile/reconciler.ts";
 import { validateConnector } from "../../controller/src/reconcile/validate.ts";
 import { ManualClock, MemoryEvents, MemoryStore, MemoryWriter, silentLogger } from "../support/memory.ts";
 
@@ -91,7 +92,12 @@ describe("Reconciler", () => {
   let catalog: StaticCatalog;
   let reconciler: Reconciler;
   let conn: Connector;
-  const run = () => reconciler.reconcile({ connector: conn, reconcileId: "r-1", log: silentLogger });
+  /** A terminal failure (a generation that cannot be applied) ends the reconcile as a value here. */
+  const run = (): Promise<ReconcileResult & { terminal?: ConnectorError }> =>
+    reconciler.reconcile({ connector: conn, reconcileId: "r-1", log: silentLogger }).catch((err: unknown) => {
+      if (err instanceof TerminalError) return { terminal: err.error };
+      throw err;
+    });
   const cond = (type: string) => conn.status?.conditions?.find((c) => c.type === type);
   const bump = (mutate: (c: Connector) => void) => {
     mutate(conn);

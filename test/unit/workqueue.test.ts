@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { WorkQueue } from "../../controller/src/kube/workqueue.ts";
+import { WorkQueue } from "../../controller/src/kube/runtime/workqueue.ts";
 
 const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
 

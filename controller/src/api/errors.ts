@@ -78,3 +78,14 @@ export function errorChainMessage(err: unknown): string {
   }
   return parts.join(": ").slice(0, 500) || "unknown error";
 }
+
+/** Throws a transient ConnectorError naming `what` when `signal` has fired (a deadline or a stop). */
+export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (!signal?.aborted) return;
+  const timedOut = (signal.reason as { name?: string } | undefined)?.name === "TimeoutError";
+  throw new ConnectorError(
+    "transient",
+    timedOut ? "DeadlineExceeded" : "Aborted",
+    `${what}: ${timedOut ? "the deadline passed" : "aborted"}`,
+  );
+}

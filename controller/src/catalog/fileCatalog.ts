@@ -4,7 +4,7 @@ import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import * as yaml from "js-yaml";
 import type { ConnectorType, PolicyTemplate } from "../api/types.ts";
-import type { CatalogReader } from "../reconcile/ports.ts";
+import type { CatalogReader } from "./reader.ts";
 
 export interface LoadedDocument {
   file: string;

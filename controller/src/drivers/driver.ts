@@ -60,6 +60,10 @@ export interface Driver {
   health(call: DriverCall): Promise<ProviderReply>;
   /** Every operation the type's catalog declares that may ever run (never the forbidden ones). */
   operations: Readonly<Record<string, OperationHandler>>;
-  /** Protocol-specific classification of a library error; undefined falls back to the network and TLS rules. */
+  /**
+   * Protocol-specific classification of a library error the shared network and TLS rules did
+   * not recognise (they come first, so a refused connection reads the same for every type);
+   * undefined leaves it a transient ProtocolError.
+   */
   classify?(err: unknown, call: DriverCall): ConnectorError | undefined;
 }

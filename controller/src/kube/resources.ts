@@ -1,12 +1,7 @@
 // The controller's reads and writes of its own resources through the API server.
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  PatchStrategy,
-  setHeaderOptions,
-  type KubeConfig,
-} from "@kubernetes/client-node";
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import { kubeError } from "./apiErrors.ts";
+import { mergePatchOptions } from "./requestOptions.ts";
 import {
   FINALIZER,
   GROUP,
@@ -17,7 +12,7 @@ import {
   type PolicyTemplate,
 } from "../api/types.ts";
 import type { ConnectorWriter } from "../reconcile/ports.ts";
-import type { KubeObject, ListPage, ListWatchSource } from "./informer.ts";
+import type { KubeObject, ListPage, ListWatchSource } from "./runtime/informer.ts";
 
 export const FIELD_MANAGER = "connector-controller";
 
@@ -116,7 +111,6 @@ export function mergePatch(
 
 export class KubeConnectorWriter implements ConnectorWriter {
   readonly #api: CustomObjectsApi;
-  readonly #merge = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
   readonly #observe: (c: Connector) => void;
   statusWrites = 0;
 
@@ -126,12 +120,15 @@ export class KubeConnectorWriter implements ConnectorWriter {
     this.#observe = observe;
   }
 
-  async writeStatus(c: Connector, status: ConnectorStatus): Promise<void> {
+  async writeStatus(c: Connector, status: ConnectorStatus, signal?: AbortSignal): Promise<void> {
     const body = {
       status: mergePatch(c.status as Record<string, unknown> | undefined, status as Record<string, unknown>),
     };
     const updated = (await this.#api
-      .patchNamespacedCustomObjectStatus({ ...this.#ref(c), body, fieldManager: FIELD_MANAGER }, this.#merge)
+      .patchNamespacedCustomObjectStatus(
+        { ...this.#ref(c), body, fieldManager: FIELD_MANAGER },
+        mergePatchOptions(signal),
+      )
       .catch((err: unknown) => {
         throw kubeError(err, "status update failed");
       })) as Connector;
@@ -139,22 +136,26 @@ export class KubeConnectorWriter implements ConnectorWriter {
     this.#observe(updated);
   }
 
-  async addFinalizer(c: Connector): Promise<void> {
-    await this.#patchFinalizers(c, [...(c.metadata.finalizers ?? []), FINALIZER]);
+  async addFinalizer(c: Connector, signal?: AbortSignal): Promise<void> {
+    await this.#patchFinalizers(c, [...(c.metadata.finalizers ?? []), FINALIZER], signal);
   }
 
-  async removeFinalizer(c: Connector): Promise<void> {
+  async removeFinalizer(c: Connector, signal?: AbortSignal): Promise<void> {
     await this.#patchFinalizers(
       c,
       (c.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
+      signal,
     );
   }
 
   /** resourceVersion in the patch makes it a compare-and-swap: a concurrent change => 409, retried. */
-  async #patchFinalizers(c: Connector, finalizers: string[]): Promise<void> {
+  async #patchFinalizers(c: Connector, finalizers: string[], signal?: AbortSignal): Promise<void> {
     const body = { metadata: { finalizers, resourceVersion: c.metadata.resourceVersion } };
     const updated = (await this.#api
-      .patchNamespacedCustomObject({ ...this.#ref(c), body, fieldManager: FIELD_MANAGER }, this.#merge)
+      .patchNamespacedCustomObject(
+        { ...this.#ref(c), body, fieldManager: FIELD_MANAGER },
+        mergePatchOptions(signal),
+      )
       .catch((err: unknown) => {
         throw kubeError(err, "finalizer update failed");
       })) as Connector;

@@ -1,58 +1,20 @@
-// The validating admission webhook: the API server asks before it stores a Connector, and
-// a config that fails its type's schema (or a type or version that does not exist or is
-// retired, a policy or limits out of bounds) is refused at `kubectl apply` with the same
-// path-qualified message `connectorctl validate` prints. Served by every replica.
+// The validating admission webhook's HTTPS server: the API server asks before it stores a
+// Connector; the decision is reconcile/admission.ts's. Served by every replica.
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import { join } from "node:path";
-import { deepEqual } from "../api/canonical.ts";
-import { formatProblems } from "../api/problems.ts";
-import type { Connector } from "../api/types.ts";
-import { ConnectorError } from "../api/errors.ts";
 import type { Logger } from "../api/logger.ts";
-import { validateConnector, type ValidationContext } from "../reconcile/validate.ts";
+import type { AdmissionRequest, AdmissionVerdict } from "../reconcile/ports.ts";
 
 export const WEBHOOK_PATH = "/validate-connector";
 const MAX_BODY = 3 * 1024 * 1024; // the API server's own request size limit
-
-interface AdmissionRequest {
-  uid: string;
-  operation: "CREATE" | "UPDATE" | "DELETE" | "CONNECT";
-  object?: Connector;
-  oldObject?: Connector;
-}
-
-export interface AdmissionVerdict {
-  allowed: boolean;
-  message?: string;
-  warnings?: string[];
-}
-
-/** The decision alone, without HTTP: what the tests and the server share. */
-export function reviewConnector(req: AdmissionRequest, ctx: ValidationContext): AdmissionVerdict {
-  const c = req.object;
-  if (!c || (req.operation !== "CREATE" && req.operation !== "UPDATE")) return { allowed: true };
-  // Only a changed spec is judged: a finalizer or label change on a Connector whose type was
-  // retired later must still go through (the controller removes its finalizer this way).
-  if (req.operation === "UPDATE" && (c.metadata.deletionTimestamp || deepEqual(c.spec, req.oldObject?.spec)))
-    return { allowed: true };
-  try {
-    const valid = validateConnector(c, ctx);
-    return {
-      allowed: true,
-      ...(valid.warnings.length ? { warnings: valid.warnings.map((w) => w.message) } : {}),
-    };
-  } catch (err) {
-    if (!(err instanceof ConnectorError)) throw err;
-    return { allowed: false, message: err.problems.length ? formatProblems(err.problems) : err.message };
-  }
-}
 
 export interface WebhookOptions {
   port: number;
   host?: string;
   certDir: string;
-  ctx: ValidationContext;
+  /** The decision (reconcile/admission.ts reviewConnector, over the informer caches). */
+  review: (request: AdmissionRequest) => AdmissionVerdict;
   log: Logger;
 }
 
@@ -84,7 +46,7 @@ export async function startWebhookServer(opts: WebhookOptions): Promise<Server> 
       }
       const request = review.request;
       if (!request?.uid) return reply(400, { message: "AdmissionReview has no request" });
-      const verdict = reviewConnector(request, opts.ctx);
+      const verdict = opts.review(request);
       if (!verdict.allowed)
         opts.log.info(
           {

@@ -3,11 +3,15 @@
 // connector_health ratio, probes, drift, secrets, breakers, watches).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Connector } from "../api/types.ts";
-import type { InformerMetrics } from "../kube/informer.ts";
-import type { QueueMetrics } from "../kube/workqueue.ts";
-import type { ReconcileMetrics } from "../reconcile/reconciler.ts";
+import type { ReconcileMetrics } from "../reconcile/ports.ts";
 
 const CONTROLLER = "connector";
+
+export interface MetricSources {
+  connectors?: () => Connector[];
+  controller?: { readonly activeWorkers: number };
+  queue?: { processingSince(): number[] };
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -33,13 +37,12 @@ export class Metrics {
   readonly relists: Counter<"informer">;
   readonly leader: Gauge;
 
-  constructor(
-    sources: {
-      connectors?: () => Connector[];
-      processingSince?: () => number[];
-      activeWorkers?: () => number;
-    } = {},
-  ) {
+  readonly terminalErrors: Counter<"controller">;
+  /** What the gauges read at scrape time; set by observe() once the controller exists. */
+  #sources: MetricSources = {};
+
+  constructor() {
+    const sources = (): MetricSources => this.#sources;
     const r = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     const buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -74,7 +77,8 @@ export class Metrics {
       labelNames: ["controller"],
       registers: r,
       collect() {
-        if (sources.activeWorkers) this.set({ controller: CONTROLLER }, sources.activeWorkers());
+        const controller = sources().controller;
+        if (controller) this.set({ controller: CONTROLLER }, controller.activeWorkers);
       },
     });
     this.queueDepth = new Gauge({
@@ -109,7 +113,7 @@ export class Metrics {
       labelNames: ["name"],
       registers: r,
     });
-    const since = () => (sources.processingSince?.() ?? []).map((t) => (Date.now() - t) / 1000);
+    const since = () => (sources().queue?.processingSince() ?? []).map((t) => (Date.now() - t) / 1000);
     this.unfinishedWork = new Gauge({
       name: "workqueue_unfinished_work_seconds",
       help: "How many seconds of work has been done that is in progress and hasn't been observed by work_duration",
@@ -138,7 +142,7 @@ export class Metrics {
       registers: r,
       collect() {
         this.reset();
-        for (const c of sources.connectors?.() ?? [])
+        for (const c of sources().connectors?.() ?? [])
           this.inc({ state: c.status?.state ?? "unknown", type: c.spec.type });
       },
     });
@@ -147,7 +151,7 @@ export class Metrics {
       help: "Connectors with state active / all enabled connectors (the spec's connector_health)",
       registers: r,
       collect() {
-        const enabled = (sources.connectors?.() ?? []).filter((c) => c.spec.enabled !== false);
+        const enabled = (sources().connectors?.() ?? []).filter((c) => c.spec.enabled !== false);
         this.set(
           enabled.length ? enabled.filter((c) => c.status?.state === "active").length / enabled.length : 1,
         );
@@ -201,6 +205,12 @@ export class Metrics {
       labelNames: ["informer"],
       registers: r,
     });
+    this.terminalErrors = new Counter({
+      name: "controller_runtime_terminal_reconcile_errors_total",
+      help: "Total number of terminal reconciliation errors per controller",
+      labelNames: ["controller"],
+      registers: r,
+    });
     this.leader = new Gauge({
       name: "leader_election_master_status",
       help: "1 while this replica holds the lease",
@@ -214,21 +224,21 @@ export class Metrics {
     this.reconcileErrors.inc({ controller: CONTROLLER }, 0);
   }
 
-  queue(): QueueMetrics {
+  queue() {
     const name = { name: CONTROLLER };
     return {
       add: () => this.queueAdds.inc(name),
-      depth: (n) => this.queueDepth.set(name, n),
-      queueLatency: (s) => this.queueLatency.observe(name, s),
-      workDuration: (s) => this.workDuration.observe(name, s),
+      depth: (n: number) => this.queueDepth.set(name, n),
+      queueLatency: (s: number) => this.queueLatency.observe(name, s),
+      workDuration: (s: number) => this.workDuration.observe(name, s),
       retry: () => this.retries.inc(name),
     };
   }
 
-  informer(informer: string): InformerMetrics {
+  informer(informer: string) {
     return {
       relist: () => this.relists.inc({ informer }),
-      watchRestart: (reason) => this.watchRestarts.inc({ informer, reason }),
+      watchRestart: (reason: string) => this.watchRestarts.inc({ informer, reason }),
     };
   }
 
@@ -244,9 +254,17 @@ export class Metrics {
     };
   }
 
-  reconcileFinished(result: "success" | "error" | "requeue" | "requeue_after", seconds: number): void {
+  /** Hands the gauges what they read at scrape time. */
+  observe(sources: MetricSources): void {
+    this.#sources = sources;
+  }
+
+  /** A terminal error counts as an error, and as terminal, as controller-runtime counts them. */
+  reconcileFinished(outcome: "success" | "error" | "terminal" | "requeue_after", seconds: number): void {
+    const result = outcome === "terminal" ? "error" : outcome;
     this.reconcileTotal.inc({ controller: CONTROLLER, result });
     if (result === "error") this.reconcileErrors.inc({ controller: CONTROLLER });
+    if (outcome === "terminal") this.terminalErrors.inc({ controller: CONTROLLER });
     this.reconcileTime.observe({ controller: CONTROLLER }, seconds);
   }
 }

@@ -17,7 +17,7 @@ export interface ProbeServerOptions {
   maxEventLoopDelayMs?: number;
 }
 
-export async function startProbeServer(opts: ProbeServerOptions): Promise<Server & { stopMonitor(): void }> {
+export async function startProbeServer(opts: ProbeServerOptions): Promise<Server> {
   const delay = monitorEventLoopDelay({ resolution: 20 });
   delay.enable();
   let lastP99 = 0;
@@ -61,10 +61,9 @@ export async function startProbeServer(opts: ProbeServerOptions): Promise<Server
     server.once("error", reject);
     server.listen(opts.port, opts.host, () => resolve());
   });
-  return Object.assign(server, {
-    stopMonitor() {
-      clearInterval(window);
-      delay.disable();
-    },
+  server.on("close", () => {
+    clearInterval(window);
+    delay.disable();
   });
+  return server;
 }

@@ -1,10 +1,11 @@
-// Step 4: the credentials a probe needs, resolved only when a probe is due, held for it
+// Step "credentials": what a probe needs, resolved only when a probe is due, held for it
 // and dropped after. A new secret version (or, for KV v1, a new keyed fingerprint) while
 // the spec did not change is a rotation. OAuth connectors wait, with an authorization URL
-// in status, until completing the flow stores their token with the provider.
+// in status, until completing the flow stores their token with the provider. Every
+// failure is thrown as a ConnectorError; the reconciler's one failure route decides.
 import { createHmac } from "node:crypto";
 import type { Connector, JsonObject, TypeVersion } from "../api/types.ts";
-import { ConnectorError, classify, isRetryable } from "../api/errors.ts";
+import { ConnectorError, classify } from "../api/errors.ts";
 import type { InstanceRow, ObservedInstance, ResolvedSecret } from "../api/model.ts";
 import type { SecretResolver } from "./ports.ts";
 
@@ -13,15 +14,18 @@ export interface OAuthClients {
   client(provider: string, type: string): { clientId: string; redirectUri?: string } | undefined;
 }
 
-export interface CredentialOutcome {
-  values?: Record<string, string>;
-  observed: Partial<ObservedInstance>;
-  /** A credential problem that is not the spec's fault: Synced=False with its reason. */
-  problem?: ConnectorError;
-  rotated?: { from: number | null; to: number | null };
-  auth?: { state: "Pending" | "Authorized"; url?: string };
-  pending?: boolean;
-}
+export type CredentialOutcome =
+  /** No credentials to resolve (none in the spec, or no resolver configured). */
+  | { kind: "none" }
+  /** OAuth consent has not been given yet: wait, with the URL that gives it. */
+  | { kind: "pending"; auth: { state: "Pending"; url: string } }
+  | {
+      kind: "resolved";
+      values: Record<string, string>;
+      observed: Pick<ObservedInstance, "secretVersion" | "secretFingerprint">;
+      rotated?: { from: number | null; to: number | null };
+      auth?: { state: "Authorized" };
+    };
 
 /** The type's credential keys must all be in the secret; names only in the message. */
 export function checkCredentialKeys(
@@ -84,26 +88,23 @@ export async function resolveCredentials(
   version: TypeVersion,
   row: InstanceRow,
   specChanged: boolean,
-  signal: AbortSignal,
+  signal?: AbortSignal,
 ): Promise<CredentialOutcome> {
   const creds = c.spec.credentials;
-  if (!creds || !deps.secrets) return { observed: {} };
+  if (!creds || !deps.secrets) return { kind: "none" };
   const ns = c.metadata.namespace ?? "";
 
   if (creds.mode === "oauth" && creds.oauth) {
     const provider = creds.oauth.provider;
     const client = deps.oauthClients?.client(provider, c.spec.type);
     if (!version.oauth || !client)
-      return {
-        observed: { state: "error" },
-        problem: new ConnectorError(
-          "permanent",
-          "OAuthNotConfigured",
-          !version.oauth
-            ? `connector type "${c.spec.type}" version ${version.version} has no OAuth settings`
-            : `SecretProvider ${provider} has no OAuth client for type "${c.spec.type}"`,
-        ),
-      };
+      throw new ConnectorError(
+        "permanent",
+        "OAuthNotConfigured",
+        !version.oauth
+          ? `connector type "${c.spec.type}" version ${version.version} has no OAuth settings`
+          : `SecretProvider ${provider} has no OAuth client for type "${c.spec.type}"`,
+      );
     let secret: ResolvedSecret;
     try {
       secret = await deps.secrets.resolve(ns, { provider, name: `${c.metadata.name}-oauth` }, signal);
@@ -113,8 +114,7 @@ export async function resolveCredentials(
       const scopes = creds.oauth.scopes ?? version.oauth.scopes ?? [];
       const state = deps.oauthStateKey ? oauthState(deps.oauthStateKey, c) : "";
       return {
-        observed: { state: "provisioning" },
-        pending: true,
+        kind: "pending",
         auth: {
           state: "Pending",
           url: authorizeUrl(version, c.spec.config ?? {}, client, scopes, state),
@@ -132,6 +132,7 @@ export async function resolveCredentials(
     // Discord probe sends "Bot <token>" otherwise). A stored tokenType or token_type wins.
     const tokenType = secret.values.tokenType ?? secret.values.token_type ?? "Bearer";
     return {
+      kind: "resolved",
       values: { ...secret.values, token, tokenType },
       observed: { secretVersion: secret.version, secretFingerprint: secret.fingerprint },
       auth: { state: "Authorized" },
@@ -139,32 +140,16 @@ export async function resolveCredentials(
   }
 
   const ref = creds.secretRef;
-  if (creds.mode !== "secretRef" || !ref) return { observed: {} };
-  let secret: ResolvedSecret;
-  try {
-    secret = await deps.secrets.resolve(ns, ref, signal);
-    checkCredentialKeys(secret.values, version, `${ref.provider}/${ref.name}`);
-  } catch (err) {
-    const e = classify(err);
-    // Passing trouble (Vault sealed or away) and spec problems go to the caller: the first is
-    // retried with the last good state kept, the second stalls the generation.
-    if (isRetryable(e.errorClass) || e.errorClass === "validation_error" || e.errorClass === "policy_denied")
-      throw e;
-    return {
-      observed: {
-        state: e.reason === "SecretDeleted" ? "credential_expired" : "error",
-        lastError: e.message,
-        lastErrorClass: e.errorClass,
-      },
-      problem: e,
-    };
-  }
+  if (creds.mode !== "secretRef" || !ref) return { kind: "none" };
+  const secret = await deps.secrets.resolve(ns, ref, signal);
+  checkCredentialKeys(secret.values, version, `${ref.provider}/${ref.name}`);
   const pinned = ref.version !== undefined;
   const rotated =
     !specChanged && !pinned && row.secretFingerprint !== null && row.secretFingerprint !== secret.fingerprint
       ? { from: row.secretVersion, to: secret.version }
       : undefined;
   return {
+    kind: "resolved",
     values: secret.values,
     observed: { secretVersion: secret.version, secretFingerprint: secret.fingerprint },
     ...(rotated ? { rotated } : {}),

@@ -1,9 +1,8 @@
-// Step 6: is the connector reachable? Runs the type's probe when one is due, guarded by a
-// per-instance circuit breaker, and turns the result into the instance's next state:
+// Step "probe": is the connector reachable? Runs the type's probe when one is due, guarded
+// by the instance's circuit breaker, and turns the result into the instance's next state:
 //   ok => active; authentication refused => credential_expired;
-//   a transient failure => degraded (was active) or error; `failureThreshold` failures in
-//   a row open the breaker (error, no probe until the cooldown ends, then one half-open
-//   probe that closes it again on success).
+//   a transient failure => degraded (was active) or error; an open breaker => error, and no
+//   probe until its cooldown ends.
 import { createHash } from "node:crypto";
 import type { ConnectorState, ErrorClass, HealthCheck } from "../api/types.ts";
 import {
@@ -13,6 +12,7 @@ import {
   type ProbeInput,
   type ProbeResult,
 } from "../api/model.ts";
+import type { CircuitBreakers } from "./breaker.ts";
 import type { Prober } from "./ports.ts";
 import type { HealthView } from "./status.ts";
 
@@ -21,70 +21,6 @@ export const DEFAULT_TIMEOUT_SECONDS = 10;
 
 export function intervalMs(hc: HealthCheck | undefined): number {
   return (hc?.intervalSeconds ?? DEFAULT_INTERVAL_SECONDS) * 1000;
-}
-
-export interface BreakerSettings {
-  /** Consecutive failures that open the breaker. */
-  failureThreshold: number;
-  /** How long an open breaker refuses probes before one half-open probe. */
-  cooldownMs: number;
-  /** How soon a failing (not yet open) instance is probed again. */
-  retryMs: number;
-}
-
-export const DEFAULT_BREAKER: BreakerSettings = { failureThreshold: 3, cooldownMs: 60_000, retryMs: 10_000 };
-
-export type BreakerPhase = "closed" | "open" | "half-open";
-
-interface BreakerState {
-  failures: number;
-  openUntil?: number;
-}
-
-/** Breaker state lives in memory: a restart starts closed, which only costs one more probe. */
-export class CircuitBreakers {
-  readonly settings: BreakerSettings;
-  readonly #states = new Map<string, BreakerState>();
-  trips = 0;
-
-  constructor(settings: Partial<BreakerSettings> = {}) {
-    this.settings = { ...DEFAULT_BREAKER, ...settings };
-  }
-
-  phase(id: string, now: Date): BreakerPhase {
-    const s = this.#states.get(id);
-    if (s?.openUntil === undefined) return "closed";
-    return now.getTime() < s.openUntil ? "open" : "half-open";
-  }
-
-  failures(id: string): number {
-    return this.#states.get(id)?.failures ?? 0;
-  }
-
-  /** When an open breaker lets the next (half-open) probe through. */
-  openUntil(id: string): number | undefined {
-    return this.#states.get(id)?.openUntil;
-  }
-
-  success(id: string): void {
-    this.#states.delete(id);
-  }
-
-  /** Counts a failure; true when this failure opened (or re-opened) the breaker. */
-  failure(id: string, now: Date): boolean {
-    const s = this.#states.get(id) ?? { failures: 0 };
-    s.failures++;
-    const wasHalfOpen = s.openUntil !== undefined;
-    const opens = wasHalfOpen || s.failures >= this.settings.failureThreshold;
-    if (opens) s.openUntil = now.getTime() + this.settings.cooldownMs;
-    this.#states.set(id, s);
-    if (opens && !wasHalfOpen) this.trips++;
-    return opens && !wasHalfOpen;
-  }
-
-  forget(id: string): void {
-    this.#states.delete(id);
-  }
 }
 
 export interface HealthOutcome {

@@ -1,57 +1,43 @@
-// The life of a Connector, top to bottom: delete, validate, converge the instance row,
-// check health, write status. Retries, backoff and concurrency belong to the queue that
-// calls this; a reconcile never sleeps.
-import { canonicalJson, sha256, deepEqual } from "../api/canonical.ts";
+// The life of a Connector, top to bottom (reconcile() is the list of steps): finalize when
+// deleted, make sure of the finalizer, validate the spec, plan the instance row's
+// convergence, apply the plan, resolve credentials and probe when a probe is due, record
+// what was found. Every failure is a classed ConnectorError taking one route (#fail).
+// Retries, backoff and concurrency belong to the queue that calls this; a reconcile never
+// sleeps, and it stops calling out STATUS_GRACE_MS before its deadline so that status can
+// still be written.
+import { jitter, type Clock } from "../api/clock.ts";
+import { deepEqual } from "../api/canonical.ts";
 import { statusEqual } from "../api/conditions.ts";
+import { ConnectorError, classify, isRetryable, terminal } from "../api/errors.ts";
+import type { Logger } from "../api/logger.ts";
+import type { InstancePatch, InstanceRow } from "../api/model.ts";
 import {
   ANNOTATION_APPLIED_BY,
   ANNOTATION_DELETION_POLICY,
   ANNOTATION_MANAGEMENT_POLICY,
   FINALIZER,
   type Connector,
-  type JsonObject,
+  type ConnectorStatus,
 } from "../api/types.ts";
+import { audit, type AuditEntry } from "./audit.ts";
+import { CircuitBreakers } from "./breaker.ts";
+import { resolveCredentials, type CredentialOutcome } from "./credentials.ts";
+import { credentialFinding, findHealth, idle, notDue, type Finding, type ProbeSchedule } from "./findings.ts";
+import { alignToGrid, intervalMs, probePlan } from "./health.ts";
+import { planInstance, type InstancePlan } from "./plan.ts";
 import type { ConfigSchemaCache } from "../catalog/configSchemas.ts";
-import { ConnectorError, classify, isRetryable } from "../api/errors.ts";
-import {
-  alignToGrid,
-  checkHealth,
-  CircuitBreakers,
-  intervalMs,
-  DEFAULT_TIMEOUT_SECONDS,
-  openBreakerOutcome,
-  probePlan,
-  type HealthOutcome,
-} from "./health.ts";
-import {
-  AUTHENTICATION_FAILED,
-  DESIRED_FIELDS,
-  type AuditEvent,
-  type DesiredInstance,
-  type InstancePatch,
-  type InstanceRow,
-} from "../api/model.ts";
+import type { OAuthClients } from "./credentials.ts";
 import type {
-  CatalogReader,
   ConnectorWriter,
   EventRecorder,
   InstanceStore,
   Prober,
+  ReconcileMetrics,
   SecretResolver,
 } from "./ports.ts";
-import type { Clock } from "../api/clock.ts";
-import type { Logger } from "../api/logger.ts";
-import { resolveCredentials, type OAuthClients } from "./credentials.ts";
 import { buildStatus, type DriftView } from "./status.ts";
 import { validateConnector, type ValidationContext, type ValidSpec } from "./validate.ts";
-
-/** Counters the reconciler reports; observability/ implements them with prom-client. */
-export interface ReconcileMetrics {
-  probe(kind: string, outcome: string, seconds: number): void;
-  breakerTrip(type: string): void;
-  driftCorrected(type: string): void;
-  secretResolution(provider: string, result: string): void;
-}
+import type { CatalogReader } from "../catalog/reader.ts";
 
 export interface ReconcilerDeps {
   catalog: CatalogReader;
@@ -73,31 +59,42 @@ export interface ReconcilerDeps {
   random?: () => number;
 }
 
+/** Time kept back from the deadline for writing status after a step ran out of time. */
+export const STATUS_GRACE_MS = 10_000;
+
 export interface ReconcileRequest {
   connector: Connector;
   reconcileId: string;
   log: Logger;
+  /** The whole reconcile's deadline (the controller runtime's), and when it fires. */
+  signal?: AbortSignal;
+  deadline?: number;
 }
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
 }
 
-interface HealthStep {
-  row: InstanceRow;
-  /** On a healthy schedule (aligned to the grid), rather than retrying a failure. */
-  steady: boolean;
-  outcome?: HealthOutcome;
-  probed: boolean;
-  nextProbeInMs: number;
-  problem?: ConnectorError;
-  auth?: { state: "Pending" | "Authorized"; url?: string };
+/** One reconcile in progress. */
+interface Run extends ReconcileRequest {
+  c: Connector;
+  /** Steps that call out (database, secrets, probe, finalizers) stop here, before the deadline. */
+  work: AbortSignal | undefined;
+  started: number;
 }
 
-interface Converged {
+/** The instance after the apply step. */
+export interface Instance {
   row: InstanceRow;
   specChanged: boolean;
   drift?: DriftView;
+}
+
+/** How far a reconcile got, for the failure route. */
+interface Progress {
+  valid?: ValidSpec;
+  instance?: Instance;
+  resolvingCredentials?: boolean;
 }
 
 /** Connectors that share a secret probe together (one read); the others spread by uid. */
@@ -106,28 +103,6 @@ export function probeGridKey(c: Connector): string {
   return ref
     ? `${c.metadata.namespace}/${ref.provider}/${ref.name}/${ref.version ?? ""}`
     : (c.metadata.uid ?? c.metadata.name);
-}
-
-export function specHash(desired: DesiredInstance): string {
-  return sha256(canonicalJson(desired));
-}
-
-/** Field paths (`config.mailbox`, `enabled`) where the row differs from the desired state. */
-export function diffDesired(row: InstanceRow, desired: DesiredInstance): string[] {
-  const fields: string[] = [];
-  for (const f of DESIRED_FIELDS) {
-    if (deepEqual(row[f], desired[f])) continue;
-    if (f === "config") fields.push(...diffObjects(row.config, desired.config, "config"));
-    else fields.push(f);
-  }
-  return fields;
-}
-
-function diffObjects(a: JsonObject | null, b: JsonObject | null, prefix: string): string[] {
-  const keys = new Set([...Object.keys(a ?? {}), ...Object.keys(b ?? {})]);
-  const out: string[] = [];
-  for (const k of [...keys].sort()) if (!deepEqual(a?.[k], b?.[k])) out.push(`${prefix}.${k}`);
-  return out.length ? out : [prefix];
 }
 
 /** Who changed the spec: the applied-by annotation, else the field manager of the last spec update. */
@@ -139,6 +114,8 @@ export function actorOf(c: Connector): string | null {
   return spec.at(-1)?.manager ?? null;
 }
 
+export { diffDesired, specHash } from "./plan.ts";
+
 export class Reconciler {
   readonly #d: ReconcilerDeps;
   readonly #breakers: CircuitBreakers;
@@ -149,77 +126,304 @@ export class Reconciler {
   }
 
   async reconcile(req: ReconcileRequest): Promise<ReconcileResult> {
-    const c = req.connector;
-    if (c.metadata.deletionTimestamp) return this.#finalize(req);
-    if (!c.metadata.finalizers?.includes(FINALIZER)) await this.#d.writer.addFinalizer(c);
-
-    let valid: ValidSpec;
+    const run = this.#begin(req);
+    const at: Progress = {};
     try {
-      valid = validateConnector(c, this.#d);
+      if (run.c.metadata.deletionTimestamp) return await this.#finalize(run);
+      await this.#ensureFinalizer(run);
+      const valid = (at.valid = validateConnector(run.c, this.#d));
+      const current = await this.#d.store.findByUid(this.#uid(run), run.work);
+      const plan = planInstance(current, {
+        namespace: run.c.metadata.namespace ?? "",
+        name: run.c.metadata.name,
+        uid: this.#uid(run),
+        generation: run.c.metadata.generation ?? 0,
+        desired: valid.desired,
+        observeOnly: run.c.metadata.annotations?.[ANNOTATION_MANAGEMENT_POLICY] === "Observe",
+      });
+      const instance = (at.instance = await this.#apply(run, current, plan));
+      if (!instance.row.enabled) return await this.#record(run, valid, instance, idle());
+      const schedule = this.#schedule(run, instance);
+      if (!schedule.run) return await this.#record(run, valid, instance, notDue(schedule, instance.row));
+      at.resolvingCredentials = true;
+      const credentials = await this.#credentials(run, valid, instance);
+      at.resolvingCredentials = false;
+      const finding = await this.#probe(run, valid, instance, credentials);
+      return await this.#record(run, valid, instance, finding);
     } catch (err) {
-      return this.#fail(req, classify(err));
-    }
-
-    try {
-      const converged = await this.#converge(req, valid);
-      const health = converged.row.enabled ? await this.#health(req, valid, converged) : undefined;
-      const row = health?.row ?? converged.row;
-      await this.#writeStatus(
-        req,
-        buildStatus({
-          connector: c,
-          now: this.#d.clock.now(),
-          row,
-          warnings: valid.warnings,
-          ...(health?.outcome ? { health: health.outcome.health } : {}),
-          ...(health?.problem ? { syncProblem: health.problem } : {}),
-          ...(health?.auth ? { auth: health.auth } : {}),
-          probed: health?.probed ?? false,
-          ...(converged.drift ? { drift: converged.drift } : {}),
-        }),
-      );
-      if (!health) return {};
-      const every = intervalMs(c.spec.healthCheck);
-      return {
-        requeueAfterMs: health.steady
-          ? alignToGrid(this.#d.clock.now().getTime(), health.nextProbeInMs, every, probeGridKey(c))
-          : this.#jittered(health.nextProbeInMs),
-      };
-    } catch (err) {
-      return this.#fail(req, classify(err));
+      return this.#fail(run, classify(err), at);
     }
   }
 
-  /** One uniform way to fail: condition, Warning event, audit; retry only what can succeed later. */
-  async #fail(req: ReconcileRequest, err: ConnectorError): Promise<ReconcileResult> {
-    const c = req.connector;
-    req.log.warn({ errorClass: err.errorClass, reason: err.reason, err: err.message }, "reconcile failed");
-    let row: InstanceRow | undefined;
-    try {
-      row = c.metadata.uid ? await this.#d.store.findByUid(c.metadata.uid) : undefined;
-    } catch {
-      row = undefined; // the database may be what failed; status still says why
-    }
-    const written = await this.#writeStatus(
-      req,
-      buildStatus({ connector: c, now: this.#d.clock.now(), row, failure: err }),
+  #begin(req: ReconcileRequest): Run {
+    const work =
+      req.signal && req.deadline !== undefined
+        ? AbortSignal.any([
+            req.signal,
+            AbortSignal.timeout(Math.max(0, req.deadline - Date.now() - STATUS_GRACE_MS)),
+          ])
+        : req.signal;
+    return { ...req, c: req.connector, work, started: performance.now() };
+  }
+
+  #uid(run: Run): string {
+    const uid = run.c.metadata.uid;
+    if (!uid) throw new ConnectorError("permanent", "MissingUid", "the Connector has no metadata.uid");
+    return uid;
+  }
+
+  async #ensureFinalizer(run: Run): Promise<void> {
+    if (!run.c.metadata.finalizers?.includes(FINALIZER)) await this.#d.writer.addFinalizer(run.c, run.work);
+  }
+
+  /** Runs the plan in one transaction (opened at its first write), with its audit rows. */
+  async #apply(run: Run, current: InstanceRow | undefined, plan: InstancePlan): Promise<Instance> {
+    const c = run.c;
+    const generation = c.metadata.generation ?? 0;
+    return this.#d.store.transaction(async (tx) => {
+      const write = (row: InstanceRow, e: AuditEntry) => this.#audit(run, row, e, tx);
+      switch (plan.kind) {
+        case "create": {
+          const created = await tx.insert(plan.row);
+          await write(created, { operation: "created", outcome: "success", details: { generation } });
+          run.log.info({ instanceId: created.id }, "instance created");
+          return { row: created, specChanged: true };
+        }
+        case "none":
+          return { row: current!, specChanged: false };
+        case "record-generation":
+          return { row: await tx.update(current!.id, plan.patch), specChanged: false };
+        case "report-drift":
+          return { row: current!, specChanged: false, drift: { fields: plan.fields, corrected: false } };
+        case "update": {
+          const updated = await tx.update(current!.id, plan.patch);
+          await write(updated, {
+            operation: "updated",
+            outcome: "success",
+            details: { fields: plan.fields, generation },
+          });
+          if (plan.enabledChanged)
+            await write(updated, { operation: updated.enabled ? "enabled" : "disabled", outcome: "success" });
+          run.log.info({ instanceId: updated.id, fields: plan.fields }, "instance updated");
+          return { row: updated, specChanged: true };
+        }
+        case "correct-drift": {
+          const updated = await tx.update(current!.id, plan.patch);
+          await write(updated, {
+            operation: "drift_corrected",
+            outcome: "success",
+            details: { fields: plan.fields },
+          });
+          this.#d.metrics?.driftCorrected(updated.type);
+          this.#d.events.record(
+            c,
+            "Warning",
+            "DriftCorrected",
+            `instance differed from the spec in ${plan.fields.join(", ")}; overwritten`,
+          );
+          run.log.warn({ instanceId: updated.id, fields: plan.fields }, "drift corrected");
+          return { row: updated, specChanged: false, drift: { fields: plan.fields, corrected: true } };
+        }
+      }
+    }, run.work);
+  }
+
+  /** Whether a probe is due now (the interval, the breaker, a changed spec), and when the next one is. */
+  #schedule(run: Run, instance: Instance): ProbeSchedule {
+    return probePlan(
+      instance.row,
+      this.#breakers,
+      this.#d.clock.now(),
+      run.c.spec.healthCheck,
+      instance.specChanged,
     );
-    if (written && !isRetryable(err.errorClass)) {
-      await this.#audit(req, row, {
+  }
+
+  async #credentials(run: Run, valid: ValidSpec, instance: Instance): Promise<CredentialOutcome> {
+    const outcome = await resolveCredentials(
+      this.#d,
+      run.c,
+      valid.version,
+      instance.row,
+      instance.specChanged,
+      run.work,
+    );
+    this.#secretResolution(run, outcome.kind === "pending" ? "Pending" : "ok");
+    return outcome;
+  }
+
+  #secretResolution(run: Run, result: string): void {
+    const creds = run.c.spec.credentials;
+    const provider = creds?.secretRef?.provider ?? creds?.oauth?.provider;
+    if (provider && this.#d.secrets) this.#d.metrics?.secretResolution(provider, result);
+  }
+
+  async #probe(
+    run: Run,
+    valid: ValidSpec,
+    instance: Instance,
+    credentials: CredentialOutcome,
+  ): Promise<Finding> {
+    const finding = await findHealth({
+      prober: this.#d.prober,
+      breakers: this.#breakers,
+      row: instance.row,
+      valid,
+      healthCheck: run.c.spec.healthCheck,
+      credentials,
+      now: this.#d.clock.now(),
+      signal: run.work,
+    });
+    const r = finding.result;
+    if (r) {
+      const kind = valid.version.healthProbe.kind;
+      this.#d.metrics?.probe(
+        kind,
+        r.ok ? "ok" : r.error.reason === "AuthenticationFailed" ? "auth" : r.error.errorClass,
+        r.latencyMs / 1000,
+      );
+      run.log.debug(
+        {
+          kind,
+          ok: r.ok,
+          latencyMs: r.latencyMs,
+          ...(r.ok ? {} : { reason: r.error.reason, errorClass: r.error.errorClass }),
+        },
+        "health probe",
+      );
+    }
+    if (finding.tripped) {
+      this.#d.metrics?.breakerTrip(valid.type.metadata.name);
+      run.log.warn({ failures: this.#breakers.failures(instance.row.id) }, "circuit breaker opened");
+    }
+    return finding;
+  }
+
+  /** Writes what this reconcile found to the row (with its audit rows) and to status; says when to come back. */
+  async #record(run: Run, valid: ValidSpec, instance: Instance, finding: Finding): Promise<ReconcileResult> {
+    const c = run.c;
+    let row = instance.row;
+    if (finding.probed) {
+      const patch: InstancePatch = {};
+      for (const [k, v] of Object.entries(finding.observed) as [keyof InstanceRow, unknown][])
+        if (!deepEqual(row[k], v)) Object.assign(patch, { [k]: v });
+      const before = row;
+      row = await this.#d.store.transaction(async (tx) => {
+        const updated = await tx.update(before.id, patch);
+        if (finding.rotated)
+          await this.#audit(
+            run,
+            updated,
+            { operation: "credential_rotated", outcome: "success", details: finding.rotated },
+            tx,
+          );
+        if (before.state !== updated.state)
+          await this.#audit(
+            run,
+            updated,
+            {
+              operation: "state_changed",
+              outcome: "success",
+              details: { from: before.state, to: updated.state },
+            },
+            tx,
+          );
+        return updated;
+      }, run.work);
+    }
+    if (finding.rotated) {
+      const { from, to } = finding.rotated;
+      this.#d.events.record(
+        c,
+        "Normal",
+        "CredentialRotated",
+        `credentials rotated (version ${from ?? "-"} -> ${to ?? "-"}); re-probed`,
+      );
+      run.log.info({ from, to }, "credentials rotated");
+    }
+    await this.#writeStatus(
+      run,
+      buildStatus({
+        connector: c,
+        now: this.#d.clock.now(),
+        row,
+        warnings: valid.warnings,
+        probed: finding.probed,
+        ...(finding.health ? { health: finding.health } : {}),
+        ...(finding.credentialProblem ? { syncProblem: finding.credentialProblem } : {}),
+        ...(finding.auth ? { auth: finding.auth } : {}),
+        ...(instance.drift ? { drift: instance.drift } : {}),
+      }),
+    );
+    return this.#requeue(run, row, finding);
+  }
+
+  #requeue(run: Run, row: InstanceRow, finding: Finding): ReconcileResult {
+    // A probe that ran schedules the next from the row it wrote.
+    const next = finding.next ?? (finding.probed ? this.#afterProbe(run, row) : undefined);
+    if (!next) return {};
+    const now = this.#d.clock.now();
+    const every = intervalMs(run.c.spec.healthCheck);
+    return {
+      requeueAfterMs: next.steady
+        ? alignToGrid(now.getTime(), next.inMs, every, probeGridKey(run.c))
+        : Math.max(1000, Math.round(jitter(next.inMs, 0.1, this.#d.random))),
+    };
+  }
+
+  #afterProbe(run: Run, row: InstanceRow): { inMs: number; steady: boolean } {
+    const after = probePlan(row, this.#breakers, this.#d.clock.now(), run.c.spec.healthCheck, false);
+    return { inMs: after.nextInMs, steady: after.steady && !after.open };
+  }
+
+  /**
+   * The one failure route. A Conflict means our copy is stale: nothing is written, the queue
+   * retries with a fresh one. A permanent failure while resolving credentials is not the
+   * spec's fault (a secret not there yet, a key missing): it is recorded like a failed probe
+   * and retried on the probe schedule. Anything else sets status (the last good state stands
+   * for passing trouble; Stalled for the rest), then passing trouble goes back to the queue
+   * for backoff and the rest is terminal for this generation, with a Warning event and an
+   * audit row.
+   */
+  async #fail(run: Run, err: ConnectorError, at: Progress): Promise<ReconcileResult> {
+    run.log.warn({ errorClass: err.errorClass, reason: err.reason, err: err.message }, "reconcile failed");
+    if (err.reason === "Conflict") throw err;
+    if (at.resolvingCredentials && at.valid && at.instance && err.errorClass === "permanent") {
+      this.#secretResolution(run, err.reason);
+      return this.#record(
+        run,
+        at.valid,
+        at.instance,
+        credentialFinding(err, this.#d.clock.now(), this.#breakers.settings.retryMs),
+      );
+    }
+    const row = at.instance?.row ?? (await this.#currentRow(run));
+    const written = await this.#writeStatus(
+      run,
+      buildStatus({ connector: run.c, now: this.#d.clock.now(), row, failure: err }),
+    );
+    if (isRetryable(err.errorClass)) throw err;
+    if (written)
+      await this.#audit(run, row, {
         operation: "validation_failed",
         outcome: err.errorClass === "policy_denied" ? "denied" : "failure",
         details: { reason: err.reason, errorClass: err.errorClass, fields: err.problems.map((p) => p.path) },
-      }).catch((e: unknown) => req.log.warn({ err: (e as Error).message }, "audit write failed"));
-    }
-    if (isRetryable(err.errorClass)) throw err;
-    return {};
+      }).catch((e: unknown) => run.log.warn({ err: (e as Error).message }, "audit write failed"));
+    throw terminal(err);
   }
 
-  async #writeStatus(req: ReconcileRequest, status: ReturnType<typeof buildStatus>): Promise<boolean> {
-    const c = req.connector;
+  /** The row as it is, for a failure's status; the database may be what failed. */
+  async #currentRow(run: Run): Promise<InstanceRow | undefined> {
+    const uid = run.c.metadata.uid;
+    return uid ? this.#d.store.findByUid(uid, run.work).catch(() => undefined) : undefined;
+  }
+
+  /** Patches status when it changed (with the whole deadline: the grace was kept for this). */
+  async #writeStatus(run: Run, status: ConnectorStatus): Promise<boolean> {
+    const c = run.c;
     if (statusEqual(c.status, status)) return false;
     const prevReady = c.status?.conditions?.find((x) => x.type === "Ready");
-    await this.#d.writer.writeStatus(c, status);
+    await this.#d.writer.writeStatus(c, status, run.signal);
     const ready = status.conditions?.find((x) => x.type === "Ready");
     if (
       ready &&
@@ -233,262 +437,27 @@ export class Reconciler {
     return true;
   }
 
-  async #converge(req: ReconcileRequest, valid: ValidSpec): Promise<Converged> {
-    const c = req.connector;
-    const uid = c.metadata.uid;
-    if (!uid) throw new ConnectorError("permanent", "MissingUid", "the Connector has no metadata.uid");
-    const desired = valid.desired;
-    const hash = specHash(desired);
-    const generation = c.metadata.generation ?? 0;
-    const observeOnly = c.metadata.annotations?.[ANNOTATION_MANAGEMENT_POLICY] === "Observe";
-
-    return this.#d.store.transaction(async (tx) => {
-      const row = await tx.findByUid(uid);
-      if (!row) {
-        const created = await tx.insert({
-          namespace: c.metadata.namespace ?? "",
-          name: c.metadata.name,
-          uid,
-          ...desired,
-          state: desired.enabled ? "provisioning" : "disabled",
-          secretVersion: null,
-          secretFingerprint: null,
-          lastSuccessAt: null,
-          lastError: null,
-          lastErrorClass: null,
-          healthCheckedAt: null,
-          appliedGeneration: generation,
-          specHash: hash,
-        });
-        await this.#audit(
-          req,
-          created,
-          { operation: "created", outcome: "success", details: { generation } },
-          tx,
-        );
-        req.log.info({ instanceId: created.id }, "instance created");
-        return { row: created, specChanged: true };
-      }
-
-      const fields = diffDesired(row, desired);
-      const specChanged = row.specHash !== hash;
-      if (!specChanged && !fields.length) {
-        if (row.appliedGeneration === generation) return { row, specChanged: false };
-        // A new generation that changes nothing the instance holds (e.g. the health interval).
-        return { row: await tx.update(row.id, { appliedGeneration: generation }), specChanged: false };
-      }
-      if (!specChanged && observeOnly)
-        return { row, specChanged: false, drift: { fields, corrected: false } };
-
-      const patch: InstancePatch = { appliedGeneration: generation, specHash: hash };
-      for (const f of DESIRED_FIELDS)
-        if (!deepEqual(row[f], desired[f])) Object.assign(patch, { [f]: desired[f] });
-      if (row.enabled !== desired.enabled) {
-        patch.state = desired.enabled ? "provisioning" : "disabled";
-      } else if (specChanged && desired.enabled) {
-        patch.state = row.state === "disabled" ? "provisioning" : row.state;
-      }
-      const updated = await tx.update(row.id, patch);
-      if (specChanged) {
-        await this.#audit(
-          req,
-          updated,
-          { operation: "updated", outcome: "success", details: { fields, generation } },
-          tx,
-        );
-        if (row.enabled !== desired.enabled)
-          await this.#audit(
-            req,
-            updated,
-            { operation: desired.enabled ? "enabled" : "disabled", outcome: "success" },
-            tx,
-          );
-        req.log.info({ instanceId: row.id, fields }, "instance updated");
-        return { row: updated, specChanged: true };
-      }
-      await this.#audit(
-        req,
-        updated,
-        { operation: "drift_corrected", outcome: "success", details: { fields } },
-        tx,
-      );
-      this.#d.metrics?.driftCorrected(desired.type);
-      this.#d.events.record(
-        c,
-        "Warning",
-        "DriftCorrected",
-        `instance differed from the spec in ${fields.join(", ")}; overwritten`,
-      );
-      req.log.warn({ instanceId: row.id, fields }, "drift corrected");
-      return { row: updated, specChanged: false, drift: { fields, corrected: true } };
-    });
-  }
-
-  async #health(req: ReconcileRequest, valid: ValidSpec, conv: Converged): Promise<HealthStep> {
-    const c = req.connector;
-    const row = conv.row;
-    const now = this.#d.clock.now();
-    const plan = probePlan(row, this.#breakers, now, c.spec.healthCheck, conv.specChanged);
-    if (!plan.run)
-      return {
-        row,
-        probed: false,
-        steady: plan.steady,
-        nextProbeInMs: plan.nextInMs,
-        ...(plan.open ? { outcome: openBreakerOutcome(row) } : {}),
-      };
-    const timeoutMs = (c.spec.healthCheck?.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
-    const signal = AbortSignal.timeout(timeoutMs);
-    const kind = valid.version.healthProbe.kind;
-
-    const creds = await resolveCredentials(this.#d, c, valid.version, row, conv.specChanged, signal);
-    const provider = c.spec.credentials?.secretRef?.provider ?? c.spec.credentials?.oauth?.provider;
-    if (provider && this.#d.secrets)
-      this.#d.metrics?.secretResolution(
-        provider,
-        creds.problem?.reason ?? (creds.pending ? "Pending" : "ok"),
-      );
-    let outcome: HealthOutcome;
-    if (creds.problem || creds.pending) {
-      const p = creds.problem;
-      outcome = {
-        health: p
-          ? { status: "False", reason: p.reason, message: p.message }
-          : {
-              status: "Unknown",
-              reason: "AuthorizationPending",
-              message: "waiting for the OAuth flow to complete",
-            },
-        observed: { ...creds.observed, healthCheckedAt: now },
-      };
-    } else {
-      outcome = await checkHealth(
-        this.#d.prober,
-        this.#breakers,
-        row,
-        {
-          type: valid.type,
-          typeVersion: valid.version.version,
-          config: row.config,
-          credentials: creds.values,
-          timeoutMs,
-          signal,
-        },
-        now,
-      );
-      outcome.observed = { ...creds.observed, ...outcome.observed };
-    }
-    if (outcome.result) {
-      const r = outcome.result;
-      this.#d.metrics?.probe(
-        kind,
-        r.ok ? "ok" : r.error.reason === AUTHENTICATION_FAILED ? "auth" : r.error.errorClass,
-        r.latencyMs / 1000,
-      );
-      req.log.debug(
-        {
-          kind,
-          ok: r.ok,
-          latencyMs: r.latencyMs,
-          ...(r.ok ? {} : { reason: r.error.reason, errorClass: r.error.errorClass }),
-        },
-        "health probe",
-      );
-    }
-    if (outcome.tripped) {
-      this.#d.metrics?.breakerTrip(valid.type.metadata.name);
-      req.log.warn({ failures: this.#breakers.failures(row.id) }, "circuit breaker opened");
-    }
-    const patch: InstancePatch = {};
-    for (const [k, v] of Object.entries(outcome.observed) as [keyof InstanceRow, unknown][]) {
-      if (!deepEqual(row[k], v)) Object.assign(patch, { [k]: v });
-    }
-    const next = await this.#d.store.transaction(async (tx) => {
-      const updated = await tx.update(row.id, patch);
-      if (creds.rotated)
-        await this.#audit(
-          req,
-          updated,
-          { operation: "credential_rotated", outcome: "success", details: creds.rotated },
-          tx,
-        );
-      if (row.state !== updated.state)
-        await this.#audit(
-          req,
-          updated,
-          { operation: "state_changed", outcome: "success", details: { from: row.state, to: updated.state } },
-          tx,
-        );
-      return updated;
-    });
-    if (creds.rotated) {
-      const { from, to } = creds.rotated;
-      this.#d.events.record(
-        c,
-        "Normal",
-        "CredentialRotated",
-        `credentials rotated (version ${from ?? "-"} -> ${to ?? "-"}); re-probed`,
-      );
-      req.log.info({ from, to }, "credentials rotated");
-    }
-    const waiting = creds.pending || creds.problem;
-    const after = probePlan(next, this.#breakers, this.#d.clock.now(), c.spec.healthCheck, false);
-    return {
-      row: next,
-      outcome,
-      probed: true,
-      steady: !waiting && after.steady && !after.open,
-      nextProbeInMs: waiting ? this.#breakers.settings.retryMs : after.nextInMs,
-      ...(creds.problem ? { problem: creds.problem } : {}),
-      ...(creds.auth ? { auth: creds.auth } : {}),
-    };
-  }
-
-  #jittered(ms: number): number {
-    const jitter = 1 + ((this.#d.random ?? Math.random)() - 0.5) * 0.2; // ±10%
-    return Math.max(1000, Math.round(ms * jitter));
-  }
-
-  async #finalize(req: ReconcileRequest): Promise<ReconcileResult> {
-    const c = req.connector;
+  /** Deletion: disable and soft-delete the row (or orphan it), audit, then let the object go. */
+  async #finalize(run: Run): Promise<ReconcileResult> {
+    const c = run.c;
     if (!c.metadata.finalizers?.includes(FINALIZER)) return {};
     const orphan = c.metadata.annotations?.[ANNOTATION_DELETION_POLICY] === "Orphan";
-    const uid = c.metadata.uid;
-    const row = uid ? await this.#d.store.findByUid(uid) : undefined;
+    const row = c.metadata.uid ? await this.#d.store.findByUid(c.metadata.uid, run.work) : undefined;
     if (row) {
       this.#breakers.forget(row.id);
       await this.#d.store.transaction(async (tx) => {
-        if (orphan) {
-          await this.#audit(req, row, { operation: "orphaned", outcome: "success" }, tx);
-          return;
-        }
+        if (orphan) return this.#audit(run, row, { operation: "orphaned", outcome: "success" }, tx);
         await tx.update(row.id, { enabled: false, state: "disabled" });
         await tx.softDelete(row.id, this.#d.clock.now());
-        await this.#audit(req, row, { operation: "deleted", outcome: "success" }, tx);
-      });
-      req.log.info({ instanceId: row.id, orphan }, orphan ? "instance orphaned" : "instance soft-deleted");
+        await this.#audit(run, row, { operation: "deleted", outcome: "success" }, tx);
+      }, run.work);
+      run.log.info({ instanceId: row.id, orphan }, orphan ? "instance orphaned" : "instance soft-deleted");
     }
-    await this.#d.writer.removeFinalizer(c);
+    await this.#d.writer.removeFinalizer(c, run.work);
     return {};
   }
 
-  async #audit(
-    req: ReconcileRequest,
-    row: InstanceRow | undefined,
-    e: Pick<AuditEvent, "operation" | "outcome"> & Partial<AuditEvent>,
-    store: InstanceStore = this.#d.store,
-  ): Promise<void> {
-    const c = req.connector;
-    await store.appendAudit({
-      requestId: req.reconcileId,
-      correlationId: c.metadata.uid ?? null,
-      actor: actorOf(c),
-      projectId: row?.projectId ?? c.spec.projectId ?? null,
-      connectorInstanceId: row?.id ?? null,
-      namespace: c.metadata.namespace ?? "",
-      name: c.metadata.name,
-      executionMode: "reconcile",
-      ...e,
-    });
+  #audit(run: Run, row: InstanceRow | undefined, e: AuditEntry, store = this.#d.store): Promise<void> {
+    return store.appendAudit(audit(run.c, run.reconcileId, row, actorOf(run.c), e));
   }
 }

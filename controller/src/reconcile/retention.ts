@@ -1,5 +1,9 @@
 // The retention janitor: soft-deleted instance rows are purged after the instance
 // retention, audit rows after the (longer) audit retention. A purge is itself audited.
+import { randomUUID } from "node:crypto";
+import { sleep, systemClock, type Clock } from "../api/clock.ts";
+import { errorChainMessage } from "../api/errors.ts";
+import type { Runnable } from "../api/runnable.ts";
 import type { InstanceStore } from "./ports.ts";
 import type { Logger } from "../api/logger.ts";
 
@@ -37,4 +41,25 @@ export async function purgeExpired(
   if (purged || auditPurged)
     log.info({ instancesPurged: purged, auditRowsPurged: auditPurged }, "retention purge");
   return { instancesPurged: purged, auditRowsPurged: auditPurged };
+}
+
+/** The janitor as a Runnable: a purge at start and every `intervalMs` while this replica leads. */
+export function retentionJanitor(
+  store: InstanceStore,
+  policy: RetentionPolicy,
+  log: Logger,
+  intervalMs: number,
+  clock: Clock = systemClock,
+): Runnable {
+  return {
+    name: "retention-janitor",
+    async start(signal) {
+      while (!signal.aborted) {
+        await purgeExpired(store, policy, clock.now(), log, randomUUID()).catch((err: unknown) =>
+          log.warn({ err: errorChainMessage(err) }, "retention purge failed; will retry"),
+        );
+        await sleep(intervalMs, signal);
+      }
+    },
+  };
 }

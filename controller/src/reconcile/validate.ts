@@ -16,7 +16,7 @@ import type {
 } from "../api/types.ts";
 import type { ConfigSchemaCache } from "../catalog/configSchemas.ts";
 import { ConnectorError } from "../api/errors.ts";
-import type { CatalogReader } from "./ports.ts";
+import type { CatalogReader } from "../catalog/reader.ts";
 import type { DesiredInstance, StoredPolicy } from "../api/model.ts";
 
 export interface ValidationContext {

@@ -167,3 +167,21 @@ export function checkNamespaceAllowed(
       `see spec.credentials.secretRef.provider`,
   );
 }
+
+/**
+ * The path guard over the providers known now, for validation: throws when this namespace
+ * could not read the reference. An unknown provider passes here (the resolver reports it).
+ */
+export function secretRefGuard(
+  providers: { get(name: string): { metadata: { name: string }; spec: SecretProviderSpec } | undefined },
+  namespaceLabels: (namespace: string) => Record<string, string> | undefined,
+) {
+  return {
+    check(namespace: string, ref: { provider: string; name: string }): void {
+      const p = providers.get(ref.provider);
+      if (!p) return;
+      checkNamespaceAllowed(p.metadata.name, p.spec, namespace, namespaceLabels(namespace));
+      renderSecretPath(p.spec.vault ? p.spec.vault.pathTemplate : "{namespace}/{name}", namespace, ref.name);
+    },
+  };
+}

@@ -1,8 +1,11 @@
 // Hears about instance rows changed by anyone but the controller (the trigger of migration
-// 002) and hands their namespace/name to the controller at once. A lost LISTEN connection
-// is re-established with backoff, followed by `onResubscribed` (the caller resyncs, since
-// notifications sent meanwhile are gone).
+// 002) and hands their namespace/name on at once. A lost LISTEN connection is re-established
+// with backoff, followed by `onResubscribed` (the caller resyncs, since notifications sent
+// meanwhile are gone).
+import { jitter, sleep } from "../api/clock.ts";
+import { errorChainMessage } from "../api/errors.ts";
 import type { Logger } from "../api/logger.ts";
+import { aborted, type Runnable } from "../api/runnable.ts";
 import type { OpenedDatabase } from "./database.ts";
 import { CHANGE_CHANNEL } from "./migrations.ts";
 
@@ -12,55 +15,46 @@ export interface ChangeListenerHandlers {
   log: Logger;
 }
 
-export interface ChangeListener {
-  close(): Promise<void>;
-}
-
-export async function listenForExternalChanges(
-  database: OpenedDatabase,
-  h: ChangeListenerHandlers,
-): Promise<ChangeListener> {
-  let closed = false;
-  let unsubscribe: (() => Promise<void>) | undefined;
-  let retry: NodeJS.Timeout | undefined;
-  let backoffMs = 250;
-
-  const subscribe = async (): Promise<void> => {
-    unsubscribe = await database.subscribe(
-      CHANGE_CHANNEL,
-      (key) => h.onChange(key),
-      (err) => {
-        if (closed) return;
-        h.log.warn({ err: err.message }, "lost the LISTEN connection; re-establishing");
-        unsubscribe = undefined;
-        schedule();
-      },
-    );
-  };
-
-  const schedule = () => {
-    retry = setTimeout(async () => {
-      if (closed) return;
-      try {
-        await subscribe();
-        backoffMs = 250;
-        h.log.info({}, "LISTEN connection re-established; resyncing");
-        h.onResubscribed();
-      } catch (err) {
-        h.log.warn({ err: (err as Error).message, retryInMs: backoffMs }, "could not re-establish LISTEN");
-        backoffMs = Math.min(backoffMs * 2, 30_000);
-        schedule();
-      }
-    }, backoffMs);
-    retry.unref();
-  };
-
-  await subscribe();
+export function externalChanges(database: OpenedDatabase, h: ChangeListenerHandlers): Runnable {
+  let subscribed: () => void;
+  const first = new Promise<void>((resolve) => (subscribed = resolve));
   return {
-    async close() {
-      closed = true;
-      if (retry) clearTimeout(retry);
-      await unsubscribe?.();
+    name: "external-changes",
+    ready: () => first,
+    async start(signal) {
+      let backoffMs = 250;
+      let resubscribing = false;
+      while (!signal.aborted) {
+        let lost!: () => void;
+        const gone = new Promise<void>((resolve) => (lost = resolve));
+        let unsubscribe: (() => Promise<void>) | undefined;
+        try {
+          unsubscribe = await database.subscribe(
+            CHANGE_CHANNEL,
+            (key) => h.onChange(key),
+            (err) => {
+              if (!signal.aborted)
+                h.log.warn({ err: err.message }, "lost the LISTEN connection; re-establishing");
+              lost();
+            },
+          );
+        } catch (err) {
+          h.log.warn({ err: errorChainMessage(err), retryInMs: backoffMs }, "could not establish LISTEN");
+          await sleep(jitter(backoffMs, 0.2), signal);
+          backoffMs = Math.min(backoffMs * 2, 30_000);
+          continue;
+        }
+        backoffMs = 250;
+        subscribed();
+        if (resubscribing) {
+          h.log.info({}, "LISTEN connection re-established; resyncing");
+          h.onResubscribed();
+        }
+        resubscribing = true;
+        await Promise.race([gone, aborted(signal)]);
+        if (signal.aborted) await unsubscribe();
+        else await sleep(jitter(backoffMs, 0.2), signal);
+      }
     },
   };
 }

@@ -2,6 +2,7 @@
 // the append-only connector_audit_events log.
 import { sql } from "kysely";
 import type { ControlledTransaction, Insertable, Kysely, Selectable, Updateable } from "kysely";
+import { throwIfAborted } from "../api/errors.ts";
 import type { JsonObject } from "../api/types.ts";
 import type { AuditEvent, InstancePatch, InstanceRow, NewInstance, StoredAuditEvent } from "../api/model.ts";
 import type { InstanceStore } from "../reconcile/ports.ts";
@@ -168,10 +169,13 @@ class LazyTransaction {
 class KyselyInstanceStore implements InstanceStore {
   readonly #db: Kysely<Database>;
   readonly #lazy: LazyTransaction | undefined;
+  /** The caller's deadline: checked before every statement, so an aborted transaction rolls back. */
+  readonly #signal: AbortSignal | undefined;
 
-  constructor(db: Kysely<Database>, lazy?: LazyTransaction) {
+  constructor(db: Kysely<Database>, lazy?: LazyTransaction, signal?: AbortSignal) {
     this.#db = db;
     this.#lazy = lazy;
+    this.#signal = signal;
   }
 
   #inTransaction(): boolean {
@@ -180,15 +184,18 @@ class KyselyInstanceStore implements InstanceStore {
 
   /** Where reads go: the open transaction, else the pool. */
   #reader(): Kysely<Database> {
+    throwIfAborted(this.#signal, "database read");
     return this.#lazy?.tx ?? this.#db;
   }
 
   /** Where writes go: the transaction (opened now if need be), else the pool. */
   #writer(): Promise<Kysely<Database>> {
+    throwIfAborted(this.#signal, "database write");
     return this.#lazy ? this.#lazy.open() : Promise.resolve(this.#db);
   }
 
-  async findByUid(uid: string): Promise<InstanceRow | undefined> {
+  async findByUid(uid: string, signal?: AbortSignal): Promise<InstanceRow | undefined> {
+    throwIfAborted(signal, "database read");
     const row = await this.#reader()
       .selectFrom("connector_instances")
       .selectAll()
@@ -291,13 +298,14 @@ class KyselyInstanceStore implements InstanceStore {
     });
   }
 
-  async transaction<T>(fn: (tx: InstanceStore) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: InstanceStore) => Promise<T>, signal?: AbortSignal): Promise<T> {
     // Already in a transaction: run in it (no savepoint; a throw aborts the outer one).
     if (this.#inTransaction()) return fn(this);
     const lazy = new LazyTransaction(this.#db);
     let result: T;
     try {
-      result = await fn(new KyselyInstanceStore(this.#db, lazy));
+      result = await fn(new KyselyInstanceStore(this.#db, lazy, signal));
+      throwIfAborted(signal, "database commit");
     } catch (err) {
       await lazy.finish(false).catch(() => {});
       throw err;

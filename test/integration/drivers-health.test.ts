@@ -1,4 +1,5 @@
-// The health probes against real servers on loopback: Dovecot (IMAP, IMAPS, submission
+// The drivers' health checks (through drivers/run.ts, as the controller calls them) against
+// real servers on loopback: Dovecot (IMAP, IMAPS, submission
 // with STARTTLS and implicit TLS), an in-process node:https server with a throwaway CA
 // (HTTP, Mattermost and Discord shapes), PostgreSQL (startPostgres), and a silent TCP
 // server for timeouts. The ConnectorTypes are the project's own (examples/types).
@@ -8,7 +9,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ConnectorType, JsonObject } from "../../controller/src/api/types.ts";
 import { parseYamlFile } from "../../controller/src/catalog/fileCatalog.ts";
-import { createProber } from "../../controller/src/probes/index.ts";
+import { createProber } from "../../controller/src/drivers/run.ts";
 import type { Logger } from "../../controller/src/api/logger.ts";
 import type { ProbeInput, ProbeResult } from "../../controller/src/api/model.ts";
 import { REPO_ROOT } from "../support/controlPlane.ts";

@@ -4,10 +4,11 @@
 // we read, so it is a compare-and-swap; a leader that cannot renew within renewDeadline
 // stops leading; release on shutdown empties the holder so a standby takes over at once.
 import { CoordinationV1Api, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
-import type { Logger } from "../api/logger.ts";
-import { jitter, sleep } from "../api/clock.ts";
-import { errorChainMessage } from "../api/errors.ts";
-import { apiStatus } from "./apiErrors.ts";
+import type { Logger } from "../../api/logger.ts";
+import type { LeaderElection } from "./manager.ts";
+import { jitter, sleep } from "../../api/clock.ts";
+import { errorChainMessage } from "../../api/errors.ts";
+import { apiStatus } from "../apiErrors.ts";
 
 export interface LeaderElectionOptions {
   kc: KubeConfig;
@@ -25,7 +26,7 @@ function microTime(d: Date): string {
   return d.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }
 
-export class LeaderElector {
+export class LeaderElector implements LeaderElection {
   readonly #api: CoordinationV1Api;
   readonly #o: Required<LeaderElectionOptions>;
   #observed: { record: string; at: number } | undefined;

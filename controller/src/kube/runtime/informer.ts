@@ -1,18 +1,23 @@
-// A cache of one resource kind kept current by list-then-watch. It survives what real
+// A cache of one resource kind kept current by list-then-watch, with client-go's indexes
+// (objects by a computed value, e.g. Connectors by their type), so a change to one object
+// finds the objects that depend on it without a scan. It survives what real
 // clusters do: watches that end (re-watch from the last resourceVersion), 410 Gone
 // (relist), errors (exponential backoff, Retry-After honoured), silent stalls (no byte in
 // `stallMs` => reconnect), and replayed events (the handler sees an update only when the
 // resourceVersion differs). resourceVersions are opaque strings, never compared as numbers.
 import { Watch, type KubeConfig } from "@kubernetes/client-node";
-import { jitter, sleep } from "../api/clock.ts";
-import { errorChainMessage } from "../api/errors.ts";
-import type { ObjectMeta } from "../api/types.ts";
-import type { Logger } from "../api/logger.ts";
-import { apiRetryAfterMs, apiStatus } from "./apiErrors.ts";
+import { jitter, sleep } from "../../api/clock.ts";
+import { errorChainMessage } from "../../api/errors.ts";
+import type { ObjectMeta } from "../../api/types.ts";
+import type { Logger } from "../../api/logger.ts";
+import { apiRetryAfterMs, apiStatus } from "../apiErrors.ts";
 
 export interface KubeObject {
   metadata: ObjectMeta;
 }
+
+/** Computes the values an object is indexed under (client-go's IndexFunc). */
+export type IndexFunc<T> = (obj: T) => string[];
 
 export type InformerEventType = "add" | "update" | "delete";
 export type InformerHandler<T> = (type: InformerEventType, obj: T, old: T | undefined) => void;
@@ -56,6 +61,9 @@ class GoneError extends Error {}
 
 export class Informer<T extends KubeObject> {
   readonly #cache = new Map<string, T>();
+  readonly #indexers = new Map<string, IndexFunc<T>>();
+  /** index name -> value -> keys of the objects indexed under it */
+  readonly #indexes = new Map<string, Map<string, Set<string>>>();
   readonly #handlers: InformerHandler<T>[] = [];
   readonly #watch: Watch;
   readonly #opts: Required<Omit<InformerOptions<T>, "metrics" | "transform">> & { metrics: InformerMetrics };
@@ -88,6 +96,20 @@ export class Informer<T extends KubeObject> {
     this.#handlers.push(handler);
   }
 
+  /** Adds an index; objects already cached are indexed at once. */
+  addIndex(name: string, fn: IndexFunc<T>): void {
+    this.#indexers.set(name, fn);
+    this.#indexes.set(name, new Map());
+    for (const [key, obj] of this.#cache) this.#index(name, fn, key, obj, +1);
+  }
+
+  /** The cached objects indexed under `value` by the index `name`. */
+  byIndex(name: string, value: string): T[] {
+    const keys = this.#indexes.get(name)?.get(value);
+    if (!keys) return [];
+    return [...keys].map((k) => this.#cache.get(k)).filter((o) => o !== undefined);
+  }
+
   get(key: string): T | undefined {
     return this.#cache.get(key);
   }
@@ -114,7 +136,7 @@ export class Informer<T extends KubeObject> {
    */
   observe(obj: T): void {
     const key = objectKey(obj);
-    if (this.#cache.has(key)) this.#cache.set(key, this.#transform(obj));
+    if (this.#cache.has(key)) this.#put(key, this.#transform(obj));
   }
 
   /** Lists and watches until the signal aborts. */
@@ -168,8 +190,8 @@ export class Informer<T extends KubeObject> {
     } while (cont);
     this.#opts.metrics.relist?.();
     const old = new Map(this.#cache);
-    this.#cache.clear();
-    for (const [k, v] of fresh) this.#cache.set(k, v);
+    for (const k of old.keys()) if (!fresh.has(k)) this.#remove(k);
+    for (const [k, v] of fresh) this.#put(k, v);
     this.#resourceVersion = rv;
     for (const [k, v] of fresh) {
       const prev = old.get(k);
@@ -236,13 +258,43 @@ export class Informer<T extends KubeObject> {
     const key = objectKey(o);
     const prev = this.#cache.get(key);
     if (type === "DELETED") {
-      this.#cache.delete(key);
+      this.#remove(key);
       this.#emit("delete", o, prev);
       return;
     }
-    this.#cache.set(key, o);
+    this.#put(key, o);
     if (!prev) this.#emit("add", o, undefined);
     else if (prev.metadata.resourceVersion !== rv) this.#emit("update", o, prev);
+  }
+
+  #put(key: string, obj: T): void {
+    const prev = this.#cache.get(key);
+    for (const [name, fn] of this.#indexers) {
+      if (prev) this.#index(name, fn, key, prev, -1);
+      this.#index(name, fn, key, obj, +1);
+    }
+    this.#cache.set(key, obj);
+  }
+
+  #remove(key: string): void {
+    const prev = this.#cache.get(key);
+    if (!prev) return;
+    for (const [name, fn] of this.#indexers) this.#index(name, fn, key, prev, -1);
+    this.#cache.delete(key);
+  }
+
+  #index(name: string, fn: IndexFunc<T>, key: string, obj: T, delta: 1 | -1): void {
+    const index = this.#indexes.get(name)!;
+    for (const value of fn(obj)) {
+      let keys = index.get(value);
+      if (delta > 0) {
+        if (!keys) index.set(value, (keys = new Set()));
+        keys.add(key);
+      } else if (keys) {
+        keys.delete(key);
+        if (!keys.size) index.delete(value);
+      }
+    }
   }
 
   #emit(type: InformerEventType, obj: T, old: T | undefined): void {

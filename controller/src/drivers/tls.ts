@@ -1,11 +1,12 @@
-// TLS options for every probe: certificates are always verified, against the system roots
+// TLS options for every driver: certificates are always verified, against the system roots
 // plus the config's caBundle. `insecureSkipVerify: true` turns verification off only when
-// it is set explicitly, and every probe that does so logs a warning.
-import * as tls from "node:tls";
-import { isIP } from "node:net";
-import type { JsonObject } from "../api/types.ts";
+// it is set explicitly, and every call that does so logs a warning.
 import { createHash } from "node:crypto";
-import { ProbeFailure, bool, str, type ProbeContext } from "./common.ts";
+import { isIP } from "node:net";
+import * as tls from "node:tls";
+import type { JsonObject } from "../api/types.ts";
+import { bool, configError, str } from "./config.ts";
+import type { DriverCall } from "./driver.ts";
 
 function defaultRoots(): string[] {
   // Node >= 22.15: the roots Node trusts by default (bundled, plus system/extra when enabled).
@@ -26,11 +27,7 @@ function contextWith(caBundle: string, kind: string): tls.SecureContext {
     try {
       ctx = tls.createSecureContext({ ca: [...defaultRoots(), caBundle], minVersion: "TLSv1.2" });
     } catch {
-      throw new ProbeFailure(
-        "permanent",
-        "config",
-        `${kind}: config.caBundle is not a valid PEM certificate bundle`,
-      );
+      throw configError(kind, "caBundle", "is not a valid PEM certificate bundle");
     }
     if (contexts.size >= MAX_CONTEXTS) contexts.delete(contexts.keys().next().value as string);
     contexts.set(key, ctx);
@@ -38,22 +35,22 @@ function contextWith(caBundle: string, kind: string): tls.SecureContext {
   return ctx;
 }
 
-export function warnInsecure(ctx: ProbeContext, what: string): void {
-  ctx.log.warn(
-    { probe: ctx.version.healthProbe.kind, type: ctx.typeName, target: ctx.target.display },
-    `INSECURE: ${what} for ${ctx.typeName} probe of ${ctx.target.display}; never use this in production`,
+export function warnInsecure(call: DriverCall, what: string): void {
+  call.log.warn(
+    { driver: call.version.healthProbe.kind, type: call.typeName, target: call.target.display },
+    `INSECURE: ${what} for ${call.typeName} at ${call.target.display}; never use this in production`,
   );
 }
 
-/** tls.connect options for the probe's host, from config.caBundle and config.insecureSkipVerify. */
-export function tlsOptions(ctx: ProbeContext, config: JsonObject = ctx.input.config): tls.ConnectionOptions {
+/** tls.connect options for the call's host, from config.caBundle and config.insecureSkipVerify. */
+export function tlsOptions(call: DriverCall, config: JsonObject = call.config): tls.ConnectionOptions {
   const opts: tls.ConnectionOptions = { minVersion: "TLSv1.2" };
   const caBundle = str(config, "caBundle");
   if (caBundle !== undefined && caBundle.trim() !== "")
-    opts.secureContext = contextWith(caBundle, ctx.version.healthProbe.kind);
-  if (isIP(ctx.target.host) === 0) opts.servername = ctx.target.host;
+    opts.secureContext = contextWith(caBundle, call.version.healthProbe.kind);
+  if (isIP(call.target.host) === 0) opts.servername = call.target.host;
   if (bool(config, "insecureSkipVerify") === true) {
-    warnInsecure(ctx, "TLS certificate verification is disabled (insecureSkipVerify: true)");
+    warnInsecure(call, "TLS certificate verification is disabled (insecureSkipVerify: true)");
     opts.rejectUnauthorized = false;
   } else {
     opts.rejectUnauthorized = true;

@@ -1,4 +1,4 @@
-// Egress allowlist: the host a probe will contact must be listed by its type version
+// Egress allowlist: the host a driver will contact must be listed by its type version
 // BEFORE anything is resolved or connected.
 //
 // Entries are exact host names, IP addresses, or `*.suffix` patterns. Matching is
@@ -8,7 +8,6 @@
 // `*.example.com` matches any name below example.com (a.example.com, a.b.example.com) but
 // not example.com itself, and never an IP address.
 import { isIPv4, isIPv6 } from "node:net";
-import type { ConnectorType, TypeVersion } from "../api/types.ts";
 
 const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
 // Decimal dotted quad without leading zeros, the only IPv4 spelling we accept.
@@ -76,10 +75,6 @@ export function hostAllowed(host: string, allowlist: readonly string[] | undefin
     if (e && e.kind === h.kind && e.value === h.value) return true;
   }
   return false;
-}
-
-export function typeVersionOf(type: ConnectorType, version: number): TypeVersion | undefined {
-  return type.spec.versions.find((v) => v.version === version);
 }
 
 /** The message of an egress refusal; the host is shown JSON-quoted when it is not a plain host. */

@@ -1,0 +1,207 @@
+// The one HTTP client of the HTTP-based drivers (http, mattermost, discord), on node:http(s):
+// one fresh connection per request to the call's target (no agent, no keep-alive), redirects
+// never followed, response bodies capped, and one reading of a provider's status:
+// 401/403 => AuthenticationFailed; 429 => quota_exceeded with Retry-After; 408 and 5xx =>
+// transient; any other unexpected status (3xx included) => permanent.
+import * as http from "node:http";
+import * as https from "node:https";
+import { ConnectorError } from "../api/errors.ts";
+import { AUTHENTICATION_FAILED } from "../api/model.ts";
+import { configError, displayUrl } from "./config.ts";
+import type { DriverCall, Target } from "./driver.ts";
+import { urlHost } from "./egress.ts";
+import { where } from "./failures.ts";
+import { tlsOptions, warnInsecure } from "./tls.ts";
+
+export const MAX_RESPONSE_BYTES = 256 * 1024;
+
+/** base + path, from a config field holding the base URL; the field is named when it cannot be used. */
+export function joinUrl(kind: string, field: string, base: string, path: string): URL {
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch {
+    throw configError(kind, field, "is not a valid URL");
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:")
+    throw configError(kind, field, "must be http or https");
+  if (url.username !== "" || url.password !== "")
+    throw configError(kind, field, "must not carry credentials (use auth and the token credential)");
+  const rel = new URL(path.startsWith("/") ? path : `/${path}`, "http://placeholder");
+  url.pathname = url.pathname.replace(/\/+$/, "") + rel.pathname;
+  url.search = rel.search;
+  url.hash = "";
+  return url;
+}
+
+/** The target of a request to this URL: the host as the URL parser canonicalised it. */
+export function urlTarget(url: URL, method = "GET"): Target {
+  const port = url.port !== "" ? Number(url.port) : url.protocol === "https:" ? 443 : 80;
+  return { host: urlHost(url), port, display: `${method} ${displayUrl(url)}` };
+}
+
+export interface HttpRequest {
+  method: string;
+  url: URL;
+  headers: Record<string, string>;
+  body?: Buffer;
+  /** false: answer as soon as the status is known and hang up. */
+  wantBody: boolean;
+  maxBodyBytes?: number;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** Sends one request to the call's target (only there: the egress check was made for it). */
+export function httpRequest(call: DriverCall, req: HttpRequest): Promise<HttpResponse> {
+  const { url } = req;
+  if (urlHost(url) !== call.target.host)
+    throw new ConnectorError(
+      "permanent",
+      "InvalidConfig",
+      `${where(call)}: a request may only go to the target host`,
+    );
+  const isHttps = url.protocol === "https:";
+  if (!isHttps && req.headers["authorization"] !== undefined)
+    warnInsecure(call, "credentials sent over plain http");
+  const maxBody = req.maxBodyBytes ?? MAX_RESPONSE_BYTES;
+  const options: https.RequestOptions = {
+    method: req.method,
+    protocol: url.protocol,
+    hostname: call.target.host,
+    port: call.target.port,
+    path: `${url.pathname}${url.search}`,
+    headers: {
+      "user-agent": "connector-controller",
+      ...req.headers,
+      host: url.host,
+      connection: "close",
+      ...(req.body ? { "content-length": String(req.body.length) } : {}),
+    },
+    agent: false,
+    signal: call.signal,
+    timeout: call.timeoutMs,
+    maxHeaderSize: 64 * 1024,
+  };
+  if (isHttps) Object.assign(options, tlsOptions(call));
+  return new Promise<HttpResponse>((resolve, reject) => {
+    const request = (isHttps ? https : http).request(options, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on("data", (chunk: Buffer) => {
+        if (!req.wantBody) return;
+        size += chunk.length;
+        if (size > maxBody) {
+          res.destroy();
+          reject(
+            new ConnectorError(
+              "permanent",
+              "UnexpectedResponse",
+              `${where(call)}: response body larger than ${maxBody} bytes`,
+              { providerStatusCode: res.statusCode },
+            ),
+          );
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on("end", () => {
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+        request.destroy();
+      });
+      res.on("error", reject);
+      if (!req.wantBody) {
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.alloc(0) });
+        res.destroy();
+        request.destroy();
+      }
+    });
+    request.on("timeout", () =>
+      request.destroy(Object.assign(new Error("socket idle timeout"), { code: "ETIMEDOUT" })),
+    );
+    request.on("error", reject);
+    request.end(req.body);
+  });
+}
+
+/** Retry-After as milliseconds: delta-seconds or an HTTP date. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined) return undefined;
+  const trimmed = v.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/** Throws the classed failure unless the status is the expected one (any 2xx when none is). */
+export function expectStatus(call: DriverCall, res: HttpResponse, expected?: number): void {
+  const status = res.status;
+  const ok = expected !== undefined ? status === expected : status >= 200 && status < 300;
+  if (ok) return;
+  const at = where(call);
+  const extra = { providerStatusCode: status };
+  if (status === 401 || status === 403)
+    throw new ConnectorError(
+      "permanent",
+      AUTHENTICATION_FAILED,
+      `${at}: HTTP ${status} (credentials rejected)`,
+      extra,
+    );
+  if (status === 429) {
+    const retryAfterMs = parseRetryAfter(res.headers["retry-after"]);
+    throw new ConnectorError("quota_exceeded", "QuotaExceeded", `${at}: HTTP 429 (rate limited)`, {
+      ...extra,
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    });
+  }
+  const want = expected !== undefined ? `expected ${expected}` : "expected 2xx";
+  if (status === 408 || status >= 500)
+    throw new ConnectorError("transient", "UnexpectedStatus", `${at}: HTTP ${status} (${want})`, extra);
+  const note = status >= 300 && status < 400 ? "; redirects are not followed" : "";
+  throw new ConnectorError("permanent", "UnexpectedStatus", `${at}: HTTP ${status} (${want}${note})`, extra);
+}
+
+/** The JSON body as an object carrying a non-empty string id, or UnexpectedResponse saying what it should be. */
+export function jsonWithId(call: DriverCall, res: HttpResponse, what: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(res.body.toString("utf8"));
+  } catch {
+    parsed = undefined;
+  }
+  const body =
+    typeof parsed === "object" && parsed !== null ? (parsed as Record<string, unknown>) : undefined;
+  if (typeof body?.["id"] !== "string" || body["id"] === "")
+    throw new ConnectorError(
+      "permanent",
+      "UnexpectedResponse",
+      `${where(call)}: the response is not ${what} (no id)`,
+      {
+        providerStatusCode: res.status,
+      },
+    );
+  return body;
+}
+
+/** The health check of a chat API: GET the token's own user; healthy when it is one (has an id). */
+export async function currentUserHealth(
+  call: DriverCall,
+  url: URL,
+  authorization: string,
+  what: string,
+): Promise<{ providerStatusCode: number }> {
+  const res = await httpRequest(call, {
+    method: "GET",
+    url,
+    headers: { accept: "application/json", authorization },
+    wantBody: true,
+  });
+  expectStatus(call, res, call.version.healthProbe.expectStatus);
+  jsonWithId(call, res, what);
+  return { providerStatusCode: res.status };
+}

@@ -1,0 +1,180 @@
+// The ports of the gateway: interfaces only. kube/ (TokenReview, SubjectAccessReview),
+// store/ (PostgreSQL: limits, breakers, idempotency, audit) and the job engine implement
+// them; the gateway's tests use in-memory versions of the same interfaces. Everything that
+// must hold across gateway replicas lives behind these, in PostgreSQL.
+import type { ErrorClass, JsonObject, JsonValue } from "../api/types.ts";
+import type {
+  DeadLetter,
+  InvocationTarget,
+  JobRecord,
+  NormalizedResponse,
+  Principal,
+} from "../api/invocation.ts";
+
+/** TokenReview: who a bearer token belongs to (undefined: not authenticated). Cached briefly. */
+export interface Authenticator {
+  authenticate(token: string, signal?: AbortSignal): Promise<Principal | undefined>;
+}
+
+export interface ResourceAttributes {
+  verb: string;
+  namespace: string;
+  /** Always "connectors" for the gateway's checks. */
+  resource: string;
+  name?: string;
+  subresource?: string;
+}
+
+/** SubjectAccessReview: may this principal do this? Cached briefly. */
+export interface Authorizer {
+  allowed(
+    principal: Principal,
+    attributes: ResourceAttributes,
+    signal?: AbortSignal,
+  ): Promise<{ allowed: boolean; reason?: string }>;
+}
+
+// ---- limits (spec §6, §14), exact across replicas -------------------------------------
+
+/** One token bucket: `rps` sustained, `burst` at once (GCRA). */
+export interface RateBucket {
+  /** e.g. "instance:<id>", "user:<name>", "project:<id>" */
+  key: string;
+  rps: number;
+  burst: number;
+}
+
+export interface AdmissionRequest {
+  instanceId: string;
+  /** All-or-nothing: a call takes one token from every bucket, or from none. */
+  buckets: RateBucket[];
+  /** maxParallelInvocations of the instance (no cap when absent). */
+  maxParallel?: number;
+  /** When every slot is taken: refuse at once, or wait in a queue of at most `queueDepth`. */
+  backpressure: "reject" | "queue";
+  queueDepth: number;
+  /** How long a queued call may wait for a slot (the operation's timeout). */
+  maxWaitMs: number;
+  /** How long a slot is held before it counts as abandoned (a replica that died holding it). */
+  leaseMs: number;
+}
+
+export type Admission =
+  | { admitted: true; slot: Slot | undefined }
+  | { admitted: false; reason: "rate_limited"; bucket: string; retryAfterMs: number }
+  | { admitted: false; reason: "busy"; retryAfterMs: number }
+  | { admitted: false; reason: "queue_full"; retryAfterMs: number };
+
+/** A held slot of an instance's maxParallelInvocations. */
+export interface Slot {
+  instanceId: string;
+  id: string;
+}
+
+export interface Limiter {
+  admit(req: AdmissionRequest, signal?: AbortSignal): Promise<Admission>;
+  release(slot: Slot): Promise<void>;
+}
+
+// ---- the circuit breaker, shared by the controller and every gateway replica -------------
+
+export interface BreakerSettings {
+  failureThreshold: number;
+  cooldownMs: number;
+}
+
+export type BreakerState =
+  | { phase: "closed"; failures: number }
+  | { phase: "open"; failures: number; retryAfterMs: number }
+  /** The cooldown passed: exactly one caller (`trial: true`) may try; the others wait. */
+  | { phase: "half-open"; failures: number; trial: boolean };
+
+export interface BreakerStore {
+  /** The breaker as a call should see it; in half-open, claims the single trial call for this caller. */
+  enter(instanceId: string, settings: BreakerSettings): Promise<BreakerState>;
+  /** Closes the breaker (resets failures). Writes only when it was not already closed at zero. */
+  success(instanceId: string): Promise<void>;
+  /** Counts a failure; true when this failure opened (or re-opened) the breaker. */
+  failure(instanceId: string, settings: BreakerSettings): Promise<boolean>;
+}
+
+// ---- idempotency (spec §2.3) -------------------------------------------------------------
+
+export interface IdempotencyScope {
+  namespace: string;
+  name: string;
+  operation: string;
+  key: string;
+}
+
+/** What is kept of a finished call, to answer its duplicates with. */
+export interface StoredOutcome {
+  status: number;
+  /** The normalized response, or the problem document of a failure that must not be repeated. */
+  body: JsonValue;
+  /** For an async call: the job it created. */
+  jobId?: string;
+}
+
+export type IdempotencyClaim =
+  | { kind: "new" }
+  | { kind: "replay"; outcome: StoredOutcome }
+  | { kind: "in_progress" }
+  /** The key was used with a different input. */
+  | { kind: "conflict" };
+
+export interface IdempotencyStore {
+  /** Claims the key for this request (by the hash of its canonical input), or says who has it. */
+  claim(scope: IdempotencyScope, requestHash: string, ttlMs: number): Promise<IdempotencyClaim>;
+  /** Waits (up to `waitMs`) for an in-progress claim to finish; undefined if it did not. */
+  wait(scope: IdempotencyScope, waitMs: number, signal?: AbortSignal): Promise<StoredOutcome | undefined>;
+  complete(scope: IdempotencyScope, outcome: StoredOutcome): Promise<void>;
+  /** Lets the key be used again (a transient failure the caller may retry). */
+  release(scope: IdempotencyScope): Promise<void>;
+}
+
+// ---- async jobs (spec §2.2) --------------------------------------------------------------
+
+export interface JobSpec {
+  target: InvocationTarget;
+  input: JsonObject;
+  requester: Principal;
+  requestId: string;
+  correlationId: string;
+  idempotencyKey?: string;
+  /** From the operation's retryPolicy (transient failures only). */
+  retry: { limit: number; delayMs: number; maxDelayMs: number };
+  /** The operation's timeout: a run past it is aborted. */
+  timeoutMs: number;
+}
+
+/** What the worker's handler reports for one run. */
+export type JobOutcome =
+  | { ok: true; result: NormalizedResponse }
+  /** `retry` only for transient failures with attempts left; the engine dead-letters when they run out. */
+  | { ok: false; error: { class: ErrorClass; reason: string; message: string }; retry: boolean };
+
+export interface JobQueue {
+  enqueue(spec: JobSpec): Promise<{ id: string }>;
+  get(id: string): Promise<JobRecord | undefined>;
+  list(filter: {
+    namespace?: string;
+    name?: string;
+    state?: JobRecord["state"];
+    limit?: number;
+  }): Promise<JobRecord[]>;
+  /** Cancels a pending job, or aborts a running one (on whichever replica runs it). */
+  cancel(id: string): Promise<JobRecord | undefined>;
+  deadLetters(filter: { namespace?: string; limit?: number }): Promise<DeadLetter[]>;
+  /** Enqueues the dead letter's job again: same input, same idempotency key. */
+  replay(deadLetterId: string): Promise<{ id: string }>;
+  /** Runs jobs with `handler` on this replica (`concurrency` at once) until the signal aborts. */
+  work(
+    handler: (
+      spec: JobSpec,
+      ctx: { jobId: string; attempt: number; signal: AbortSignal },
+    ) => Promise<JobOutcome>,
+    opts: { concurrency: number },
+    signal: AbortSignal,
+  ): Promise<void>;
+}

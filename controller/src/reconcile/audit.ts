@@ -1,0 +1,26 @@
+import type { AuditEvent, InstanceRow } from "../api/model.ts";
+import type { Connector } from "../api/types.ts";
+
+/** What a step says about an audit row; the rest comes from the Connector and the reconcile. */
+export type AuditEntry = Pick<AuditEvent, "operation" | "outcome"> & Partial<AuditEvent>;
+
+/** A reconcile's audit row: the reconcile id as request id, the Connector's uid as correlation id. */
+export function audit(
+  c: Connector,
+  reconcileId: string,
+  row: InstanceRow | undefined,
+  actor: string | null,
+  e: AuditEntry,
+): AuditEvent {
+  return {
+    requestId: reconcileId,
+    correlationId: c.metadata.uid ?? null,
+    actor,
+    projectId: row?.projectId ?? c.spec.projectId ?? null,
+    connectorInstanceId: row?.id ?? null,
+    namespace: c.metadata.namespace ?? "",
+    name: c.metadata.name,
+    executionMode: "reconcile",
+    ...e,
+  };
+}
