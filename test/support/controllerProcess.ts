@@ -97,8 +97,8 @@ export class ControllerProcess {
       const wall = line.time ? Date.parse(line.time) : Date.now();
       this.marks.set(msg, this.spawnedAt + (wall - this.spawnedAtWall));
     }
-    if (msg === "serving metrics and health probes" && typeof line.metrics === "string")
-      this.metricsAddress = line.metrics;
+    // Whichever line says where /metrics listens (its `metrics` field, host:port).
+    if (typeof line.metrics === "string" && /:\d+$/.test(line.metrics)) this.metricsAddress = line.metrics;
     if ((line.level ?? 0) >= 40 && this.warnings.length < 200) this.warnings.push(line);
   }
 
@@ -129,9 +129,14 @@ export class ControllerProcess {
   }
 
   /** Resolves with the time of `msg`'s first appearance (at once if it already appeared). */
-  async waitFor(msg: string, timeoutMs = 120_000): Promise<number> {
+  waitFor(msg: string, timeoutMs = 120_000): Promise<number> {
+    return this.#eventually(() => this.marks.get(msg), `log "${msg}"`, timeoutMs);
+  }
+
+  /** Until `check` has a value; fails at once, with its last lines, when the process exits. */
+  async #eventually<T>(check: () => T | undefined, what: string, timeoutMs: number): Promise<T> {
     try {
-      return await eventually(() => this.marks.get(msg), `${this.name} to log "${msg}"`, {
+      return await eventually(check, `${this.name} to ${what}`, {
         timeoutMs,
         intervalMs: 50,
         giveUpIf: () => this.process.exitInfo,
@@ -148,8 +153,8 @@ export class ControllerProcess {
 
   /** Its /metrics as series name{labels} => value. */
   async metrics(): Promise<Map<string, number>> {
-    if (!this.metricsAddress) await this.waitFor("serving metrics and health probes", 60_000);
-    const text = await (await fetch(`http://${this.metricsAddress}/metrics`)).text();
+    const address = await this.#eventually(() => this.metricsAddress, "say where /metrics listens", 60_000);
+    const text = await (await fetch(`http://${address}/metrics`)).text();
     const out = new Map<string, number>();
     for (const line of text.split("\n")) {
       if (!line || line.startsWith("#")) continue;
