@@ -39,21 +39,21 @@ export function parseDuration(flag: string, text: string): number {
   return Math.round(Number(m[1]) * UNITS[m[2]!]!);
 }
 
-function positiveInt(flag: string, text: string, max: number): number {
+export function positiveInt(flag: string, text: string, max: number): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1 || n > max)
     throw new ConfigError(`--${flag}: "${text}" must be a whole number from 1 to ${max}`);
   return n;
 }
 
-function list(text: string | undefined): string[] {
+export function list(text: string | undefined): string[] {
   return (text ?? "")
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
 }
 
-const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"];
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"];
 
 export const FLAGS = {
   kubeconfig: {
@@ -161,7 +161,7 @@ export const FLAGS = {
   },
 } as const;
 
-function address(flag: string, text: string): { host: string; port: number } | undefined {
+export function address(flag: string, text: string): { host: string; port: number } | undefined {
   if (text === "0") return undefined;
   const m = /^(.*):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[2]) : NaN;
@@ -175,36 +175,50 @@ function port(flag: string, text: string): number | undefined {
   return positiveInt(flag, text, 65535);
 }
 
-export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
-  const options = Object.fromEntries(Object.entries(FLAGS).map(([k, v]) => [k, { type: v.type }])) as Record<
-    keyof typeof FLAGS,
+export type FlagTable = Record<string, { type: "string" | "boolean"; env: string; help: string }>;
+
+/** Parses argv against a flag table: a flag wins over its environment variable. */
+export function readFlags<F extends FlagTable>(flags: F, argv: string[], env: NodeJS.ProcessEnv) {
+  const options = Object.fromEntries(Object.entries(flags).map(([k, v]) => [k, { type: v.type }])) as Record<
+    keyof F,
     { type: "string" | "boolean" }
   >;
-  let values: Partial<Record<keyof typeof FLAGS, string | boolean>>;
+  let values: Partial<Record<keyof F, string | boolean>>;
   try {
-    values = parseArgs({ args: argv, options, strict: true }).values as typeof values;
+    values = parseArgs({ args: argv, options: options as never, strict: true }).values as typeof values;
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-  const get = (flag: keyof typeof FLAGS): string | undefined => {
-    const v = values[flag];
-    return typeof v === "string" ? v : env[FLAGS[flag].env] || undefined;
+  const get = (name: keyof F): string | undefined => {
+    const v = values[name];
+    return typeof v === "string" ? v : env[flags[name]!.env] || undefined;
   };
-  const flag = (name: keyof typeof FLAGS): boolean => {
+  const flag = (name: keyof F): boolean => {
     const v = values[name];
     if (typeof v === "boolean") return v;
-    const e = env[FLAGS[name].env];
+    const e = env[flags[name]!.env];
     if (e === undefined || e === "") return false;
     if (e !== "true" && e !== "false")
-      throw new ConfigError(`${FLAGS[name].env}: "${e}" must be true or false`);
+      throw new ConfigError(`${flags[name]!.env}: "${e}" must be true or false`);
     return e === "true";
   };
+  return { get, flag };
+}
+
+/** The log level and database every process of the project shares. */
+export function commonSettings(get: (name: "log-level" | "database-url") => string | undefined) {
   const logLevel = get("log-level") ?? "info";
   if (!LOG_LEVELS.includes(logLevel))
     throw new ConfigError(`--log-level: "${logLevel}" must be one of ${LOG_LEVELS.join(", ")}`);
   const databaseUrl = get("database-url");
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl))
     throw new ConfigError("--database-url: must be a postgres:// or postgresql:// URL");
+  return { logLevel, databaseUrl };
+}
+
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
+  const { get, flag } = readFlags(FLAGS, argv, env);
+  const { logLevel, databaseUrl } = commonSettings(get);
   const labelSelector = get("label-selector");
   return {
     kubeconfig: get("kubeconfig"),
@@ -233,9 +247,13 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   };
 }
 
-export function usage(): string {
-  const rows = Object.entries(FLAGS).map(
-    ([flag, v]) => `  --${flag.padEnd(22)} ${v.env.padEnd(20)} ${v.help}`,
+export function usageOf(program: string, flags: FlagTable): string {
+  const rows = Object.entries(flags).map(
+    ([flag, v]) => `  --${flag.padEnd(24)} ${v.env.padEnd(22)} ${v.help}`,
   );
-  return `usage: connector-controller [flags]\n\nflags (and environment variables):\n${rows.join("\n")}\n`;
+  return `usage: ${program} [flags]\n\nflags (and environment variables):\n${rows.join("\n")}\n`;
+}
+
+export function usage(): string {
+  return usageOf("connector-controller", FLAGS);
 }

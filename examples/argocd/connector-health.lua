@@ -9,11 +9,15 @@
 -- resource.customizations scripts, so this uses no string or math functions.
 --
 --   no status, or status.observedGeneration < metadata.generation  => Progressing
---   Stalled=True, or Synced=False                                  => Degraded
+--   Stalled=True (an invalid spec, refused credentials, an open breaker) => Degraded
 --   Ready=True with reason Disabled                                 => Suspended
---   Ready=True with Healthy=False                                   => Degraded
---   Ready=True                                                      => Healthy
+--   Ready=True (active; also degraded: a failed probe while the
+--     breaker is closed, or Vault or the database briefly away while
+--     the last good state holds: said in the message)               => Healthy
 --   anything else (Ready False/Unknown/absent, Reconciling)         => Progressing
+--
+-- The controller sets Stalled=True exactly for the hard failures, so kstatus (Flux,
+-- kubectl wait) reads Failed where Argo CD reads Degraded.
 
 local hs = {}
 
@@ -89,24 +93,20 @@ if is(stalled, "True") then
   hs.message = describe(stalled, "The controller cannot apply this generation")
   return hs
 end
-if is(synced, "False") then
-  hs.status = "Degraded"
-  hs.message = describe(synced, "The last reconcile failed")
-  return hs
-end
 if is(ready, "True") then
   if ready.reason == "Disabled" then
     hs.status = "Suspended"
     hs.message = describe(ready, "Connector is disabled")
     return hs
   end
-  if is(healthy, "False") then
-    hs.status = "Degraded"
-    hs.message = describe(healthy, "Health checks are failing")
-    return hs
-  end
   hs.status = "Healthy"
   hs.message = describe(ready, "Connector is ready")
+  -- Passing trouble is worth reading, not worth an alert.
+  if is(synced, "False") then
+    hs.message = hs.message .. " (" .. describe(synced, "the last reconcile failed") .. ")"
+  elseif is(healthy, "False") then
+    hs.message = hs.message .. " (" .. describe(healthy, "a health check failed") .. ")"
+  end
   return hs
 end
 

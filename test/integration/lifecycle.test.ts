@@ -94,7 +94,9 @@ describe("drift", () => {
       const x = await getConnector(cp, NS, "drifty");
       return x?.status?.drift?.corrections ? x : undefined;
     }, "status.drift");
-    expect(c.status?.drift).toMatchObject({ detected: true, fields: ["config.headers"], corrections: 1 });
+    // Corrected at once: no drift remains (DRIFT false, UpToDate True); the count and time stay.
+    expect(c.status?.drift).toMatchObject({ detected: false, corrections: 1 });
+    expect(c.status?.drift?.lastCorrectedAt).toBeDefined();
     expect(JSON.stringify(c.status)).not.toContain("evil-drift");
     const audit = await sql.query(
       "select * from connector_audit_events where namespace = $1 and name = 'drifty' and operation = 'drift_corrected'",

@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import fengari from "fengari";
+import { runHealth, SCRIPT } from "../support/argoLua.ts";
 import { load } from "js-yaml";
 import { describe, expect, it } from "vitest";
 import type { Connector, ConnectorStatus } from "../../controller/src/api/types.ts";
@@ -14,85 +14,11 @@ import { ConnectorError } from "../../controller/src/api/errors.ts";
 import type { InstanceRow } from "../../controller/src/api/model.ts";
 import { buildStatus } from "../../controller/src/reconcile/status.ts";
 
-const { lua, lauxlib, lualib, to_luastring } = fengari;
-type LuaState = ReturnType<typeof lauxlib.luaL_newstate>;
-
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const SCRIPT = fs.readFileSync(path.join(ROOT, "examples/argocd/connector-health.lua"), "utf8");
 const ARGOCD_CM = load(fs.readFileSync(path.join(ROOT, "examples/argocd/argocd-cm.yaml"), "utf8")) as {
   data: Record<string, string>;
 };
 const HEALTH_KEY = "resource.customizations.health.cynodeai.io_Connector";
-
-// Argo CD's accepted health codes; anything else is reported as Unknown.
-const VALID = new Set(["Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"]);
-
-interface Health {
-  status: string;
-  message: string;
-}
-
-/** JSON => Lua like Argo CD's decodeValue: arrays 1-based, objects keyed by string. */
-function push(L: LuaState, value: unknown): void {
-  if (value === null || value === undefined) lua.lua_pushnil(L);
-  else if (typeof value === "boolean") lua.lua_pushboolean(L, value);
-  // gopher-lua has only floats, and prints a whole one without ".0" (tostring(3) == "3");
-  // Lua 5.3 does the same for integers, so whole numbers go in as integers.
-  else if (typeof value === "number") {
-    if (Number.isSafeInteger(value)) lua.lua_pushinteger(L, value);
-    else lua.lua_pushnumber(L, value);
-  } else if (typeof value === "string") lua.lua_pushstring(L, to_luastring(value));
-  else if (Array.isArray(value)) {
-    lua.lua_createtable(L, value.length, 0);
-    value.forEach((item, i) => {
-      push(L, item);
-      lua.lua_rawseti(L, -2, i + 1);
-    });
-  } else if (typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>);
-    lua.lua_createtable(L, 0, entries.length);
-    for (const [k, v] of entries) {
-      push(L, v);
-      lua.lua_setfield(L, -2, to_luastring(k));
-    }
-  } else throw new Error(`cannot pass ${typeof value} to Lua`);
-}
-
-function field(L: LuaState, name: string): string {
-  const t = lua.lua_getfield(L, -1, to_luastring(name));
-  const s =
-    t === lua.LUA_TSTRING ? lua.lua_tojsstring(L, -1) : `<${t === lua.LUA_TNIL ? "nil" : "not a string"}>`;
-  lua.lua_pop(L, 1);
-  return s;
-}
-
-/** Runs a health script against one resource, as Argo CD's ExecuteHealthLua does. */
-function runHealth(obj: unknown, script: string = SCRIPT): Health {
-  const L = lauxlib.luaL_newstate();
-  try {
-    for (const [name, open] of [
-      ["package", lualib.luaopen_package],
-      ["_G", lualib.luaopen_base],
-      ["table", lualib.luaopen_table],
-    ] as const) {
-      lauxlib.luaL_requiref(L, to_luastring(name), open, 1);
-      lua.lua_pop(L, 1);
-    }
-    push(L, obj);
-    lua.lua_setglobal(L, to_luastring("obj"));
-    if (lauxlib.luaL_loadstring(L, to_luastring(script)) !== lua.LUA_OK)
-      throw new Error(`Lua syntax error: ${lua.lua_tojsstring(L, -1)}`);
-    if (lua.lua_pcall(L, 0, lua.LUA_MULTRET, 0) !== lua.LUA_OK)
-      throw new Error(`Lua error: ${lua.lua_tojsstring(L, -1)}`);
-    if (lua.lua_gettop(L) === 0 || lua.lua_type(L, -1) !== lua.LUA_TTABLE)
-      throw new Error("the script must return a table");
-    const health = { status: field(L, "status"), message: field(L, "message") };
-    if (!VALID.has(health.status)) throw new Error(`invalid health status ${health.status}`);
-    return health;
-  } finally {
-    lua.lua_close(L);
-  }
-}
 
 type Cond = { type: string; status: "True" | "False" | "Unknown"; reason?: string; message?: string };
 
@@ -189,7 +115,7 @@ describe("Argo CD health check for Connectors (Lua, as Argo CD runs it)", () => 
     });
   });
 
-  describe("Stalled=True or Synced=False => Degraded", () => {
+  describe("Stalled=True => Degraded; passing trouble is not", () => {
     it("is Stalled with the reason and message of the Stalled condition", () => {
       const stalled: Cond = {
         type: "Stalled",
@@ -205,7 +131,7 @@ describe("Argo CD health check for Connectors (Lua, as Argo CD runs it)", () => 
       });
     });
 
-    it("is Degraded on Synced=False even while the last good generation keeps it Ready", () => {
+    it("stays Healthy on Synced=False while the last good generation keeps it Ready (Vault briefly away)", () => {
       const notSynced: Cond = {
         type: "Synced",
         status: "False",
@@ -213,8 +139,8 @@ describe("Argo CD health check for Connectors (Lua, as Argo CD runs it)", () => 
         message: "Vault is sealed",
       };
       expect(runHealth(connector(3, observed([READY, notSynced, HEALTHY])))).toEqual({
-        status: "Degraded",
-        message: "VaultUnavailable: Vault is sealed",
+        status: "Healthy",
+        message: "Available: connector is active and reachable (VaultUnavailable: Vault is sealed)",
       });
     });
 
@@ -253,7 +179,7 @@ describe("Argo CD health check for Connectors (Lua, as Argo CD runs it)", () => 
     });
   });
 
-  it("is Degraded when Ready=True but Healthy=False, with the Healthy condition's words", () => {
+  it("stays Healthy when Ready=True but one probe failed (Healthy=False, breaker closed), with its words", () => {
     const ready: Cond = {
       type: "Ready",
       status: "True",
@@ -267,8 +193,8 @@ describe("Argo CD health check for Connectors (Lua, as Argo CD runs it)", () => 
       message: "connect ECONNREFUSED 10.0.0.5:993",
     };
     expect(runHealth(connector(3, observed([ready, SYNCED, sick])))).toEqual({
-      status: "Degraded",
-      message: "ConnectionRefused: connect ECONNREFUSED 10.0.0.5:993",
+      status: "Healthy",
+      message: "Degraded: connector is degraded (ConnectionRefused: connect ECONNREFUSED 10.0.0.5:993)",
     });
   });
 
@@ -376,9 +302,10 @@ describe("Argo CD health check for Connectors (Lua, as Argo CD runs it)", () => 
       expect(health(buildStatus({ connector: base, now, row: row("disabled") })).status).toBe("Suspended");
     });
 
-    it("degraded (probes failing after it was active) => Degraded", () => {
+    it("degraded (a probe failed after it was active, breaker closed) => Healthy, saying so", () => {
       const h = health(buildStatus({ connector: base, now, row: row("degraded"), health: failing }));
-      expect(h).toEqual({ status: "Degraded", message: "ConnectionRefused: connect ECONNREFUSED" });
+      expect(h.status).toBe("Healthy");
+      expect(h.message).toContain("ConnectionRefused: connect ECONNREFUSED");
     });
 
     it("a spec that fails validation => Degraded, naming the problem", () => {
@@ -391,10 +318,10 @@ describe("Argo CD health check for Connectors (Lua, as Argo CD runs it)", () => 
       expect(h).toEqual({ status: "Degraded", message: "InvalidConfig: spec.config.port: must be <= 65535" });
     });
 
-    it("a transient failure (Synced=False) => Degraded", () => {
+    it("a transient failure (Synced=False) with no last good state => Progressing, not Degraded", () => {
       const failure = new ConnectorError("transient", "DatabaseUnavailable", "connection refused");
       expect(health(buildStatus({ connector: base, now, row: row("active"), failure })).status).toBe(
-        "Degraded",
+        "Progressing",
       );
     });
 

@@ -334,7 +334,9 @@ describe("Reconciler", () => {
     store.rows[0]!.config = { host: "evil.example.com", port: 993, mailbox: "INBOX" };
     await run();
     expect(store.rows[0]!.config).toEqual({ host: "imap.example.com", port: 993, mailbox: "INBOX" });
-    expect(conn.status?.drift).toMatchObject({ detected: true, fields: ["config.host"], corrections: 1 });
+    expect(conn.status?.drift).toMatchObject({ detected: false, corrections: 1 });
+    expect(conn.status?.drift?.fields).toBeUndefined();
+    expect(conn.status?.drift?.lastCorrectedAt).toBeDefined();
     expect(JSON.stringify(conn.status)).not.toContain("evil.example.com");
     expect(cond("UpToDate")).toMatchObject({ status: "True", reason: "NoDrift" });
     expect(store.audit.at(-1)).toMatchObject({

@@ -53,10 +53,43 @@ export function inputError(where: string, field: string, what: string): Connecto
   });
 }
 
+/**
+ * input[field], which must match the pattern (validation_error) and be listed in the config's
+ * listField (policy_denied with the given reason): a channel id, say, that the connector may use.
+ */
+export function listedInput(
+  where: string,
+  input: JsonObject,
+  field: string,
+  config: JsonObject,
+  listField: string,
+  pattern: RegExp,
+  reason: string,
+): string {
+  const value = str(input, field);
+  if (value === undefined || !pattern.test(value))
+    throw inputError(where, field, `must match ${pattern.source}`);
+  if (!strings(config, listField).includes(value)) {
+    const path = joinPath("input", field);
+    throw new ConnectorError(
+      "policy_denied",
+      reason,
+      `${where}: ${path} is not one of ${configPath(listField)}`,
+      { problems: [{ path, message: `must be one of ${configPath(listField)}` }] },
+    );
+  }
+  return value;
+}
+
+/** A string field the driver cannot do without (InvalidConfig naming it when missing or empty). */
+export function requireStr(config: JsonObject, key: string, kind: string): string {
+  const value = str(config, key);
+  if (value === undefined || value === "") throw configError(kind, key, "is missing");
+  return value;
+}
+
 export function requireHost(config: JsonObject, kind: string): string {
-  const host = str(config, "host");
-  if (host === undefined || host === "") throw configError(kind, "host", "is missing");
-  return host;
+  return requireStr(config, "host", kind);
 }
 
 export function requirePort(config: JsonObject, fallback: number, kind: string): number {

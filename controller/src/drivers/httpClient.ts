@@ -7,6 +7,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import { ConnectorError } from "../api/errors.ts";
 import { AUTHENTICATION_FAILED } from "../api/model.ts";
+import type { JsonValue } from "../api/types.ts";
 import { configError, displayUrl } from "./config.ts";
 import type { DriverCall, Target } from "./driver.ts";
 import { urlHost } from "./egress.ts";
@@ -48,12 +49,16 @@ export interface HttpRequest {
   /** false: answer as soon as the status is known and hang up. */
   wantBody: boolean;
   maxBodyBytes?: number;
+  /** A body over maxBodyBytes: true keeps its first maxBodyBytes (truncated), else the call fails. */
+  truncateBody?: boolean;
 }
 
 export interface HttpResponse {
   status: number;
   headers: http.IncomingHttpHeaders;
   body: Buffer;
+  /** The body was cut at maxBodyBytes (only with truncateBody). */
+  truncated: boolean;
 }
 
 /** Sends one request to the call's target (only there: the egress check was made for it). */
@@ -95,6 +100,14 @@ export function httpRequest(call: DriverCall, req: HttpRequest): Promise<HttpRes
       res.on("data", (chunk: Buffer) => {
         if (!req.wantBody) return;
         size += chunk.length;
+        if (size > maxBody && req.truncateBody === true) {
+          chunks.push(chunk.subarray(0, chunk.length - (size - maxBody)));
+          const body = Buffer.concat(chunks);
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, truncated: true });
+          res.destroy();
+          request.destroy();
+          return;
+        }
         if (size > maxBody) {
           res.destroy();
           reject(
@@ -110,12 +123,18 @@ export function httpRequest(call: DriverCall, req: HttpRequest): Promise<HttpRes
         chunks.push(chunk);
       });
       res.on("end", () => {
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+        const body = Buffer.concat(chunks);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, truncated: false });
         request.destroy();
       });
       res.on("error", reject);
       if (!req.wantBody) {
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.alloc(0) });
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.alloc(0),
+          truncated: false,
+        });
         res.destroy();
         request.destroy();
       }
@@ -166,6 +185,26 @@ export function expectStatus(call: DriverCall, res: HttpResponse, expected?: num
   throw new ConnectorError("permanent", "UnexpectedStatus", `${at}: HTTP ${status} (${want}${note})`, extra);
 }
 
+function unexpectedResponse(call: DriverCall, res: HttpResponse, what: string): ConnectorError {
+  return new ConnectorError(
+    "permanent",
+    "UnexpectedResponse",
+    `${where(call)}: the response is not ${what}`,
+    {
+      providerStatusCode: res.status,
+    },
+  );
+}
+
+/** The parsed JSON body, or UnexpectedResponse saying what it should have been. */
+export function jsonBody(call: DriverCall, res: HttpResponse, what: string): unknown {
+  try {
+    return JSON.parse(res.body.toString("utf8")) as unknown;
+  } catch {
+    throw unexpectedResponse(call, res, `${what} (not JSON)`);
+  }
+}
+
 /** The JSON body as an object carrying a non-empty string id, or UnexpectedResponse saying what it should be. */
 export function jsonWithId(call: DriverCall, res: HttpResponse, what: string): Record<string, unknown> {
   let parsed: unknown;
@@ -177,15 +216,38 @@ export function jsonWithId(call: DriverCall, res: HttpResponse, what: string): R
   const body =
     typeof parsed === "object" && parsed !== null ? (parsed as Record<string, unknown>) : undefined;
   if (typeof body?.["id"] !== "string" || body["id"] === "")
-    throw new ConnectorError(
-      "permanent",
-      "UnexpectedResponse",
-      `${where(call)}: the response is not ${what} (no id)`,
-      {
-        providerStatusCode: res.status,
-      },
-    );
+    throw unexpectedResponse(call, res, `${what} (no id)`);
   return body;
+}
+
+export interface JsonRequest {
+  method: "GET" | "POST";
+  url: URL;
+  authorization: string;
+  /** Sent as application/json. */
+  body?: JsonValue;
+  /** The status that counts as success; any 2xx when absent. */
+  expectStatus?: number;
+  maxBodyBytes?: number;
+}
+
+/** One call to a JSON API with a token: the classed failure unless the status is the expected one. */
+export async function jsonRequest(call: DriverCall, req: JsonRequest): Promise<HttpResponse> {
+  const body = req.body === undefined ? undefined : Buffer.from(JSON.stringify(req.body));
+  const res = await httpRequest(call, {
+    method: req.method,
+    url: req.url,
+    headers: {
+      accept: "application/json",
+      ...(body ? { "content-type": "application/json" } : {}),
+      authorization: req.authorization,
+    },
+    ...(body ? { body } : {}),
+    wantBody: true,
+    ...(req.maxBodyBytes !== undefined ? { maxBodyBytes: req.maxBodyBytes } : {}),
+  });
+  expectStatus(call, res, req.expectStatus);
+  return res;
 }
 
 /** The health check of a chat API: GET the token's own user; healthy when it is one (has an id). */
@@ -195,13 +257,13 @@ export async function currentUserHealth(
   authorization: string,
   what: string,
 ): Promise<{ providerStatusCode: number }> {
-  const res = await httpRequest(call, {
+  const expected = call.version.healthProbe.expectStatus;
+  const res = await jsonRequest(call, {
     method: "GET",
     url,
-    headers: { accept: "application/json", authorization },
-    wantBody: true,
+    authorization,
+    ...(expected !== undefined ? { expectStatus: expected } : {}),
   });
-  expectStatus(call, res, call.version.healthProbe.expectStatus);
   jsonWithId(call, res, what);
   return { providerStatusCode: res.status };
 }

@@ -1,162 +1,298 @@
-// The postgres type (pg): the health check connects with the configured sslmode, runs
-// SELECT 1 and closes.
-//
-// sslmode follows libpq, but stricter: verify-full (the default) checks the chain and the
-// host name, verify-ca (and require with a caBundle) the chain only; require and prefer
-// verify like verify-full unless config.insecureSkipVerify is set; allow and disable do not
-// encrypt (prefer falls back to that when the server has no TLS). Anything weaker than
-// verify-ca is logged as a warning on every call. The CA is the system roots plus caBundle.
-import { Socket } from "node:net";
-import type { ConnectionOptions } from "node:tls";
+// The postgres type. The health check connects (postgresSession.ts: sslmode, credentials),
+// runs SELECT 1 and closes. Operations each open one session and one transaction:
+// - query: one SELECT, WITH, VALUES or TABLE statement through a cursor (FETCH stops at the
+//   row cap + 1, so truncated is known without reading the rest), or one SHOW or EXPLAIN, in
+//   a READ ONLY transaction; columns with their type names, rows as arrays.
+// - describeSchema: tables and views, with their columns, of the allowed schemas
+//   (config.searchPath when set, else every non-system schema) that the role may use.
+// - execute: one INSERT, UPDATE, DELETE or MERGE (or WITH ... of them) in a transaction of
+//   the role's default mode, committed; only when config.readOnly is false. DDL, DO blocks and
+//   the rest are policy_denied: dropping is never allowed. The role's privileges remain the
+//   boundary; this check only keeps the operation to what it says.
+// Every statement goes through the extended protocol, so the server refuses a second
+// statement, and parameters ($1...) travel apart from the text. statement_timeout is set
+// from what is left of the call's deadline (and config.statementTimeoutMs), so the server
+// stops the work before the runner hangs up; TimeZone is UTC and search_path the config's.
 import pg from "pg";
 import { ConnectorError } from "../api/errors.ts";
-import { AUTHENTICATION_FAILED } from "../api/model.ts";
-import type { JsonObject } from "../api/types.ts";
-import { bool, configError, hostPort, int, requireHost, requirePort, str } from "./config.ts";
-import type { Driver, DriverCall, ProviderReply, Target } from "./driver.ts";
-import { errorCodes, errorMessage, requireCredentials, where } from "./failures.ts";
-import { tlsOptions, warnInsecure } from "./tls.ts";
+import type { JsonObject, JsonValue } from "../api/types.ts";
+import { bool, inputError, int, str, strings } from "./config.ts";
+import type { Driver, DriverCall, OperationResult, ProviderReply } from "./driver.ts";
+import { where } from "./failures.ts";
+import { classifyPostgres, postgresTarget, withPgSession } from "./postgresSession.ts";
 
-type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
-const SSL_MODES: readonly string[] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+const DEFAULT_MAX_ROWS = 1000;
+const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
+/** Time kept back from the deadline so the server's own cancel arrives before the runner's abort. */
+const DEADLINE_MARGIN_MS = 250;
+const CURSOR = "cynode_rows";
+const THROUGH_CURSOR = ["SELECT", "WITH", "VALUES", "TABLE"];
+const DIRECT = ["SHOW", "EXPLAIN"];
+const WRITES = ["INSERT", "UPDATE", "DELETE", "MERGE", "WITH"];
 
-function sslMode(config: JsonObject): SslMode {
-  const m = str(config, "sslmode") ?? "verify-full";
-  if (!SSL_MODES.includes(m))
-    throw configError("postgres", "sslmode", `${JSON.stringify(m)} is not a known sslmode`);
-  return m as SslMode;
-}
-
-function target(config: JsonObject): Target {
-  const host = requireHost(config, "postgres");
-  const port = requirePort(config, 5432, "postgres");
-  return { host, port, display: hostPort(host, port) };
-}
-
-const NO_SSL = "The server does not support SSL connections";
-
-function sslOptions(call: DriverCall, mode: SslMode): ConnectionOptions | false {
-  const config = call.config;
-  const hasCa = str(config, "caBundle") !== undefined;
-  if (mode === "disable" || mode === "allow") {
-    warnInsecure(call, `PostgreSQL without TLS (sslmode=${mode})`);
-    return false;
-  }
-  // libpq's prefer/require encrypt without verifying; here they skip verification only with
-  // the explicit insecureSkipVerify flag, and otherwise verify like verify-full.
-  const skip = bool(config, "insecureSkipVerify") === true;
-  if (skip && (mode === "prefer" || (mode === "require" && !hasCa))) {
-    warnInsecure(
-      call,
-      `PostgreSQL TLS without certificate verification (sslmode=${mode}, insecureSkipVerify)`,
-    );
-    return { rejectUnauthorized: false }; // insecureSkipVerify: explicit and logged
-  }
-  // insecureSkipVerify is not a postgres setting; sslmode says how much to verify.
-  const opts = tlsOptions(call, { ...config, insecureSkipVerify: false });
-  // verify-ca (and require with a CA, as libpq does): the chain, not the name.
-  if (mode === "verify-ca" || (mode === "require" && hasCa)) opts.checkServerIdentity = () => undefined;
-  return opts;
-}
-
-async function attempt(call: DriverCall, ssl: ConnectionOptions | false): Promise<void> {
-  const { config, credentials } = call;
-  const connectTimeout = (int(config, "connectTimeoutSeconds") ?? 0) * 1000;
-  // The driver owns the socket, so an abort can close it wherever pg is.
-  const socket = new Socket();
-  const client = new pg.Client({
-    host: call.target.host,
-    port: call.target.port,
-    database: str(config, "database") ?? "postgres",
-    user: credentials?.["username"],
-    password: credentials?.["password"] ?? "",
-    ssl,
-    stream: () => socket,
-    connectionTimeoutMillis: connectTimeout > 0 ? Math.min(connectTimeout, call.timeoutMs) : call.timeoutMs,
-    // Client-side only: a statement_timeout startup parameter would be refused by PgBouncer.
-    query_timeout: call.timeoutMs,
-    application_name: str(config, "applicationName") ?? "cynode-connector-probe",
-  });
-  client.on("error", () => undefined);
-  const onAbort = () => socket.destroy();
-  call.signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    await client.connect();
+function health(call: DriverCall): Promise<ProviderReply> {
+  return withPgSession(call, async (client) => {
     await client.query("SELECT 1");
-  } finally {
-    call.signal.removeEventListener("abort", onAbort);
-    await Promise.race([
-      client.end().catch(() => undefined),
-      new Promise((r) => setTimeout(r, 1000).unref()),
-    ]);
-    socket.destroy();
-  }
+    return {};
+  });
 }
 
-async function health(call: DriverCall): Promise<ProviderReply> {
-  requireCredentials(call, ["username"]);
-  const mode = sslMode(call.config);
-  const ssl = sslOptions(call, mode);
-  try {
-    await attempt(call, ssl);
-  } catch (err) {
-    // prefer: fall back to plain text when the server has no TLS, as libpq does.
-    if (mode === "prefer" && errorMessage(err) === NO_SSL && !call.signal.aborted) {
-      warnInsecure(call, "PostgreSQL without TLS (sslmode=prefer, and the server has no TLS)");
-      await attempt(call, false);
-      return {};
+/** The statement's first keyword, past comments and opening parentheses (upper case). */
+function leadingKeyword(sql: string): string | undefined {
+  let i = 0;
+  for (;;) {
+    while (i < sql.length && /\s|\(/.test(sql[i]!)) i++;
+    if (sql.startsWith("--", i)) {
+      const end = sql.indexOf("\n", i);
+      i = end < 0 ? sql.length : end + 1;
+    } else if (sql.startsWith("/*", i)) {
+      // Block comments nest in PostgreSQL.
+      let depth = 0;
+      do {
+        const step = sql.slice(i, i + 2);
+        depth += step === "/*" ? 1 : step === "*/" ? -1 : 0;
+        i += step === "/*" || step === "*/" ? 2 : 1;
+      } while (depth > 0 && i < sql.length);
+    } else break;
+  }
+  return /^[A-Za-z]+/.exec(sql.slice(i))?.[0]?.toUpperCase();
+}
+
+function statement(
+  input: JsonObject,
+  call: DriverCall,
+  allowed: readonly string[],
+): { sql: string; keyword: string } {
+  const sql = str(input, "sql") ?? "";
+  const keyword = leadingKeyword(sql);
+  if (keyword === undefined || !allowed.includes(keyword))
+    throw inputError(where(call), "sql", `must be one ${allowed.join(", ")} statement`);
+  return { sql, keyword };
+}
+
+function params(input: JsonObject): JsonValue[] {
+  const v = input["params"];
+  return Array.isArray(v) ? v : [];
+}
+
+/** The extended protocol even without parameters (queryMode is node-postgres API, missing from @types/pg). */
+function extended(text: string, values: JsonValue[] = [], rows = false): pg.QueryConfig {
+  return {
+    text,
+    values,
+    queryMode: "extended",
+    ...(rows ? { rowMode: "array", types: JSON_TYPES } : {}),
+  } as pg.QueryConfig;
+}
+
+// --- values as JSON ----------------------------------------------------------------------------
+
+const finite = (v: string): JsonValue => (Number.isFinite(Number(v)) ? Number(v) : v);
+/** Types with a faithful JSON form; everything else keeps PostgreSQL's text (int8 and numeric too: no precision lost). */
+const PARSERS: Record<number, (v: string) => JsonValue> = {
+  16: (v) => v === "t",
+  21: Number,
+  23: Number,
+  26: Number,
+  700: finite,
+  701: finite,
+  114: (v) => JSON.parse(v) as JsonValue,
+  3802: (v) => JSON.parse(v) as JsonValue,
+};
+const ARRAYS = new Set([1000, 1005, 1007, 1009, 1015]); // bool[], int2[], int4[], text[], varchar[]
+
+const JSON_TYPES = {
+  getTypeParser: (oid: number) => {
+    const parser = PARSERS[oid];
+    if (parser) return parser;
+    if (ARRAYS.has(oid)) return pg.types.getTypeParser(oid, "text");
+    return (v: string) => v;
+  },
+} as unknown as pg.CustomTypesConfig;
+
+// --- the transaction ---------------------------------------------------------------------------
+
+/** statement_timeout: the config's, but never past what is left of the call's deadline. */
+function statementTimeoutMs(call: DriverCall, started: number): number {
+  const left = call.timeoutMs - (performance.now() - started) - DEADLINE_MARGIN_MS;
+  if (left < 50)
+    throw new ConnectorError("transient", "Timeout", `${where(call)}: no time left for the statement`);
+  return Math.floor(Math.min(int(call.config, "statementTimeoutMs") ?? DEFAULT_STATEMENT_TIMEOUT_MS, left));
+}
+
+async function begin(client: pg.Client, call: DriverCall, started: number, readOnly: boolean): Promise<void> {
+  await client.query(readOnly ? "BEGIN READ ONLY" : "BEGIN");
+  const settings: [string, string][] = [
+    ["statement_timeout", String(statementTimeoutMs(call, started))],
+    ["TimeZone", "UTC"],
+  ];
+  const searchPath = strings(call.config, "searchPath");
+  if (searchPath.length > 0)
+    settings.push(["search_path", searchPath.map((s) => client.escapeIdentifier(s)).join(", ")]);
+  await client.query(
+    extended(
+      `SELECT ${settings.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(", ")}`,
+      settings.flat(),
+    ),
+  );
+}
+
+function rowCap(input: JsonObject, call: DriverCall): number {
+  const cap = int(call.config, "maxRows") ?? DEFAULT_MAX_ROWS;
+  return Math.max(1, Math.min(int(input, "maxRows") ?? cap, cap));
+}
+
+async function columnTypes(client: pg.Client, fields: pg.FieldDef[]): Promise<Map<number, string>> {
+  const oids = [...new Set(fields.map((f) => f.dataTypeID))];
+  const r = await client.query<{ oid: number; name: string }>(
+    extended(
+      "SELECT oid::int AS oid, format_type(oid, NULL) AS name FROM pg_catalog.pg_type WHERE oid = ANY($1::oid[])",
+      [oids],
+    ),
+  );
+  return new Map(r.rows.map((t) => [t.oid, t.name]));
+}
+
+async function query(input: JsonObject, call: DriverCall): Promise<OperationResult> {
+  const started = performance.now();
+  const { sql, keyword } = statement(input, call, [...THROUGH_CURSOR, ...DIRECT]);
+  const maxRows = rowCap(input, call);
+  return withPgSession(call, async (client) => {
+    await begin(client, call, started, true);
+    let result: pg.QueryResult<JsonValue[]>;
+    if (DIRECT.includes(keyword)) result = await client.query(extended(sql, params(input), true));
+    else {
+      await client.query(extended(`DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${sql}`, params(input)));
+      result = await client.query(extended(`FETCH FORWARD ${maxRows + 1} FROM ${CURSOR}`, [], true));
     }
-    throw err;
-  }
-  return {};
-}
-
-/** SQLSTATE classes: 28 (invalid authorization) => auth; 08, 53, 57P0x => transient. */
-function classify(err: unknown, call: DriverCall): ConnectorError | undefined {
-  const at = where(call);
-  const message = errorMessage(err);
-  if (message === NO_SSL)
-    return new ConnectorError(
-      "permanent",
-      "TlsFailed",
-      `${at}: the server does not support TLS (sslmode requires it)`,
-    );
-  if (message.includes("timeout") || message === "Connection terminated due to connection timeout")
-    return new ConnectorError("transient", "Timeout", `${at}: timed out`);
-  if (message.startsWith("Connection terminated"))
-    return new ConnectorError("transient", "ConnectionFailed", `${at}: connection closed by the server`);
-  const sqlstate = errorCodes(err).find((c) => /^[0-9A-Z]{5}$/.test(c));
-  if (sqlstate === undefined) {
-    if (message.includes("password must be a string") || message.includes("SASL"))
-      return new ConnectorError(
-        "permanent",
-        AUTHENTICATION_FAILED,
-        `${at}: the server asked for a password the credentials do not hold`,
-      );
-    return undefined;
-  }
-  if (sqlstate.startsWith("28"))
-    return new ConnectorError(
-      "permanent",
-      AUTHENTICATION_FAILED,
-      `${at}: authentication failed (SQLSTATE ${sqlstate})`,
-    );
-  if (sqlstate === "3D000")
-    return new ConnectorError(
-      "permanent",
-      "InvalidConfig",
-      `${at}: database does not exist (SQLSTATE 3D000)`,
-      {
-        problems: [{ path: "spec.config.database", message: "does not exist" }],
+    const types = await columnTypes(client, result.fields);
+    await client.query("ROLLBACK");
+    const rows = result.rows.slice(0, maxRows);
+    const truncated = result.rows.length > maxRows;
+    return {
+      data: {
+        command: keyword,
+        columns: result.fields.map((f) => ({
+          name: f.name,
+          type: types.get(f.dataTypeID) ?? "unknown",
+          typeOid: f.dataTypeID,
+        })),
+        rows,
+        rowCount: rows.length,
+        truncated,
       },
-    );
-  if (sqlstate.startsWith("08") || sqlstate.startsWith("53") || sqlstate.startsWith("57P"))
-    return new ConnectorError(
-      "transient",
-      "ProtocolError",
-      `${at}: server unavailable (SQLSTATE ${sqlstate})`,
-    );
-  return new ConnectorError("permanent", "ProtocolError", `${at}: SELECT 1 failed (SQLSTATE ${sqlstate})`);
+      ...(truncated ? { warnings: [`only the first ${maxRows} rows are returned`] } : {}),
+    };
+  });
 }
 
-export const postgresDriver: Driver = { target, health, operations: {}, classify };
+const KINDS: Record<string, string> = {
+  r: "table",
+  p: "partitioned_table",
+  v: "view",
+  m: "materialized_view",
+  f: "foreign_table",
+};
+const MAX_TABLES = 1000;
+
+/** Relations (not partitions) of these schemas (all non-system ones when none) the role may use, and their columns. */
+async function describeTables(client: pg.Client, schemas: string[], withColumns: boolean) {
+  const tables = await client.query<{ oid: string; schema: string; name: string; kind: string }>(
+    extended(
+      `SELECT c.oid::int8::text AS oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
+          AND (cardinality($1::text[]) = 0 OR n.nspname = ANY($1::text[]))
+          AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+          AND has_schema_privilege(n.oid, 'USAGE')
+          AND has_any_column_privilege(c.oid, 'SELECT, INSERT, UPDATE, REFERENCES')
+        ORDER BY n.nspname, c.relname LIMIT $2`,
+      [schemas, MAX_TABLES + 1],
+    ),
+  );
+  const listed = tables.rows.slice(0, MAX_TABLES);
+  const columns = new Map<string, JsonObject[]>();
+  if (withColumns && listed.length > 0) {
+    const r = await client.query<{ oid: string; name: string; type: string; nullable: boolean }>(
+      extended(
+        `SELECT a.attrelid::int8::text AS oid, a.attname AS name,
+                format_type(a.atttypid, a.atttypmod) AS type, NOT a.attnotnull AS nullable
+           FROM pg_catalog.pg_attribute a
+          WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+            AND has_column_privilege(a.attrelid, a.attnum, 'SELECT, INSERT, UPDATE, REFERENCES')
+          ORDER BY a.attrelid, a.attnum`,
+        [listed.map((t) => t.oid)],
+      ),
+    );
+    for (const c of r.rows)
+      columns.set(c.oid, [
+        ...(columns.get(c.oid) ?? []),
+        { name: c.name, type: c.type, nullable: c.nullable },
+      ]);
+  }
+  return {
+    tables: listed.map((t) => ({
+      schema: t.schema,
+      name: t.name,
+      kind: KINDS[t.kind] ?? t.kind,
+      ...(withColumns ? { columns: columns.get(t.oid) ?? [] } : {}),
+    })),
+    truncated: tables.rows.length > MAX_TABLES,
+  };
+}
+
+async function describeSchema(input: JsonObject, call: DriverCall): Promise<OperationResult> {
+  const started = performance.now();
+  const allowed = strings(call.config, "searchPath");
+  const asked = strings(input, "schemas");
+  const outside = asked.find((s) => allowed.length > 0 && !allowed.includes(s));
+  if (outside !== undefined)
+    throw new ConnectorError(
+      "policy_denied",
+      "SchemaNotAllowed",
+      `${where(call)}: schema ${JSON.stringify(outside)} is not in spec.config.searchPath`,
+      { problems: [{ path: "input.schemas", message: "must be schemas of spec.config.searchPath" }] },
+    );
+  const schemas = asked.length > 0 ? asked : allowed;
+  return withPgSession(call, async (client) => {
+    await begin(client, call, started, true);
+    const found = await describeTables(client, schemas, bool(input, "includeColumns") !== false);
+    await client.query("ROLLBACK");
+    return {
+      data: found,
+      ...(found.truncated ? { warnings: ["only the first tables are listed"] } : {}),
+    };
+  });
+}
+
+async function execute(input: JsonObject, call: DriverCall): Promise<OperationResult> {
+  const started = performance.now();
+  if (bool(call.config, "readOnly") !== false)
+    throw new ConnectorError(
+      "policy_denied",
+      "ReadOnlyConnector",
+      `${where(call)}: the connector is read-only (spec.config.readOnly is not false)`,
+    );
+  const sql = str(input, "sql") ?? "";
+  const keyword = leadingKeyword(sql);
+  if (keyword === undefined || !WRITES.includes(keyword))
+    throw new ConnectorError(
+      "policy_denied",
+      "StatementNotAllowed",
+      `${where(call)}: execute runs one ${WRITES.join(", ")} statement, not ${keyword ?? "this"}`,
+      { problems: [{ path: "input.sql", message: `must be one ${WRITES.join(", ")} statement` }] },
+    );
+  return withPgSession(call, async (client) => {
+    await begin(client, call, started, false);
+    const result = await client.query(extended(sql, params(input)));
+    await client.query("COMMIT");
+    return { data: { command: result.command, rowCount: result.rowCount ?? 0 } };
+  });
+}
+
+export const postgresDriver: Driver = {
+  target: postgresTarget,
+  health,
+  operations: { query, describeSchema, execute },
+  classify: classifyPostgres,
+};

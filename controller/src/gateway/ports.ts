@@ -2,7 +2,9 @@
 // store/ (PostgreSQL: limits, breakers, idempotency, audit) and the job engine implement
 // them; the gateway's tests use in-memory versions of the same interfaces. Everything that
 // must hold across gateway replicas lives behind these, in PostgreSQL.
-import type { ErrorClass, JsonObject, JsonValue } from "../api/types.ts";
+import type { Logger } from "../api/logger.ts";
+import type { AuditEvent, InstanceRow, ProbeInput } from "../api/model.ts";
+import type { Connector, ErrorClass, JsonObject, JsonValue, TypeVersion } from "../api/types.ts";
 import type {
   DeadLetter,
   InvocationTarget,
@@ -177,4 +179,48 @@ export interface JobQueue {
     opts: { concurrency: number },
     signal: AbortSignal,
   ): Promise<void>;
+}
+
+// ---- execution -------------------------------------------------------------------------
+
+/** What a driver returned for one operation (drivers/run.ts runOperation). */
+export interface DriverResult {
+  data: JsonValue;
+  providerStatusCode?: number;
+  warnings?: string[];
+  remoteChangeIds?: string[];
+}
+
+/** Runs one attempt of an operation through the type's driver (egress, deadline, scrubbing). Throws ConnectorError. */
+export type OperationRunner = (
+  operation: string,
+  input: JsonObject,
+  call: ProbeInput,
+  log: Logger,
+) => Promise<DriverResult>;
+
+/** The credentials of a Connector, resolved for one call with the tenant's identity and dropped after it. */
+export interface CredentialSource {
+  resolve(
+    connector: Connector,
+    version: TypeVersion,
+    row: InstanceRow,
+    signal: AbortSignal,
+  ): Promise<Record<string, string> | undefined>;
+}
+
+/** The instance row of a Connector (the applied generation), as the controller wrote it. */
+export interface InstanceSource {
+  get(connector: Connector, signal?: AbortSignal): Promise<InstanceRow | undefined>;
+}
+
+/** Approvals are accepted once: true the first time an id is used, false on a replay. */
+export interface ApprovalLedger {
+  use(id: string, expiresAt: Date): Promise<boolean>;
+}
+
+/** Audit rows, written in batches off the hot path; `flush` writes what is waiting (on SIGTERM too). */
+export interface AuditSink {
+  record(event: AuditEvent): void;
+  flush(): Promise<void>;
 }

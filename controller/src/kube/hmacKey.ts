@@ -1,12 +1,13 @@
-// The key of the secret fingerprints (HMAC-SHA256): 32 random bytes in the Secret
-// connector-controller-fingerprint-key of the controller's namespace, created once. Every
-// replica reads the same key, so fingerprints agree across restarts and leaders.
+// HMAC keys shared by every replica: 32 random bytes in a Secret of the controller's
+// namespace, created once. The fingerprint key (secret fingerprints agree across restarts
+// and leaders) and the approval key (gateway replicas verify each other's approvals).
 import { randomBytes } from "node:crypto";
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { ConnectorError, errorChainMessage } from "../api/errors.ts";
 import { apiStatus } from "./apiErrors.ts";
 
 export const FINGERPRINT_KEY_SECRET = "connector-controller-fingerprint-key";
+export const APPROVAL_KEY_SECRET = "connector-gateway-approval-key";
 export const FINGERPRINT_KEY_FIELD = "key";
 
 function decode(data: Record<string, string> | undefined): Buffer | undefined {
@@ -16,12 +17,12 @@ function decode(data: Record<string, string> | undefined): Buffer | undefined {
   return key.length >= 16 ? key : undefined;
 }
 
-function fail(what: string, err: unknown): ConnectorError {
+function fail(what: string, secret: string, err: unknown): ConnectorError {
   const code = apiStatus(err);
   return new ConnectorError(
     "transient",
     "FingerprintKeyUnavailable",
-    `${what} Secret ${FINGERPRINT_KEY_SECRET}${code ? `: ${code}` : `: ${errorChainMessage(err)}`}`,
+    `${what} Secret ${secret}${code ? `: ${code}` : `: ${errorChainMessage(err)}`}`,
     code ? { providerStatusCode: code } : {},
   );
 }
@@ -30,27 +31,43 @@ function fail(what: string, err: unknown): ConnectorError {
  * Reads the fingerprint key, creating the Secret with a fresh random key when it does not
  * exist. Two replicas racing to create it: the loser gets 409 and reads the winner's key.
  */
-export async function loadOrCreateFingerprintKey(
+export function loadOrCreateFingerprintKey(
   kc: KubeConfig,
   namespace: string,
+  opts: { attempts?: number } = {},
+) {
+  return loadOrCreateKey(
+    kc,
+    namespace,
+    FINGERPRINT_KEY_SECRET,
+    "HMAC key of secret fingerprints; deleting it makes every fingerprint change once",
+    opts,
+  );
+}
+
+export async function loadOrCreateKey(
+  kc: KubeConfig,
+  namespace: string,
+  secret: string,
+  purpose: string,
   opts: { attempts?: number } = {},
 ): Promise<Buffer> {
   const api = kc.makeApiClient(CoreV1Api);
   const attempts = opts.attempts ?? 5;
   for (let i = 0; i < attempts; i++) {
     try {
-      const s = await api.readNamespacedSecret({ name: FINGERPRINT_KEY_SECRET, namespace });
+      const s = await api.readNamespacedSecret({ name: secret, namespace });
       const key = decode(s.data);
       if (!key)
         throw new ConnectorError(
           "permanent",
           "FingerprintKeyInvalid",
-          `Secret ${namespace}/${FINGERPRINT_KEY_SECRET} has no key "${FINGERPRINT_KEY_FIELD}" of at least 16 bytes`,
+          `Secret ${namespace}/${secret} has no key "${FINGERPRINT_KEY_FIELD}" of at least 16 bytes`,
         );
       return key;
     } catch (err) {
       if (err instanceof ConnectorError) throw err;
-      if (apiStatus(err) !== 404) throw fail("reading the", err);
+      if (apiStatus(err) !== 404) throw fail("reading the", secret, err);
     }
     try {
       const created = await api.createNamespacedSecret({
@@ -60,12 +77,11 @@ export async function loadOrCreateFingerprintKey(
           kind: "Secret",
           type: "Opaque",
           metadata: {
-            name: FINGERPRINT_KEY_SECRET,
+            name: secret,
             namespace,
             labels: { "app.kubernetes.io/managed-by": "connector-controller" },
             annotations: {
-              "cynodeai.io/purpose":
-                "HMAC key of secret fingerprints; deleting it makes every fingerprint change once",
+              "cynodeai.io/purpose": purpose,
             },
           },
           immutable: true,
@@ -76,12 +92,12 @@ export async function loadOrCreateFingerprintKey(
       if (key) return key;
     } catch (err) {
       // 409: another replica created it first; read theirs.
-      if (apiStatus(err) !== 409) throw fail("creating the", err);
+      if (apiStatus(err) !== 409) throw fail("creating the", secret, err);
     }
   }
   throw new ConnectorError(
     "transient",
     "FingerprintKeyUnavailable",
-    `could not read or create Secret ${namespace}/${FINGERPRINT_KEY_SECRET}`,
+    `could not read or create Secret ${namespace}/${secret}`,
   );
 }

@@ -62,6 +62,17 @@ function stateMessage(state: ConnectorState, health: HealthView | undefined): st
   }
 }
 
+function hardFailure(
+  state: ConnectorState,
+  health: HealthView | undefined,
+): { reason: string; message: string } | undefined {
+  if (state === "credential_expired")
+    return { reason: "CredentialExpired", message: stateMessage(state, health) };
+  if (state === "error" && health?.reason === "CircuitOpen")
+    return { reason: "CircuitOpen", message: health.message };
+  return undefined;
+}
+
 function isTerminal(c: ErrorClass): boolean {
   return c === "validation_error" || c === "policy_denied" || c === "permanent";
 }
@@ -175,8 +186,13 @@ export function buildStatus(input: StatusInput): ConnectorStatus {
     });
   }
 
+  // Hard failures that only a person can fix (kstatus Failed, Argo CD Degraded): a spec that
+  // cannot be applied, credentials the provider refuses, a breaker opened by failures in a row.
+  // A single failed probe, or Vault or the database briefly away, is none of them.
+  const hard = stalled ? undefined : hardFailure(state, health);
   if (stalled)
     wanted.push({ type: "Stalled", status: "True", reason: failure!.reason, message: failure!.message });
+  else if (hard) wanted.push({ type: "Stalled", status: "True", ...hard });
   if (!stalled && state === "provisioning")
     wanted.push({
       type: "Reconciling",
@@ -212,25 +228,19 @@ export function buildStatus(input: StatusInput): ConnectorStatus {
   } else if (row?.lastErrorClass && row.lastError && state !== "active" && state !== "disabled") {
     status.lastError = { class: row.lastErrorClass, message: row.lastError };
   }
+  // Drift shows while there is drift (under Observe, until the row matches again); the count
+  // of corrections and the time of the last one stay.
   const prevDrift = prev.drift;
-  if (input.drift && input.drift.fields.length) {
-    status.drift = {
-      detected: true,
-      fields: input.drift.fields,
-      ...(input.drift.corrected
-        ? {
-            lastCorrectedAt: now.toISOString().replace(/\.\d{3}Z$/, "Z"),
-            corrections: (prevDrift?.corrections ?? 0) + 1,
-          }
-        : prevDrift?.lastCorrectedAt
-          ? { lastCorrectedAt: prevDrift.lastCorrectedAt, corrections: prevDrift.corrections ?? 0 }
-          : {}),
-    };
-  } else if (prevDrift) {
-    status.drift = prevDrift;
-  } else {
-    status.drift = { detected: false };
-  }
+  const corrected = input.drift?.corrected === true && input.drift.fields.length > 0;
+  const corrections = (prevDrift?.corrections ?? 0) + (corrected ? 1 : 0);
+  const lastCorrectedAt = corrected
+    ? now.toISOString().replace(/\.\d{3}Z$/, "Z")
+    : prevDrift?.lastCorrectedAt;
+  status.drift = {
+    detected: driftNow === true,
+    ...(driftNow ? { fields: input.drift!.fields } : {}),
+    ...(lastCorrectedAt ? { lastCorrectedAt, corrections } : {}),
+  };
   const auth = input.auth ?? (connector.spec.credentials?.mode === "oauth" ? prev.auth : undefined);
   if (auth) status.auth = auth;
   return status;

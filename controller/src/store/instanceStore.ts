@@ -81,7 +81,7 @@ export function fromInstanceRow(row: Selectable<ConnectorInstancesTable>): Insta
   return out as unknown as InstanceRow;
 }
 
-function toAuditColumns(e: AuditEvent): Insertable<ConnectorAuditEventsTable> {
+export function toAuditColumns(e: AuditEvent): Insertable<ConnectorAuditEventsTable> {
   return {
     request_id: e.requestId,
     correlation_id: e.correlationId ?? null,

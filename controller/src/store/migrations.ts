@@ -6,6 +6,7 @@ import { sql } from "kysely";
 import type { Kysely } from "kysely";
 import { Migrator } from "kysely/migration";
 import type { Migration, MigrationProvider, MigrationResult } from "kysely/migration";
+import { m005_gateway_approvals } from "./migrations/005_gateway_approvals.ts";
 
 /** Setting that lets a session UPDATE/DELETE audit rows (the retention janitor only). */
 export const AUDIT_PURGE_SETTING = "connector.audit_purge";
@@ -166,6 +167,7 @@ const m002_notify_external_changes: Migration = {
 export const migrations: Readonly<Record<string, Migration>> = {
   "001_initial": m001_initial,
   "002_notify_external_changes": m002_notify_external_changes,
+  "005_gateway_approvals": m005_gateway_approvals,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -78,7 +78,14 @@ export interface ConnectorAuditEventsTable {
   at: DefaultTimestamp;
 }
 
+export interface GatewayApprovalsUsedTable {
+  id: string;
+  used_at: DefaultTimestamp;
+  expires_at: Date;
+}
+
 export interface Database {
   connector_instances: ConnectorInstancesTable;
   connector_audit_events: ConnectorAuditEventsTable;
+  gateway_approvals_used: GatewayApprovalsUsedTable;
 }

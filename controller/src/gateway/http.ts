@@ -1,0 +1,307 @@
+// The gateway's HTTP API on fastify: routes declared with JSON Schemas (validated by
+// fastify's ajv, documented as OpenAPI at /openapi.json), a body limit, request ids, and one
+// error handler that turns everything — a malformed body, a schema violation, a route that
+// does not exist, an unexpected fault — into problem details. The handlers are plain
+// functions of invoke.ts and endpoints.ts.
+import { randomUUID } from "node:crypto";
+import swagger from "@fastify/swagger";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import { ConnectorError } from "../api/errors.ts";
+import type { Logger } from "../api/logger.ts";
+import { ajvProblems, type Problem } from "../api/problems.ts";
+import type { ConnectorType } from "../api/types.ts";
+import {
+  answer,
+  approve,
+  cancelJob,
+  catalog,
+  connectorStatus,
+  getJob,
+  listDeadLetters,
+  listJobs,
+  replayDeadLetter,
+  type ApprovalRequest,
+} from "./endpoints.ts";
+import { invoke, type InvokeBody, type InvokeDeps, type Reply } from "./invoke.ts";
+import { DECLARED_ERROR_STATUSES, PROBLEM_CONTENT_TYPE, problemOf } from "./problems.ts";
+import * as S from "./schemas.ts";
+
+export interface HttpOptions {
+  /** The largest request body accepted (a larger one is refused with 413 before it is parsed). */
+  bodyLimit: number;
+  /** The deepest JSON nesting accepted in a body. */
+  maxDepth: number;
+  log: Logger;
+  types(): ConnectorType[];
+  /** Extra routes (health, OAuth callback, MCP) registered by the composition root. */
+  extend?: (app: FastifyInstance) => void;
+}
+
+function send(reply: FastifyReply, r: Reply): FastifyReply {
+  reply.code(r.status);
+  for (const [k, v] of Object.entries(r.headers ?? {})) reply.header(k, v);
+  if (r.status >= 400) reply.type(PROBLEM_CONTENT_TYPE);
+  return reply.send(r.body);
+}
+
+/** Rejects bodies nested deeper than `max` before JSON.parse or ajv recurse into them. */
+export function nestingDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) deepest = Math.max(deepest, ++depth);
+    else if (c === 125 || c === 93) depth--;
+  }
+  return deepest;
+}
+
+function fastifyProblems(err: { validation?: unknown[]; validationContext?: string }): Problem[] {
+  return ajvProblems(
+    err.validation as never,
+    err.validationContext === "body" ? "" : (err.validationContext ?? ""),
+  );
+}
+
+/** Fastify's own refusals (body too large, bad JSON, schema) as classed errors. */
+function classifyFastify(
+  err: Error & { statusCode?: number; code?: string; validation?: unknown[] },
+): ConnectorError {
+  if (err instanceof ConnectorError) return err;
+  if (err.validation) {
+    const problems = fastifyProblems(err as never);
+    return new ConnectorError(
+      "validation_error",
+      "InvalidRequest",
+      problems.map((p) => `${p.path}: ${p.message}`).join("; "),
+      { problems },
+    );
+  }
+  switch (err.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new ConnectorError(
+        "validation_error",
+        "PayloadTooLarge",
+        "the request body is larger than the gateway accepts",
+      );
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new ConnectorError(
+        "validation_error",
+        "UnsupportedMediaType",
+        "the request body must be application/json",
+      );
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+      return new ConnectorError("validation_error", "InvalidJson", "the request body is not valid JSON");
+  }
+  if (err.statusCode && err.statusCode < 500)
+    return new ConnectorError("validation_error", "InvalidRequest", err.message.slice(0, 300));
+  return new ConnectorError(
+    "permanent",
+    "InternalError",
+    "the gateway failed unexpectedly; the request id identifies it in the gateway's log",
+  );
+}
+
+export async function createHttpApi(d: InvokeDeps, o: HttpOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    bodyLimit: o.bodyLimit,
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && /^[\w.-]{1,128}$/.test(given) ? given : randomUUID();
+    },
+    disableRequestLogging: true,
+    ajv: { customOptions: { allErrors: true, coerceTypes: false, removeAdditional: false } },
+  });
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: { title: "connector-controller gateway", version: "v1", description: S.API_DESCRIPTION },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => {
+    const text = body as string;
+    if (text.length === 0) return done(null, {});
+    if (nestingDepth(text) > o.maxDepth)
+      return done(
+        new ConnectorError(
+          "validation_error",
+          "InvalidJson",
+          `the request body is nested deeper than ${o.maxDepth} levels`,
+        ),
+        undefined,
+      );
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(
+        new ConnectorError("validation_error", "InvalidJson", "the request body is not valid JSON"),
+        undefined,
+      );
+    }
+  });
+  app.addHook("onSend", async (req, reply) => {
+    reply.header("x-request-id", req.id);
+  });
+  app.setErrorHandler((err, req, reply) => {
+    const e = classifyFastify(err as never);
+    if (e.reason === "InternalError")
+      o.log.error({ requestId: req.id, err: (err as Error).message }, "unexpected gateway fault");
+    const problem = problemOf(e, req.id);
+    return send(reply, { status: problem.status, body: problem });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    send(reply, {
+      status: 404,
+      body: problemOf(
+        new ConnectorError(
+          "validation_error",
+          "NotFound",
+          `no route ${req.method} ${req.url.split("?")[0]!.slice(0, 200)}`,
+        ),
+        req.id,
+      ),
+    }),
+  );
+
+  const auth = (req: FastifyRequest) => req.headers.authorization;
+  const abortOn = (req: FastifyRequest) => {
+    const ac = new AbortController();
+    req.raw.on("close", () => {
+      if (!req.raw.complete || req.raw.destroyed) ac.abort();
+    });
+    return ac.signal;
+  };
+  const errors = Object.fromEntries(DECLARED_ERROR_STATUSES.map((s) => [s, S.problem]));
+
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+
+  app.post<{ Params: { ns: string; name: string; op: string }; Body: InvokeBody }>(
+    "/v1/namespaces/:ns/connectors/:name/operations/:op",
+    {
+      schema: {
+        summary: "Invoke an operation",
+        params: S.operationParams,
+        body: S.invokeBody,
+        headers: S.correlationHeaders,
+        response: { 200: S.normalizedResponse, 202: S.accepted, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const correlation = req.headers["x-correlation-id"];
+      return send(
+        reply,
+        await invoke(d, {
+          authorization: auth(req),
+          namespace: req.params.ns,
+          name: req.params.name,
+          operation: req.params.op,
+          body: req.body ?? {},
+          requestId: req.id,
+          correlationId: typeof correlation === "string" && correlation ? correlation.slice(0, 128) : req.id,
+          signal: abortOn(req),
+        }),
+      );
+    },
+  );
+  app.post<{ Params: { ns: string; name: string }; Body: ApprovalRequest }>(
+    "/v1/namespaces/:ns/connectors/:name/approvals",
+    {
+      schema: {
+        summary: "Approve one call of a class B operation (dual control)",
+        params: S.connectorParams,
+        body: S.approvalBody,
+        response: { 201: S.approvalIssued, ...errors },
+      },
+    },
+    async (req, reply) =>
+      send(
+        reply,
+        await answer(req.id, () => approve(d, auth(req), req.params.ns, req.params.name, req.body)),
+      ),
+  );
+  app.get<{ Params: { ns: string; name: string } }>(
+    "/v1/namespaces/:ns/connectors/:name",
+    {
+      schema: {
+        summary: "A Connector's status",
+        params: S.connectorParams,
+        response: { 200: S.anyObject, ...errors },
+      },
+    },
+    async (req, reply) =>
+      send(reply, await answer(req.id, () => connectorStatus(d, auth(req), req.params.ns, req.params.name))),
+  );
+  app.get(
+    "/v1/catalog",
+    {
+      schema: {
+        summary: "Connector types and their operations (discover)",
+        response: { 200: S.anyObject, ...errors },
+      },
+    },
+    async (req, reply) =>
+      send(reply, await answer(req.id, () => catalog({ ...d, types: o.types }, auth(req)))),
+  );
+  app.get<{ Params: { id: string } }>(
+    "/v1/jobs/:id",
+    { schema: { summary: "An async job", params: S.idParams, response: { 200: S.job, ...errors } } },
+    async (req, reply) => send(reply, await answer(req.id, () => getJob(d, auth(req), req.params.id))),
+  );
+  app.post<{ Params: { id: string } }>(
+    "/v1/jobs/:id/cancel",
+    {
+      schema: {
+        summary: "Cancel a pending or running job",
+        params: S.idParams,
+        response: { 200: S.job, ...errors },
+      },
+    },
+    async (req, reply) => send(reply, await answer(req.id, () => cancelJob(d, auth(req), req.params.id))),
+  );
+  app.get<{ Querystring: S.JobQuery }>(
+    "/v1/jobs",
+    {
+      schema: {
+        summary: "Jobs of a namespace or a Connector",
+        querystring: S.jobQuery,
+        response: { 200: S.anyObject, ...errors },
+      },
+    },
+    async (req, reply) => send(reply, await answer(req.id, () => listJobs(d, auth(req), req.query))),
+  );
+  app.get<{ Querystring: { namespace: string; limit?: number } }>(
+    "/v1/deadletters",
+    {
+      schema: {
+        summary: "Jobs whose retries ran out",
+        querystring: S.deadLetterQuery,
+        response: { 200: S.anyObject, ...errors },
+      },
+    },
+    async (req, reply) => send(reply, await answer(req.id, () => listDeadLetters(d, auth(req), req.query))),
+  );
+  app.post<{ Params: { id: string } }>(
+    "/v1/deadletters/:id/replay",
+    {
+      schema: {
+        summary: "Run a dead letter's job again (same input, same idempotency key)",
+        params: S.idParams,
+        response: { 202: S.accepted, ...errors },
+      },
+    },
+    async (req, reply) =>
+      send(reply, await answer(req.id, () => replayDeadLetter(d, auth(req), req.params.id))),
+  );
+  o.extend?.(app);
+  await app.ready();
+  return app;
+}
