@@ -42,6 +42,45 @@ export async function freePort(host = LOOPBACK): Promise<number> {
   return (await freePorts(1, host))[0]!;
 }
 
+export interface ConnectionCounter {
+  /** TCP connections accepted so far. */
+  connections(): number;
+  /** Sockets still open on the server side. */
+  openSockets(): number;
+  /** Resolves when no socket is open (or rejects after timeoutMs). */
+  waitForNoOpenSockets(timeoutMs?: number): Promise<void>;
+  resetCounts(): void;
+}
+
+/** Counts a server's TCP connections and keeps its open sockets (for a stop that ends them). */
+export function countConnections(server: net.Server): ConnectionCounter & { sockets: Set<net.Socket> } {
+  let count = 0;
+  const sockets = new Set<net.Socket>();
+  server.on("connection", (s: net.Socket) => {
+    count++;
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  return {
+    sockets,
+    connections: () => count,
+    openSockets: () => sockets.size,
+    resetCounts: () => {
+      count = 0;
+    },
+    async waitForNoOpenSockets(timeoutMs = 2000) {
+      await eventually(
+        () => {
+          if (sockets.size > 0) throw new Error(`${sockets.size} socket(s) still open`);
+          return true;
+        },
+        "the test server's sockets to close",
+        { timeoutMs, intervalMs: 10 },
+      );
+    },
+  };
+}
+
 /** Whether something accepts TCP connections at host:port. */
 export function accepts(port: number, host = LOOPBACK): Promise<boolean> {
   return new Promise((resolve) => {

@@ -6,20 +6,9 @@
 //   connections and open sockets too.
 import * as https from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createServer, type Server, type Socket } from "node:net";
-import { listen } from "./net.ts";
+import { createServer } from "node:net";
+import { countConnections, listen, type ConnectionCounter } from "./net.ts";
 import { createTestCa } from "./pki.ts";
-import { eventually } from "./wait.ts";
-
-export interface ConnectionCounter {
-  /** TCP connections accepted so far. */
-  connections(): number;
-  /** Sockets still open on the server side. */
-  openSockets(): number;
-  /** Resolves when no socket is open (or rejects after timeoutMs). */
-  waitForNoOpenSockets(timeoutMs?: number): Promise<void>;
-  resetCounts(): void;
-}
 
 export interface TestHttpsServer extends ConnectionCounter {
   port: number;
@@ -35,34 +24,6 @@ export interface TestHttpsServer extends ConnectionCounter {
   /** Request paths seen (method and path), in order. */
   requests: string[];
   stop(): Promise<void>;
-}
-
-function counter(server: Server): ConnectionCounter & { sockets: Set<Socket> } {
-  let count = 0;
-  const sockets = new Set<Socket>();
-  server.on("connection", (s: Socket) => {
-    count++;
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
-  return {
-    sockets,
-    connections: () => count,
-    openSockets: () => sockets.size,
-    resetCounts: () => {
-      count = 0;
-    },
-    async waitForNoOpenSockets(timeoutMs = 2000) {
-      await eventually(
-        () => {
-          if (sockets.size > 0) throw new Error(`${sockets.size} socket(s) still open`);
-          return true;
-        },
-        "the test server's sockets to close",
-        { timeoutMs, intervalMs: 10 },
-      );
-    },
-  };
 }
 
 function json(
@@ -147,7 +108,7 @@ export async function startTestHttpsServer(opts: { token?: string } = {}): Promi
   };
 
   const server = https.createServer({ cert: cert.certPem, key: cert.keyPem }, handler);
-  const c = counter(server);
+  const c = countConnections(server);
   const { port } = await listen(server);
   return {
     port,
@@ -183,7 +144,7 @@ export interface SilentServer extends ConnectionCounter {
 export async function startSilentServer(): Promise<SilentServer> {
   // Reads (and drops) what the client sends, so the client's FIN is seen and counted.
   const server = createServer((s) => s.resume());
-  const c = counter(server);
+  const c = countConnections(server);
   const { port } = await listen(server);
   return {
     port,

@@ -9,6 +9,7 @@ import { reuseConnections } from "../../controller/src/kube/connections.ts";
 import { KubeEventRecorder } from "../../controller/src/kube/events.ts";
 import { listen } from "../support/net.ts";
 import { createTestCa } from "../support/pki.ts";
+import { eventually } from "../support/wait.ts";
 import { silentLogger } from "../support/memory.ts";
 
 let server: https.Server;
@@ -65,13 +66,6 @@ async function releaseAll(recorder: KubeEventRecorder): Promise<void> {
   }
 }
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let waited = 0; !cond(); waited += 10) {
-    if (waited > 10_000) throw new Error("timed out waiting for the requests");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 function connector(i: number): Connector {
   return {
     apiVersion: "connectors.cynodeai.io/v1alpha1",
@@ -91,7 +85,7 @@ describe("KubeEventRecorder", () => {
     });
     for (let i = 0; i < 10; i++) recorder.record(connector(i), "Normal", `Ready${i}`, "ready");
     expect(dropped).toBe(5);
-    await until(() => held.length === 2);
+    await eventually(() => held.length === 2, "the requests", { timeoutMs: 10_000, intervalMs: 10 });
     await new Promise((resolve) => setTimeout(resolve, 200)); // time for a third, were it sent
     expect(held.length).toBe(2);
     await releaseAll(recorder);
