@@ -33,7 +33,8 @@ export interface ControllerProcessOptions {
 export interface LogLine {
   msg?: string;
   key?: string;
-  level?: number;
+  /** pino's level: a number, or its label ("warn") when the logger writes labels. */
+  level?: number | string;
   time?: string;
   [k: string]: unknown;
 }
@@ -99,7 +100,7 @@ export class ControllerProcess {
     }
     // Whichever line says where /metrics listens (its `metrics` field, host:port).
     if (typeof line.metrics === "string" && /:\d+$/.test(line.metrics)) this.metricsAddress = line.metrics;
-    if ((line.level ?? 0) >= 40 && this.warnings.length < 200) this.warnings.push(line);
+    if (levelOf(line) >= 40 && this.warnings.length < 200) this.warnings.push(line);
   }
 
   get child() {
@@ -177,6 +178,13 @@ export class ControllerProcess {
   async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<Exit> {
     return this.process.stop(signal, 10_000);
   }
+}
+
+/** pino's levels by label (warn and above count as warnings). */
+const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+
+function levelOf(line: LogLine): number {
+  return typeof line.level === "number" ? line.level : (LEVELS[line.level ?? ""] ?? 0);
 }
 
 function parse(text: string): LogLine {
