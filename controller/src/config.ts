@@ -1,6 +1,7 @@
 // The controller's configuration: flags win over environment variables, which win over
 // defaults. Everything is checked here, once, with an error that names the flag.
 import { parseArgs } from "node:util";
+import { LOG_FORMATS, versionLine, type LogFormat } from "./observability/logger.ts";
 
 export interface Config {
   kubeconfig: string | undefined;
@@ -12,6 +13,7 @@ export interface Config {
   labelSelector: string | undefined;
   enabledFeatures: Set<string>;
   logLevel: string;
+  logFormat: LogFormat;
   stallMs: number;
   instanceRetentionMs: number;
   auditRetentionMs: number;
@@ -27,6 +29,10 @@ export interface Config {
   breakerThreshold: number;
   breakerCooldownMs: number;
   breakerRetryMs: number;
+  /** /metrics over HTTPS behind TokenReview + SubjectAccessReview (observability/secureMetrics.ts). */
+  metricsSecure: boolean;
+  /** tls.crt and tls.key for the secure metrics server; undefined: self-signed. */
+  metricsCertDir: string | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -89,6 +95,11 @@ export const FLAGS = {
     help: "comma-separated feature flags that gate connector types",
   },
   "log-level": { type: "string", env: "LOG_LEVEL", help: "trace|debug|info|warn|error (default info)" },
+  "log-format": {
+    type: "string",
+    env: "LOG_FORMAT",
+    help: "json (default): a JSON object a line; console: readable lines, for local runs",
+  },
   "watch-stall-timeout": {
     type: "string",
     env: "WATCH_STALL_TIMEOUT",
@@ -159,6 +170,16 @@ export const FLAGS = {
     env: "FAILURE_RETRY",
     help: "re-probe a failing connector after (default 10s)",
   },
+  "metrics-secure": {
+    type: "boolean",
+    env: "METRICS_SECURE",
+    help: "serve /metrics over HTTPS to callers allowed to get /metrics (TokenReview + SubjectAccessReview)",
+  },
+  "metrics-cert-dir": {
+    type: "string",
+    env: "METRICS_CERT_DIR",
+    help: "directory with tls.crt and tls.key for secure metrics (default: a self-signed certificate)",
+  },
 } as const;
 
 export function address(flag: string, text: string): { host: string; port: number } | undefined {
@@ -206,19 +227,24 @@ export function readFlags<F extends FlagTable>(flags: F, argv: string[], env: No
 }
 
 /** The log level and database every process of the project shares. */
-export function commonSettings(get: (name: "log-level" | "database-url") => string | undefined) {
+export function commonSettings(
+  get: (name: "log-level" | "log-format" | "database-url") => string | undefined,
+) {
   const logLevel = get("log-level") ?? "info";
   if (!LOG_LEVELS.includes(logLevel))
     throw new ConfigError(`--log-level: "${logLevel}" must be one of ${LOG_LEVELS.join(", ")}`);
+  const logFormat = get("log-format") ?? "json";
+  if (!(LOG_FORMATS as readonly string[]).includes(logFormat))
+    throw new ConfigError(`--log-format: "${logFormat}" must be one of ${LOG_FORMATS.join(", ")}`);
   const databaseUrl = get("database-url");
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl))
     throw new ConfigError("--database-url: must be a postgres:// or postgresql:// URL");
-  return { logLevel, databaseUrl };
+  return { logLevel, logFormat: logFormat as LogFormat, databaseUrl };
 }
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
   const { get, flag } = readFlags(FLAGS, argv, env);
-  const { logLevel, databaseUrl } = commonSettings(get);
+  const { logLevel, logFormat, databaseUrl } = commonSettings(get);
   const labelSelector = get("label-selector");
   return {
     kubeconfig: get("kubeconfig"),
@@ -230,6 +256,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     labelSelector: labelSelector || undefined,
     enabledFeatures: new Set(list(get("enable-features"))),
     logLevel,
+    logFormat: logFormat as LogFormat,
     stallMs: parseDuration("watch-stall-timeout", get("watch-stall-timeout") ?? "2m"),
     instanceRetentionMs: parseDuration("instance-retention", get("instance-retention") ?? "30d"),
     auditRetentionMs: parseDuration("audit-retention", get("audit-retention") ?? "365d"),
@@ -244,16 +271,40 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     breakerThreshold: positiveInt("breaker-threshold", get("breaker-threshold") ?? "3", 100),
     breakerCooldownMs: parseDuration("breaker-cooldown", get("breaker-cooldown") ?? "60s"),
     breakerRetryMs: parseDuration("failure-retry", get("failure-retry") ?? "10s"),
+    metricsSecure: flag("metrics-secure"),
+    metricsCertDir: get("metrics-cert-dir"),
   };
 }
 
 export function usageOf(program: string, flags: FlagTable): string {
-  const rows = Object.entries(flags).map(
-    ([flag, v]) => `  --${flag.padEnd(24)} ${v.env.padEnd(22)} ${v.help}`,
-  );
-  return `usage: ${program} [flags]\n\nflags (and environment variables):\n${rows.join("\n")}\n`;
+  const rows: [string, string, string][] = [
+    ...Object.entries(flags).map(([flag, v]): [string, string, string] => [`--${flag}`, v.env, v.help]),
+    ["--help", "", "print these flags and exit"],
+    ["--version", "", "print the version and commit and exit"],
+  ];
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  const lines = rows.map(([flag, env, help]) => `  ${flag.padEnd(w0)}  ${env.padEnd(w1)}  ${help}`);
+  return `usage: ${program} [flags]\n\nflags (and environment variables):\n${lines.join("\n")}\n`;
 }
 
 export function usage(): string {
   return usageOf("connector-controller", FLAGS);
+}
+
+/**
+ * What to print, exit code 0, instead of starting: the flags for --help (or -h), the
+ * version for --version. undefined when neither was asked for. Other flags, even invalid
+ * ones, do not matter here: main asks this before loadConfig (which refuses both).
+ */
+export function informationRequested(
+  argv: string[],
+  program = "connector-controller",
+  help: () => string = usage,
+): string | undefined {
+  const end = argv.indexOf("--");
+  const args = end === -1 ? argv : argv.slice(0, end);
+  if (args.includes("--help") || args.includes("-h")) return help();
+  if (args.includes("--version")) return versionLine(program);
+  return undefined;
 }

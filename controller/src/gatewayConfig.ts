@@ -10,6 +10,7 @@ import {
   usageOf,
 } from "./config.ts";
 import type { RateLimit } from "./api/types.ts";
+import type { LogFormat } from "./observability/logger.ts";
 
 export const GATEWAY_FLAGS = {
   kubeconfig: {
@@ -39,6 +40,11 @@ export const GATEWAY_FLAGS = {
     help: "/healthz and /readyz address, 0 = off (default :8083)",
   },
   "log-level": { type: "string", env: "LOG_LEVEL", help: "trace|debug|info|warn|error (default info)" },
+  "log-format": {
+    type: "string",
+    env: "LOG_FORMAT",
+    help: "json, or console for readable lines (default json)",
+  },
   "watch-namespaces": {
     type: "string",
     env: "WATCH_NAMESPACES",
@@ -114,6 +120,7 @@ export interface GatewayConfig {
   metricsAddress: { host: string; port: number } | undefined;
   healthAddress: { host: string; port: number } | undefined;
   logLevel: string;
+  logFormat: LogFormat;
   watchNamespaces: string[];
   maxInFlight: number;
   perUser: RateLimit | undefined;
@@ -139,7 +146,7 @@ function rate(flag: string, text: string | undefined): RateLimit | undefined {
 
 export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   const { get } = readFlags(GATEWAY_FLAGS, argv, env);
-  const { logLevel, databaseUrl } = commonSettings(get);
+  const { logLevel, logFormat, databaseUrl } = commonSettings(get);
   const bind = address("bind-address", get("bind-address") ?? ":8090");
   if (!bind) throw new ConfigError("--bind-address: the gateway's API cannot be switched off");
   return {
@@ -150,6 +157,7 @@ export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proce
     metricsAddress: address("metrics-bind-address", get("metrics-bind-address") ?? ":8082"),
     healthAddress: address("health-probe-bind-address", get("health-probe-bind-address") ?? ":8083"),
     logLevel,
+    logFormat,
     watchNamespaces: (get("watch-namespaces") ?? "")
       .split(",")
       .map((s) => s.trim())

@@ -10,8 +10,9 @@ import { aborted, serverRunnable } from "./api/runnable.ts";
 import { systemClock } from "./api/clock.ts";
 import { isRetryable, classify } from "./api/errors.ts";
 import { ConfigSchemaCache } from "./catalog/configSchemas.ts";
-import { ConfigError, loadConfig, usage, type Config } from "./config.ts";
+import { ConfigError, informationRequested, loadConfig, usage, type Config } from "./config.ts";
 import { Caches, BY_PROVIDER, BY_TEMPLATE, BY_TYPE } from "./kube/caches.ts";
+import { kubeAccessReviews } from "./kube/accessReviews.ts";
 import { apiServerOf, connectKube } from "./kube/client.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
 import { loadOrCreateFingerprintKey } from "./kube/hmacKey.ts";
@@ -23,8 +24,9 @@ import { objectKey } from "./kube/runtime/informer.ts";
 import { KubeSecretProviderStatusWriter } from "./kube/secretProviderStatus.ts";
 import { KubeSecretKeys, KubeServiceAccountTokens } from "./kube/serviceAccountTokens.ts";
 import { startWebhookServer } from "./kube/webhook.ts";
-import { createLogger, type Logger } from "./observability/logger.ts";
+import { createLogger, logStartup, type Logger } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
+import { startSecureMetricsServer } from "./observability/secureMetrics.ts";
 import { startProbeServer } from "./observability/server.ts";
 import { createProber } from "./drivers/run.ts";
 import { reviewConnector } from "./reconcile/admission.ts";
@@ -169,7 +171,15 @@ export async function startController(config: Config, log: Logger, opts: StartOp
   });
   const metricsServer = config.metricsAddress
     ? serverRunnable("metrics-server", () =>
-        startProbeServer({ ...config.metricsAddress!, registry: metrics.registry }),
+        config.metricsSecure
+          ? startSecureMetricsServer({
+              ...config.metricsAddress!,
+              registry: metrics.registry,
+              reviewer: kubeAccessReviews(kc),
+              ...(config.metricsCertDir ? { certDir: config.metricsCertDir } : {}),
+              log,
+            })
+          : startProbeServer({ ...config.metricsAddress!, registry: metrics.registry }),
       )
     : undefined;
   const healthServer = config.healthAddress
@@ -233,10 +243,8 @@ export async function startController(config: Config, log: Logger, opts: StartOp
     ...(metricsServer?.address() ? { metrics: metricsServer.address()! } : {}),
     ...(healthServer?.address() ? { health: healthServer.address()! } : {}),
   };
-  log.info(
-    { ...addresses, connectors: caches.allConnectors().length, types: caches.types.size },
-    "caches synced",
-  );
+  log.info(addresses, "serving metrics and health probes");
+  log.info({ connectors: caches.allConnectors().length, types: caches.types.size }, "caches synced");
   const leading = mgr.leading.then(() => log.info({ concurrency: config.concurrency }, "controller started"));
   return {
     controller: connectors,
@@ -281,23 +289,36 @@ function loadFingerprintKey(
     shouldRetry: ({ error }) => isRetryable(classify(error).errorClass),
     onFailedAttempt: ({ error, retryDelay }) =>
       log.warn(
-        { err: classify(error).message, retryInMs: retryDelay },
+        { err: classify(error), retryInMs: retryDelay },
         "could not read the fingerprint key; retrying",
       ),
   });
 }
 
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const answer = informationRequested(argv);
+  if (answer !== undefined) {
+    process.stdout.write(answer);
+    return;
+  }
   let config: Config;
   try {
-    config = loadConfig(process.argv.slice(2));
+    config = loadConfig(argv);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`connector-controller: ${err.message}\n\n${usage()}`);
     process.exit(2);
   }
-  const log = createLogger({ level: config.logLevel });
-  const running = await startController(config, log);
+  const log = createLogger({ level: config.logLevel, format: config.logFormat });
+  logStartup(log, config);
+  let running: Running;
+  try {
+    running = await startController(config, log);
+  } catch (err) {
+    log.fatal({ err }, "start-up failed");
+    process.exit(1);
+  }
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -306,7 +327,7 @@ async function main(): Promise<void> {
     running.stop().then(
       () => process.exit(0),
       (err: unknown) => {
-        log.error({ err: (err as Error).message }, "shutdown failed");
+        log.error({ err }, "shutdown failed");
         process.exit(1);
       },
     );

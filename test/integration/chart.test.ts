@@ -6,9 +6,15 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { request as httpsRequest } from "node:https";
+import type { AddressInfo } from "node:net";
+import { KubeConfig } from "@kubernetes/client-node";
 import { load, loadAll } from "js-yaml";
+import { Counter, Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FLAGS, loadConfig } from "../../controller/src/config.ts";
+import { kubeAccessReviews } from "../../controller/src/kube/accessReviews.ts";
+import { startSecureMetricsServer } from "../../controller/src/observability/secureMetrics.ts";
 import { REPO_ROOT, startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
 import { runCommand, type CommandResult } from "../support/process.ts";
 import { testbinDir } from "../support/testbin.ts";
@@ -31,6 +37,8 @@ const COMING_FLAGS = [
 ];
 // Values for a production-like release: external PostgreSQL, webhook on.
 const PROD = ["--set", "database.existingSecret=connector-db", "--set", "webhook.enabled=true"];
+/** PROD with the test CA as the webhook's caBundle (known once the control plane runs). */
+const prodWithCa = (): string[] => [...PROD, "--set", `webhook.caBundle=${caBundle}`];
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -72,7 +80,15 @@ interface Expectation {
 const EXPECTATIONS = load(fs.readFileSync(path.join(CHART, "rbac-expectations.yaml"), "utf8")) as {
   clusterRole: Expectation[];
   role: Expectation[];
+  /** Only with metrics.secure.enabled. */
+  metricsAuth?: Expectation[];
 };
+
+interface SchemaNode {
+  $ref?: string;
+  properties?: Record<string, SchemaNode>;
+  additionalProperties?: unknown;
+}
 
 /** One string per (apiGroup, resource, resourceName, verb) a set of rules grants. */
 function grants(rules: PolicyRule[]): string[] {
@@ -226,7 +242,7 @@ describe("helm lint", () => {
 });
 
 describe("helm template", () => {
-  it("renders the controller, its RBAC, metrics Service and the built-in catalog by default", async () => {
+  it("renders the controller, its RBAC, metrics Service, data volume, NetworkPolicy and the built-in catalog by default", async () => {
     const docs = await render();
     const kinds = docs.map((d) => d.kind).sort();
     expect(new Set(kinds)).toEqual(
@@ -238,6 +254,8 @@ describe("helm template", () => {
         "RoleBinding",
         "Service",
         "Deployment",
+        "PersistentVolumeClaim",
+        "NetworkPolicy",
         "ConnectorType",
         "ConnectorPolicyTemplate",
       ]),
@@ -303,8 +321,8 @@ describe("helm template", () => {
     expect(one(docs, "PodDisruptionBudget").spec).toMatchObject({ maxUnavailable: 1 });
   });
 
-  it("runs ONE replica on the embedded PGlite database, in an emptyDir or a PVC", async () => {
-    const docs = await render();
+  it("runs ONE replica on the embedded PGlite database, on a kept PVC by default or an emptyDir when asked", async () => {
+    const docs = await render(["--set", "database.embedded.persistence.enabled=false"]);
     const d = deploymentOf(docs);
     const c = containerOf(docs);
     expect(d.replicas).toBe(1);
@@ -313,13 +331,37 @@ describe("helm template", () => {
     expect(c.env?.some((e) => e.name === "DATABASE_URL")).toBe(false);
     expect(c.volumeMounts).toContainEqual({ name: "data", mountPath: "/var/lib/connector-controller" });
     expect(d.template.spec.volumes).toContainEqual({ name: "data", emptyDir: {} });
+    expect(byKind(docs, "PersistentVolumeClaim")).toEqual([]);
 
-    const pvc = await render(["--set", "database.embedded.persistence.enabled=true"]);
-    expect(one(pvc, "PersistentVolumeClaim").metadata.name).toBe(`${RELEASE}-data`);
-    expect(deploymentOf(pvc).strategy).toEqual({ type: "Recreate" });
-    expect(deploymentOf(pvc).template.spec.volumes).toContainEqual({
+    for (const pvc of [
+      await render(),
+      await render(["--set", "database.embedded.persistence.enabled=true"]),
+    ]) {
+      const claim = one(pvc, "PersistentVolumeClaim") as K8sObject & {
+        spec: { accessModes: string[]; resources: { requests: { storage: string } } };
+      };
+      expect(claim.metadata.name).toBe(`${RELEASE}-data`);
+      // Kept on `helm uninstall`: the instance ids and the audit trail outlive the release.
+      expect(claim.metadata.annotations?.["helm.sh/resource-policy"]).toBe("keep");
+      expect(claim.spec).toMatchObject({
+        accessModes: ["ReadWriteOnce"],
+        resources: { requests: { storage: "1Gi" } },
+      });
+      expect(deploymentOf(pvc).replicas).toBe(1);
+      expect(deploymentOf(pvc).strategy).toEqual({ type: "Recreate" });
+      expect(deploymentOf(pvc).template.spec.volumes).toContainEqual({
+        name: "data",
+        persistentVolumeClaim: { claimName: `${RELEASE}-data` },
+      });
+      // One replica, and leader election still on (a rolling restart never runs two writers).
+      expect(containerOf(pvc).args).toContain("--leader-elect");
+    }
+    // An existing claim is used as it is, and the chart creates none.
+    const existing = await render(["--set", "database.embedded.persistence.existingClaim=my-data"]);
+    expect(byKind(existing, "PersistentVolumeClaim")).toEqual([]);
+    expect(deploymentOf(existing).template.spec.volumes).toContainEqual({
       name: "data",
-      persistentVolumeClaim: { claimName: `${RELEASE}-data` },
+      persistentVolumeClaim: { claimName: "my-data" },
     });
   });
 
@@ -513,6 +555,287 @@ describe("helm template", () => {
   });
 });
 
+describe("values.schema.json", () => {
+  it("refuses a misspelt value and a value of the wrong type at helm template, naming it", async () => {
+    const typo = await helm(["template", RELEASE, CHART, "-n", NS, "--set", "concurency=8"]);
+    expect(typo.code).not.toBe(0);
+    expect(typo.stderr).toMatch(/concurency/);
+    expect(typo.stderr).toMatch(/additional propert/i);
+    const wrongType = await helm(["template", RELEASE, CHART, "-n", NS, "--set", "replicaCount=abc"]);
+    expect(wrongType.code).not.toBe(0);
+    expect(wrongType.stderr).toMatch(/replicaCount/);
+    expect(wrongType.stderr).toMatch(/integer/);
+    // Nested keys, enums and formats too.
+    for (const bad of [
+      "database.embedded.persistance.enabled=true",
+      "logLevel=verbose",
+      "resyncPeriod=ten-minutes",
+      "webhook.failurePolicy=fail",
+      "networkPolicy.egress.enable=true",
+    ]) {
+      const r = await helm(["template", RELEASE, CHART, "-n", NS, "--set", bad]);
+      expect({ bad, code: r.code === 0 ? 0 : 1 }).toEqual({ bad, code: 1 });
+      expect(r.stderr, bad).toMatch(/values don't meet the specifications of the schema/);
+    }
+    // The right spellings render.
+    await render(["--set", "concurrency=8", "--set", "replicaCount=3", "--set", "logLevel=debug"]);
+  });
+
+  it("covers every value of values.yaml (no key the schema does not name)", () => {
+    const values = load(fs.readFileSync(path.join(CHART, "values.yaml"), "utf8")) as Record<string, unknown>;
+    const schema = JSON.parse(fs.readFileSync(path.join(CHART, "values.schema.json"), "utf8")) as SchemaNode;
+    const defs = (schema as { definitions?: Record<string, SchemaNode> }).definitions ?? {};
+    const resolve = (s: SchemaNode): SchemaNode =>
+      s.$ref ? resolve(defs[s.$ref.replace("#/definitions/", "")]!) : s;
+    const missing: string[] = [];
+    const walk = (v: unknown, s: SchemaNode, at: string) => {
+      const node = resolve(s);
+      if (!v || typeof v !== "object" || Array.isArray(v)) return;
+      if (!node.properties) return; // a free-form Kubernetes structure or a string map
+      expect(node.additionalProperties, `${at} refuses unknown keys`).toBe(false);
+      for (const [k, child] of Object.entries(v)) {
+        const cs = node.properties[k];
+        if (!cs) missing.push(`${at}${k}`);
+        else walk(child, cs, `${at}${k}.`);
+      }
+    };
+    walk(values, schema, "");
+    expect(missing).toEqual([]);
+  });
+});
+
+describe("NetworkPolicy", () => {
+  interface Rule {
+    ports?: Array<{ port: string | number; protocol: string }>;
+    from?: unknown[];
+    to?: Array<{ ipBlock?: { cidr: string }; namespaceSelector?: unknown; podSelector?: unknown }>;
+  }
+  interface NetworkPolicySpec {
+    podSelector: { matchLabels: Record<string, string> };
+    policyTypes: string[];
+    ingress: Rule[];
+    egress?: Rule[];
+  }
+  const policyOf = (docs: K8sObject[]) =>
+    one(docs, "NetworkPolicy") as K8sObject & { spec: NetworkPolicySpec };
+
+  it("admits only the metrics and health ports by default, and the webhook's when it is on", async () => {
+    const docs = await render();
+    const np = policyOf(docs);
+    expect(np.spec.policyTypes).toEqual(["Ingress"]);
+    expect(np.spec.ingress.map((r) => r.ports)).toEqual([
+      [{ port: "metrics", protocol: "TCP" }],
+      [{ port: "health", protocol: "TCP" }],
+    ]);
+    // It selects exactly the controller's pods.
+    const podLabels = (
+      one(docs, "Deployment").spec as { template: { metadata: { labels: Record<string, string> } } }
+    ).template.metadata.labels;
+    expect(podLabels).toMatchObject(np.spec.podSelector.matchLabels);
+    // Every port it names is a port of the container.
+    const named = new Set(containerOf(docs).ports.map((p) => p.name));
+    for (const r of np.spec.ingress) for (const p of r.ports ?? []) expect(named).toContain(p.port);
+
+    const withWebhook = policyOf(await render(prodWithCa()));
+    expect(withWebhook.spec.ingress.map((r) => r.ports?.[0]?.port)).toEqual(["metrics", "health", "webhook"]);
+    const scrapers = policyOf(
+      await render([
+        "--set-json",
+        'networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]',
+      ]),
+    );
+    expect(scrapers.spec.ingress[0]!.from).toEqual([
+      { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } },
+    ]);
+    expect(byKind(await render(["--set", "networkPolicy.enabled=false"]), "NetworkPolicy")).toEqual([]);
+  });
+
+  it("limits egress to DNS, the API server, the database, Vault and the catalog's addresses when asked", async () => {
+    // A copy of the chart whose catalog declares an IP address, as a type may.
+    const chartCopy = path.join(helmHome, "chart-with-ip-type");
+    fs.cpSync(CHART, chartCopy, { recursive: true });
+    fs.writeFileSync(
+      path.join(chartCopy, "files/catalog/types/zz-ip.yaml"),
+      [
+        "apiVersion: cynodeai.io/v1alpha1",
+        "kind: ConnectorType",
+        "metadata: { name: zz-ip }",
+        "spec:",
+        "  displayName: IP",
+        "  displayNameAr: عنوان",
+        "  dataClassification: internal",
+        "  approvalPolicy: auto",
+        "  versions:",
+        "    - version: 1",
+        "      schemaVersion: 1.0.0",
+        "      lifecycle: approved",
+        "      configSchema: { type: object }",
+        "      operations: []",
+        "      healthProbe: { kind: none }",
+        "      egressAllowlist: [203.0.113.7, 127.0.0.1, localhost, api.example.net, '2001:db8::5']",
+        "",
+      ].join("\n"),
+    );
+    const res = await helm([
+      "template",
+      RELEASE,
+      chartCopy,
+      "-n",
+      NS,
+      ...prodWithCa(),
+      "--set",
+      "networkPolicy.egress.enabled=true",
+      "--set",
+      "networkPolicy.egress.apiServer.cidrs={10.96.0.1/32}",
+      "--set-json",
+      'networkPolicy.egress.database.to=[{"ipBlock":{"cidr":"10.20.0.0/16"}}]',
+    ]);
+    expect(res.code, res.stderr).toBe(0);
+    const np = policyOf(
+      (loadAll(res.stdout) as Array<K8sObject | null>).filter((d): d is K8sObject => d !== null),
+    );
+    expect(np.spec.policyTypes).toEqual(["Ingress", "Egress"]);
+    const egress = np.spec.egress!;
+    expect(egress).toContainEqual({
+      to: [{ namespaceSelector: {}, podSelector: { matchLabels: { "k8s-app": "kube-dns" } } }],
+      ports: [
+        { port: 53, protocol: "UDP" },
+        { port: 53, protocol: "TCP" },
+      ],
+    });
+    expect(egress).toContainEqual({
+      to: [{ ipBlock: { cidr: "10.96.0.1/32" } }],
+      ports: [
+        { port: 443, protocol: "TCP" },
+        { port: 6443, protocol: "TCP" },
+      ],
+    });
+    expect(egress).toContainEqual({
+      to: [{ ipBlock: { cidr: "10.20.0.0/16" } }],
+      ports: [{ port: 5432, protocol: "TCP" }],
+    });
+    expect(egress).toContainEqual({ ports: [{ port: 8200, protocol: "TCP" }] });
+    // The IP literals become ipBlocks (loopback needs none); host names cannot, and are listed.
+    expect(egress).toContainEqual({
+      to: [{ ipBlock: { cidr: "203.0.113.7/32" } }, { ipBlock: { cidr: "2001:db8::5/128" } }],
+    });
+    expect(np.metadata.annotations?.["cynodeai.io/egress-hosts"]).toContain("api.example.net");
+    expect(np.metadata.annotations?.["cynodeai.io/egress-hosts"]).not.toContain("localhost");
+    // The embedded database needs no database rule.
+    const embedded = policyOf(await render(["--set", "networkPolicy.egress.enabled=true"]));
+    expect(embedded.spec.egress!.some((r) => r.ports?.some((p) => p.port === 5432))).toBe(false);
+    // And it is accepted by the API server as a NetworkPolicy.
+    const { namespace: _ns, ...meta } = np.metadata;
+    await kubectlOk(
+      ["apply", "--dry-run=server", "-n", "default", "-f", "-"],
+      JSON.stringify({ ...np, metadata: meta }),
+    );
+  });
+});
+
+describe("webhook objectSelector (sharding)", () => {
+  const selectorOf = async (extra: string[]) => {
+    const docs = await render([...prodWithCa(), ...extra]);
+    const vwc = one(docs, "ValidatingWebhookConfiguration") as unknown as {
+      webhooks: Array<{ objectSelector?: unknown }>;
+    };
+    return vwc.webhooks[0]!.objectSelector;
+  };
+
+  it("matches the release's label selector, so each shard validates only its own Connectors", async () => {
+    expect(await selectorOf([])).toBeUndefined();
+    expect(await selectorOf(["--set", "labelSelector=shard in (a\\,b)"])).toEqual({
+      matchExpressions: [{ key: "shard", operator: "In", values: ["a", "b"] }],
+    });
+    expect(
+      await selectorOf([
+        "--set",
+        "labelSelector=cynodeai.io/shard=a\\,!legacy\\,tier!=batch\\,env\\,zone notin (x\\,y)",
+      ]),
+    ).toEqual({
+      matchExpressions: [
+        { key: "cynodeai.io/shard", operator: "In", values: ["a"] },
+        { key: "legacy", operator: "DoesNotExist" },
+        { key: "tier", operator: "NotIn", values: ["batch"] },
+        { key: "env", operator: "Exists" },
+        { key: "zone", operator: "NotIn", values: ["x", "y"] },
+      ],
+    });
+    // An explicit objectSelector wins.
+    expect(
+      await selectorOf([
+        "--set",
+        "labelSelector=shard=a",
+        "--set",
+        "webhook.objectSelector.matchLabels.team=ops",
+      ]),
+    ).toEqual({ matchLabels: { team: "ops" } });
+  });
+
+  it("is accepted by the API server, and refuses a selector it cannot translate", async () => {
+    const docs = await render([...prodWithCa(), "--set", "labelSelector=shard=a"]);
+    await kubectlOk(
+      ["apply", "--dry-run=server", "-f", "-"],
+      JSON.stringify(one(docs, "ValidatingWebhookConfiguration")),
+    );
+    const bad = await helm([
+      "template",
+      RELEASE,
+      CHART,
+      "-n",
+      NS,
+      ...prodWithCa(),
+      "--set",
+      "labelSelector=shard=~a",
+    ]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/webhook\.objectSelector/);
+  });
+});
+
+describe("secure metrics", () => {
+  it("renders HTTPS metrics, the review grants and a reader role only when asked", async () => {
+    const plain = await render();
+    expect(containerOf(plain).args).not.toContain("--metrics-secure");
+    expect(byKind(plain, "ClusterRole").map((r) => r.metadata.name)).toEqual([RELEASE]);
+
+    const docs = await render([
+      "--set",
+      "metrics.secure.enabled=true",
+      "--set",
+      "metrics.secure.certSecretName=metrics-tls",
+      "--set",
+      "metrics.serviceMonitor.enabled=true",
+    ]);
+    const c = containerOf(docs);
+    expect(c.args).toEqual(
+      expect.arrayContaining([
+        "--metrics-secure",
+        "--metrics-cert-dir=/tmp/k8s-metrics-server/serving-certs",
+      ]),
+    );
+    expect(c.volumeMounts).toContainEqual({
+      name: "metrics-tls",
+      mountPath: "/tmp/k8s-metrics-server/serving-certs",
+      readOnly: true,
+    });
+    const roles = byKind(docs, "ClusterRole") as unknown as Array<K8sObject & { rules: PolicyRule[] }>;
+    const auth = roles.find((r) => r.metadata.name === `${RELEASE}-metrics-auth`)!;
+    expect(grants(auth.rules)).toEqual(expectedGrants(EXPECTATIONS.metricsAuth!));
+    const reader = roles.find((r) => r.metadata.name === `${RELEASE}-metrics-reader`)!;
+    expect(reader.rules).toEqual([{ nonResourceURLs: ["/metrics"], verbs: ["get"] }]);
+    const binding = byKind(docs, "ClusterRoleBinding").find(
+      (b) => b.metadata.name === `${RELEASE}-metrics-auth`,
+    )!;
+    expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: SA, namespace: NS }]);
+    const sm = one(docs, "ServiceMonitor").spec as { endpoints: Array<Record<string, unknown>> };
+    expect(sm.endpoints[0]).toMatchObject({ scheme: "https", path: "/metrics" });
+    // Every flag is one the controller knows.
+    const names = c.args.map((a) => /^--([a-z-]+)/.exec(a)?.[1] ?? a);
+    expect(names.filter((n) => !(n in FLAGS))).toEqual([]);
+  });
+});
+
 describe("on the test control plane", () => {
   let manifests: string;
 
@@ -569,19 +892,26 @@ describe("on the test control plane", () => {
     expect(notes).toContain("Replicas: 2 (leader election on");
     expect(notes).toContain("PostgreSQL, URL from Secret connector-db");
     expect(notes).toContain(`${RELEASE}-webhook.${NS}.svc/validate-connector (failurePolicy Fail)`);
-    const embedded = await helm([
-      "install",
-      RELEASE,
-      CHART,
-      "-n",
-      NS,
-      "--kubeconfig",
-      cp.kubeconfigPath,
-      "--dry-run=server",
-    ]);
+    const dryRun = (extra: string[] = []) =>
+      helm([
+        "install",
+        RELEASE,
+        CHART,
+        "-n",
+        NS,
+        "--kubeconfig",
+        cp.kubeconfigPath,
+        "--dry-run=server",
+        ...extra,
+      ]);
+    const embedded = await dryRun();
     expect(embedded.code, embedded.stderr).toBe(0);
     expect(embedded.stdout).toMatch(/Replicas: 1\b/);
-    expect(embedded.stdout).toContain("it is LOST when the pod goes");
+    expect(embedded.stdout).toContain("a PersistentVolumeClaim, kept on uninstall");
+    const throwaway = await dryRun(["--set", "database.embedded.persistence.enabled=false"]);
+    expect(throwaway.code, throwaway.stderr).toBe(0);
+    expect(throwaway.stdout).toMatch(/Replicas: 1\b/);
+    expect(throwaway.stdout).toContain("it is LOST when the pod goes");
   });
 
   it("accepts the embedded-database variant with a PVC, and the Vault SecretProvider when its CRD is installed", async () => {
@@ -623,6 +953,236 @@ describe("on the test control plane", () => {
       rules: PolicyRule[];
     };
     expect(grants(live.rules)).toEqual(expectedGrants(EXPECTATIONS.clusterRole));
+  });
+
+  it("lists all four kinds under the cynodeai category and explains every Connector field", async () => {
+    // The installed catalog is in the category.
+    const r = await kubectlOk(["get", "cynodeai", "-A", "-o", "name"]);
+    expect(
+      new Set(
+        r.stdout
+          .trim()
+          .split("\n")
+          .map((l) => l.split("/")[0]),
+      ),
+    ).toEqual(new Set(["connectortype.cynodeai.io", "connectorpolicytemplate.cynodeai.io"]));
+    // With one of each kind present, the category shows them all. (No controller serves the
+    // webhook installed above: it goes first, or it would refuse every Connector.)
+    await kubectlOk(["delete", "validatingwebhookconfiguration", RELEASE]);
+    await kubectlOk(
+      ["apply", "-f", "-"],
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "List",
+        items: [
+          {
+            apiVersion: "cynodeai.io/v1alpha1",
+            kind: "Connector",
+            metadata: { name: "category-probe", namespace: TENANT_NS },
+            spec: { type: "http", typeVersion: 2, owner: { type: "group", id: "ops" }, policyTemplate: "x" },
+          },
+          {
+            apiVersion: "cynodeai.io/v1alpha1",
+            kind: "SecretProvider",
+            metadata: { name: "category-probe" },
+            spec: { file: { directory: "/nonexistent" } },
+          },
+        ],
+      }),
+    );
+    const all = await kubectlOk(["get", "cynodeai", "-A", "-o", "name"]);
+    expect(
+      new Set(
+        all.stdout
+          .trim()
+          .split("\n")
+          .map((l) => l.split("/")[0]),
+      ),
+    ).toEqual(
+      new Set([
+        "connector.cynodeai.io",
+        "connectortype.cynodeai.io",
+        "connectorpolicytemplate.cynodeai.io",
+        "secretprovider.cynodeai.io",
+      ]),
+    );
+    // The API server stored the new fields' defaults.
+    const stored = JSON.parse(
+      (await kubectlOk(["get", "connector", "category-probe", "-n", TENANT_NS, "-o", "json"])).stdout,
+    ) as { spec: Record<string, unknown> };
+    expect(stored.spec).toMatchObject({ deletionPolicy: "Delete", managementPolicy: "Full", enabled: true });
+    // A lower-case policy is refused by the API server itself, naming the allowed values.
+    const bad = await cp.kubectl([
+      "patch",
+      "connector",
+      "category-probe",
+      "-n",
+      TENANT_NS,
+      "--type=merge",
+      "-p",
+      '{"spec":{"deletionPolicy":"orphan"}}',
+    ]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/deletionPolicy.*Unsupported value: "orphan".*"Delete", "Orphan"/s);
+    await kubectlOk(["delete", "connector", "category-probe", "-n", TENANT_NS, "--wait=false"]);
+    await kubectlOk(["delete", "secretprovider", "category-probe", "--wait=false"]);
+
+    // kubectl explain has something to say about every field, recursively.
+    const explained = await kubectlOk([
+      "explain",
+      "connector.spec",
+      "--recursive",
+      "--output=plaintext-openapiv2",
+    ]);
+    expect(explained.stdout).toContain("deletionPolicy");
+    const field = await kubectlOk(["explain", "connector.spec.deletionPolicy"]);
+    expect(field.stdout).toMatch(/Orphan:\s+the row is left as it is/);
+    const cpt = await kubectlOk(["explain", "connectorpolicytemplate.spec.allowOperations"]);
+    expect(cpt.stdout).toMatch(/Names\s+of\s+the\s+operations\s+that\s+may\s+be\s+called/);
+  });
+
+  it("upgrades the CRDs with the server-side apply step docs/upgrading.md gives", async () => {
+    // The previous release's Connector CRD: the live one without the two policy fields.
+    type Crd = {
+      spec: {
+        versions: Array<{
+          schema: { openAPIV3Schema: { properties: { spec: { properties: Record<string, unknown> } } } };
+        }>;
+      };
+    };
+    const current = load(
+      fs.readFileSync(path.join(CHART, "crds", "connectors.cynodeai.io.yaml"), "utf8"),
+    ) as Crd;
+    const old = JSON.parse(
+      (await kubectlOk(["get", "crd", "connectors.cynodeai.io", "-o", "json"])).stdout,
+    ) as Crd;
+    const props = old.spec.versions[0]!.schema.openAPIV3Schema.properties.spec.properties;
+    delete props.deletionPolicy;
+    delete props.managementPolicy;
+    await kubectlOk(["replace", "-f", "-"], JSON.stringify(old));
+    // The API server republishes a CRD's OpenAPI a moment after it changes.
+    const explains = async (want: boolean) => {
+      for (let i = 0; i < 60; i++) {
+        const r = await cp.kubectl(["explain", "connector.spec.deletionPolicy"]);
+        if ((r.code === 0) === want) return r;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      throw new Error(`kubectl explain connector.spec.deletionPolicy never ${want ? "succeeded" : "failed"}`);
+    };
+    await explains(false);
+
+    const doc = fs.readFileSync(path.join(REPO_ROOT, "docs", "upgrading.md"), "utf8");
+    const step = doc.split("\n").find((l) => l.startsWith("helm show crds "));
+    expect(step, "docs/upgrading.md gives the CRD step as a line of its own").toBeDefined();
+    expect(step).toMatch(/kubectl apply --server-side --force-conflicts/);
+    const r = await runCommand("bash", ["-euo", "pipefail", "-c", step!], {
+      timeoutMs: 120_000,
+      env: {
+        ...process.env,
+        PATH: `${path.dirname(helmBin)}:${cp.binDir}:${process.env.PATH ?? ""}`,
+        KUBECONFIG: cp.kubeconfigPath,
+        HELM_CACHE_HOME: path.join(helmHome, "cache"),
+        HELM_CONFIG_HOME: path.join(helmHome, "config"),
+        HELM_DATA_HOME: path.join(helmHome, "data"),
+      },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(
+      "customresourcedefinition.apiextensions.k8s.io/connectors.cynodeai.io serverside-applied",
+    );
+    await kubectlOk(["wait", "--for=condition=Established", "crd/connectors.cynodeai.io", "--timeout=60s"]);
+    expect((await explains(true)).stdout).toContain("Orphan");
+    // The stored CRD is the chart's again, field for field.
+    const live = JSON.parse(
+      (await kubectlOk(["get", "crd", "connectors.cynodeai.io", "-o", "json"])).stdout,
+    ) as {
+      spec: { versions: Array<{ schema: unknown }> };
+    };
+    expect(live.spec.versions[0]!.schema).toEqual(current.spec.versions[0]!.schema);
+  });
+
+  it("serves secure metrics to a scraper bound to metrics-reader only, with the chart's review grants", async () => {
+    const rbac = await renderText([
+      "--set",
+      "metrics.secure.enabled=true",
+      "--show-only",
+      "templates/rbac.yaml",
+      "--show-only",
+      "templates/serviceaccount.yaml",
+    ]);
+    await kubectlOk(["apply", "--server-side", "-f", "-"], rbac);
+    await kubectlOk(["create", "namespace", "monitoring"]);
+    await kubectlOk(["create", "serviceaccount", "prometheus", "-n", "monitoring"]);
+    await kubectlOk(["create", "serviceaccount", "intruder", "-n", "monitoring"]);
+    await kubectlOk([
+      "create",
+      "clusterrolebinding",
+      "prometheus-metrics-reader",
+      `--clusterrole=${RELEASE}-metrics-reader`,
+      "--serviceaccount=monitoring:prometheus",
+    ]);
+    const token = async (ns: string, sa: string) =>
+      (await kubectlOk(["create", "token", sa, "-n", ns, "--duration=1h"])).stdout.trim();
+    // The controller's reviews run as the chart's ServiceAccount, with the chart's grants alone.
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "test", server: cp.server, caData: Buffer.from(cp.caPem).toString("base64") }],
+      users: [{ name: SA, token: await token(NS, SA) }],
+      contexts: [{ name: "sa", cluster: "test", user: SA }],
+      currentContext: "sa",
+    });
+    const registry = new Registry();
+    new Counter({ name: "chart_secure_metrics_total", help: "test", registers: [registry] }).inc();
+    // The default install grants no reviews: what this test added goes again afterwards
+    // (the can-i matrix below checks the default grants).
+    const cleanup = async () => {
+      await kubectlOk([
+        "delete",
+        "clusterrolebinding",
+        `${RELEASE}-metrics-auth`,
+        "prometheus-metrics-reader",
+      ]);
+      await kubectlOk(["delete", "clusterrole", `${RELEASE}-metrics-auth`, `${RELEASE}-metrics-reader`]);
+    };
+    const server = await startSecureMetricsServer({
+      host: "127.0.0.1",
+      port: 0,
+      registry,
+      reviewer: kubeAccessReviews(kc),
+    });
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const get = (bearer?: string) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const req = httpsRequest(
+            {
+              host: "127.0.0.1",
+              port,
+              path: "/metrics",
+              rejectUnauthorized: false,
+              headers: bearer ? { authorization: `Bearer ${bearer}` } : {},
+            },
+            (res) => {
+              let body = "";
+              res.on("data", (d: Buffer) => (body += d.toString()));
+              res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+            },
+          );
+          req.on("error", reject);
+          req.end();
+        });
+      const prom = await get(await token("monitoring", "prometheus"));
+      expect(prom.status, prom.body).toBe(200);
+      expect(prom.body).toContain("chart_secure_metrics_total 1");
+      const intruder = await get(await token("monitoring", "intruder"));
+      expect(intruder.status).toBe(403);
+      expect(intruder.body).toContain("system:serviceaccount:monitoring:intruder");
+      expect((await get("not-a-token")).status).toBe(401);
+      expect((await get()).status).toBe(401);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await cleanup();
+    }
   });
 
   describe("kubectl auth can-i as the controller's ServiceAccount", () => {

@@ -10,14 +10,17 @@ import { projectRoot } from "../../controller/src/api/paths.ts";
 const exec = promisify(execFile);
 const bin = join(projectRoot, "dist/controller/src/cli/connectorctl.js");
 
-async function run(cmd: string, args: string[]) {
-  try {
-    const { stdout, stderr } = await exec(cmd, args, { cwd: projectRoot });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+async function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    const child = execFile(
+      cmd,
+      args,
+      { cwd: projectRoot, ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }),
+    );
+    child.stdin!.end(opts.input ?? "");
+  });
 }
 
 beforeAll(async () => {
@@ -87,6 +90,32 @@ describe("connectorctl", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("reads standard input for - (kustomize build | connectorctl validate -)", async () => {
+    const docs = readdirSync(join(projectRoot, "examples/connectors"))
+      .map((f) => readFileSync(join(projectRoot, "examples/connectors", f), "utf8"))
+      .join("\n---\n");
+    const ok = await run(process.execPath, [bin, "validate", "-"], { input: docs });
+    expect(ok.stderr + ok.stdout).toContain("1 file(s), 8 document(s), 0 problem(s)");
+    expect(ok.code).toBe(0);
+    const bad = readFileSync(join(projectRoot, "examples/invalid/unknown-type.yaml"), "utf8");
+    const r = await run(process.execPath, [bin, "validate", "-", "--output", "junit"], { input: bad });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^<\?xml version="1\.0" encoding="UTF-8"\?>\n<testsuites /);
+    expect(r.stdout).toContain('<testsuite name="&lt;stdin&gt;" tests="1" failures="1"');
+    expect(r.stdout).toContain('<failure message="spec.type: connector type');
+  });
+
+  it("answers --version with the version from package.json and the commit GIT_COMMIT names", async () => {
+    const { version } = JSON.parse(readFileSync(join(projectRoot, "package.json"), "utf8")) as {
+      version: string;
+    };
+    const r = await run(process.execPath, [bin, "--version"], {
+      env: { GIT_COMMIT: "89abcdef0123456789abcdef0123456789abcdef" },
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`connectorctl ${version} (commit 89abcdef0123, node ${process.version})\n`);
   });
 
   it("migrates an embedded PGlite database, and says so when it is up to date", async () => {

@@ -510,8 +510,8 @@ describe("secrets through the running controller (Vault + kube-apiserver + Postg
     const errorTexts = logs
       .split("\n")
       .filter((l) => l.trim() !== "")
-      .map((l) => JSON.parse(l) as { level: number; err?: unknown; msg?: string })
-      .filter((l) => l.level >= 40)
+      .map((l) => JSON.parse(l) as { level: string; err?: unknown; msg?: string })
+      .filter((l) => ["warn", "error", "fatal"].includes(l.level))
       .map((l) => JSON.stringify(l));
     expect(errorTexts.length).toBeGreaterThan(0);
     const statusMessages = (JSON.parse(conns) as { items: Connector[] }).items.flatMap((c) => [

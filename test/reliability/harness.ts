@@ -7,12 +7,7 @@ import { join } from "node:path";
 import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import * as yaml from "js-yaml";
 import { projectRoot } from "../../controller/src/api/paths.ts";
-import {
-  ANNOTATION_DELETION_POLICY,
-  GROUP,
-  VERSION,
-  type Connector,
-} from "../../controller/src/api/types.ts";
+import { GROUP, VERSION, type Connector } from "../../controller/src/api/types.ts";
 import { httpConnector as exampleHttpConnector } from "../support/connectors.ts";
 import { sleep } from "../support/wait.ts";
 
@@ -74,7 +69,7 @@ export function httpConnector(ns: string, name: string, baseUrl: string, kind: K
     };
   if (kind === "cookie-header")
     c.spec.config = { ...c.spec.config, headers: { Cookie: `session=${COOKIE_SECRET}` } };
-  if (kind === "orphan") c.metadata.annotations = { [ANNOTATION_DELETION_POLICY]: "Orphan" };
+  if (kind === "orphan") c.spec.deletionPolicy = "Orphan";
   return c;
 }
 

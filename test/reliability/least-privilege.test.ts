@@ -6,7 +6,16 @@
 // "forbidden" in its log: what it has is enough. A compact `kubectl auth can-i` matrix
 // shows that what it must not have, it has not. (The complete matrix, rule by rule against
 // charts/connector-controller/rbac-expectations.yaml, is test/integration/chart.test.ts.)
-import { readFileSync, writeFileSync } from "node:fs";
+//
+// The grants are derived from the calls, not from a list: the API server keeps an audit log
+// of every request made as the ServiceAccount (audit policy level Metadata), and the last
+// test matches each request against the rendered ClusterRole and Role: a request no rule
+// grants, or a rule (resource, verb, name) no request used, fails it. The scenario covers
+// every path that needs a grant, including a Vault SecretProvider (its status) and a
+// Connector that resolves credentials through it (a TokenRequest for the tenant's service
+// account); the Vault address answers nothing, which is all these two need.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as yaml from "js-yaml";
 import type pg from "pg";
@@ -37,6 +46,16 @@ const RELEASE_NS = "connector-system";
 const SA = "connector-controller";
 const AS = `system:serviceaccount:${RELEASE_NS}:${SA}`;
 const TENANT = "lp-tenant";
+// A namespace outside the invariants' world: a Connector whose credentials come from Vault.
+const VAULT_TENANT = "lp-vault";
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    users: ["${AS}"]
+  - level: None
+`;
 const CHART = join(projectRoot, "charts/connector-controller");
 
 let testWorld: TestWorld;
@@ -44,12 +63,27 @@ let cp: ControlPlane;
 let kube: Kube;
 let sql: pg.Pool;
 let saKubeconfig: string;
+let auditDir: string;
+let renderedRbac: string;
 const tally = new Tally("least-privilege");
 
 const kubectl = (args: string[], input?: string) => kubectlOk(cp, args, input);
 
 beforeAll(async () => {
-  testWorld = await startWorld({ target: true, namespaces: [RELEASE_NS, TENANT] });
+  auditDir = mkdtempSync(join(tmpdir(), "lp-audit-"));
+  writeFileSync(join(auditDir, "policy.yaml"), AUDIT_POLICY);
+  testWorld = await startWorld({
+    target: true,
+    namespaces: [RELEASE_NS, TENANT],
+    controlPlane: {
+      apiServerArgs: [
+        `--audit-policy-file=${join(auditDir, "policy.yaml")}`,
+        `--audit-log-path=${join(auditDir, "audit.log")}`,
+        "--audit-log-format=json",
+        "--audit-log-mode=blocking",
+      ],
+    },
+  });
   ({ cp, sql } = testWorld);
   kube = new Kube(cp.kubeconfigPath);
 
@@ -73,6 +107,7 @@ beforeAll(async () => {
     .sort();
   expect(kinds).toEqual(["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"]);
   await kubectl(["apply", "-f", "-"], rendered.stdout);
+  renderedRbac = rendered.stdout;
 
   // A kubeconfig that is that ServiceAccount and nothing else.
   const token = (await kubectl(["create", "token", SA, "-n", RELEASE_NS, "--duration=2h"])).trim();
@@ -96,7 +131,130 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await testWorld?.stop();
+  if (auditDir) rmSync(auditDir, { recursive: true, force: true });
 });
+
+// ---------------------------------------------------------------------------------------
+// The audit log: what the controller's ServiceAccount asked of the API server
+// ---------------------------------------------------------------------------------------
+interface AuditEvent {
+  stage: string;
+  verb: string;
+  requestURI: string;
+  user: { username: string };
+  impersonatedUser?: unknown;
+  objectRef?: {
+    apiGroup?: string;
+    resource?: string;
+    subresource?: string;
+    namespace?: string;
+    name?: string;
+  };
+  responseStatus?: { code?: number };
+}
+
+interface ApiRequest {
+  verb: string;
+  group: string;
+  /** resource or resource/subresource */
+  resource: string;
+  namespace: string;
+  name: string;
+  code: number;
+}
+
+function auditedRequests(): { resource: ApiRequest[]; nonResource: string[] } {
+  const resource: ApiRequest[] = [];
+  const nonResource = new Set<string>();
+  const text = readFileSync(join(auditDir, "audit.log"), "utf8");
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const e = JSON.parse(line) as AuditEvent;
+    if (e.user.username !== AS || e.impersonatedUser) continue;
+    if (e.stage !== "ResponseComplete" && e.stage !== "ResponseStarted") continue;
+    const o = e.objectRef;
+    if (!o?.resource) {
+      nonResource.add(`${e.verb} ${e.requestURI.split("?")[0]}`);
+      continue;
+    }
+    resource.push({
+      verb: e.verb,
+      group: o.apiGroup ?? "",
+      resource: o.subresource ? `${o.resource}/${o.subresource}` : o.resource,
+      namespace: o.namespace ?? "",
+      name: o.name ?? "",
+      code: e.responseStatus?.code ?? 0,
+    });
+  }
+  return { resource, nonResource: [...nonResource].sort() };
+}
+
+interface RbacRule {
+  apiGroups?: string[];
+  resources?: string[];
+  resourceNames?: string[];
+  verbs: string[];
+}
+
+/** One cell of a rule: where|group|resource|name (or *)|verb. */
+function cells(where: string, rules: RbacRule[]): string[] {
+  return rules.flatMap((r) =>
+    (r.apiGroups ?? []).flatMap((g) =>
+      (r.resources ?? []).flatMap((res) =>
+        (r.resourceNames?.length ? r.resourceNames : ["*"]).flatMap((n) =>
+          r.verbs.map((v) => `${where}|${g || "core"}|${res}|${n}|${v}`),
+        ),
+      ),
+    ),
+  );
+}
+
+/** The cells a request is granted by: Role cells only in the release namespace. */
+function grantingCells(req: ApiRequest, all: string[]): string[] {
+  return all.filter((cell) => {
+    const [where, g, res, n, v] = cell.split("|") as [string, string, string, string, string];
+    if (where === "role" && req.namespace !== RELEASE_NS) return false;
+    return (
+      (g === "core" ? "" : g) === req.group &&
+      res === req.resource &&
+      v === req.verb &&
+      (n === "*" || n === req.name)
+    );
+  });
+}
+
+/** A SecretProvider whose Vault answers nothing, and a Connector that resolves through it. */
+async function vaultTenant(): Promise<void> {
+  await kube.ensureNamespace(VAULT_TENANT);
+  await kubectl(["create", "serviceaccount", "vault-reader", "-n", VAULT_TENANT]);
+  await kubectl(
+    ["apply", "-f", "-"],
+    JSON.stringify({
+      apiVersion: "cynodeai.io/v1alpha1",
+      kind: "SecretProvider",
+      metadata: { name: "lp-vault" },
+      spec: {
+        vault: {
+          address: "https://127.0.0.1:1",
+          kv: { mount: "kv" },
+          auth: { kubernetes: { role: "lp-vault", serviceAccountName: "vault-reader" } },
+        },
+        allowedNamespaces: [VAULT_TENANT],
+      },
+    }),
+  );
+  const c = httpConnector(VAULT_TENANT, "vault-creds", testWorld.target.url);
+  c.spec.credentials = { mode: "secretRef", secretRef: { provider: "lp-vault", name: "vault-creds" } };
+  await kube.create(c);
+  await eventually(
+    () => {
+      const used = auditedRequests().resource.map((r) => `${r.verb} ${r.resource}`);
+      return used.includes("create serviceaccounts/token") && used.includes("patch secretproviders/status");
+    },
+    "a TokenRequest for the tenant and the provider's status",
+    60_000,
+  );
+}
 
 describe("least privilege", () => {
   it(
@@ -125,6 +283,7 @@ describe("least privilege", () => {
         // spawnController passes --watch-namespaces with the (empty) list: all namespaces.
         const first = start("lp-1");
         await first.started();
+        await vaultTenant();
         const items: { doc: Connector; kind: Kind }[] = Array.from({ length: size(16, 40) }, (_, i) => ({
           doc: httpConnector(TENANT, `lp${i}`, testWorld.target.url, kindFor(i)),
           kind: kindFor(i),
@@ -213,6 +372,38 @@ describe("least privilege", () => {
         r.violations += wrong.length;
         r.note = `${yes.length} needed (yes), ${no.length} forbidden (no)`;
         expect(wrong, "can-i answers that differ").toEqual([]);
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
+  it(
+    "grants exactly what the controller asked for: every audited request is granted, every grant was used",
+    async () => {
+      await tally.scenario("least privilege", "grants derived from the audit log", async (r) => {
+        const docs = yaml.loadAll(renderedRbac) as Array<{ kind?: string; rules?: RbacRule[] } | null>;
+        const rulesOf = (kind: string) => docs.find((d) => d?.kind === kind)?.rules ?? [];
+        const all = [...cells("cluster", rulesOf("ClusterRole")), ...cells("role", rulesOf("Role"))];
+        const { resource, nonResource } = auditedRequests();
+        expect(resource.length, "the audit log recorded the controller's requests").toBeGreaterThan(50);
+
+        const used = new Set<string>();
+        const outside = new Set<string>();
+        for (const req of resource) {
+          const granting = grantingCells(req, all);
+          if (granting.length === 0 || req.code === 403)
+            outside.add(
+              `${req.verb} ${req.group || "core"}/${req.resource} ns=${req.namespace} name=${req.name} (${req.code})`,
+            );
+          granting.forEach((c) => used.add(c));
+        }
+        const unused = all.filter((c) => !used.has(c));
+        const distinct = new Set(resource.map((q) => `${q.verb} ${q.group}/${q.resource}`));
+        r.note = `${resource.length} requests, ${distinct.size} distinct, ${all.length} grants all used`;
+        expect([...outside], "requests the chart's RBAC does not grant").toEqual([]);
+        expect(unused, "grants the controller never used: remove them from the chart").toEqual([]);
+        // Outside resources, only discovery, which every authenticated user may do.
+        expect(nonResource.filter((p) => !/^get \/(api|apis|version|openapi)(\/|$)/.test(p))).toEqual([]);
+        r.violations += outside.size + unused.length;
       });
     },
     SCENARIO_TIMEOUT,

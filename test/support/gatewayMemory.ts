@@ -95,6 +95,13 @@ export class MemoryBreakers implements BreakerStore {
     s.trialTaken = true;
     return { phase: "half-open", failures: s.failures, trial };
   }
+  async peek(id: string): Promise<BreakerState> {
+    const s = this.state.get(id);
+    if (!s?.openUntil) return { phase: "closed", failures: s?.failures ?? 0 };
+    if (Date.now() < s.openUntil)
+      return { phase: "open", failures: s.failures, retryAfterMs: s.openUntil - Date.now() };
+    return { phase: "half-open", failures: s.failures, trial: false };
+  }
   async success(id: string): Promise<void> {
     this.writes++;
     this.state.delete(id);

@@ -73,3 +73,47 @@ connector-controller-fingerprint-key
 {{- define "connector-controller.webhookCertDir" -}}
 /tmp/k8s-webhook-server/serving-certs
 {{- end }}
+
+{{/*
+The webhook's objectSelector: webhook.objectSelector as given, else labelSelector (the
+controller's --label-selector) translated into a LabelSelector, so that each shard's webhook
+sees only its own Connectors. Empty when both are empty.
+*/}}
+{{- define "connector-controller.webhookObjectSelector" -}}
+{{- if .Values.webhook.objectSelector }}
+{{- toYaml .Values.webhook.objectSelector }}
+{{- else if .Values.labelSelector }}
+{{- $sel := .Values.labelSelector }}
+{{- $exprs := list }}
+{{- range $raw := regexFindAll "[^,(]+(\\([^)]*\\))?" $sel -1 }}
+{{- $t := trim $raw }}
+{{- if regexMatch "^!\\s*[A-Za-z0-9./_-]+$" $t }}
+{{- $exprs = append $exprs (dict "key" (trim (trimPrefix "!" $t)) "operator" "DoesNotExist") }}
+{{- else if regexMatch "^[A-Za-z0-9./_-]+\\s+(in|notin)\\s*\\(.*\\)$" $t }}
+{{- $key := regexReplaceAll "^([A-Za-z0-9./_-]+)\\s+(in|notin)\\s*\\((.*)\\)$" $t "${1}" }}
+{{- $op := regexReplaceAll "^([A-Za-z0-9./_-]+)\\s+(in|notin)\\s*\\((.*)\\)$" $t "${2}" }}
+{{- $vals := list }}
+{{- range $v := splitList "," (regexReplaceAll "^([A-Za-z0-9./_-]+)\\s+(in|notin)\\s*\\((.*)\\)$" $t "${3}") }}
+{{- $vals = append $vals (trim $v) }}
+{{- end }}
+{{- $exprs = append $exprs (dict "key" $key "operator" (ternary "In" "NotIn" (eq $op "in")) "values" $vals) }}
+{{- else if regexMatch "^[A-Za-z0-9./_-]+\\s*!=\\s*[A-Za-z0-9._-]*$" $t }}
+{{- $parts := regexSplit "\\s*!=\\s*" $t 2 }}
+{{- $exprs = append $exprs (dict "key" (index $parts 0) "operator" "NotIn" "values" (list (index $parts 1))) }}
+{{- else if regexMatch "^[A-Za-z0-9./_-]+\\s*==?\\s*[A-Za-z0-9._-]*$" $t }}
+{{- $parts := regexSplit "\\s*==?\\s*" $t 2 }}
+{{- $exprs = append $exprs (dict "key" (index $parts 0) "operator" "In" "values" (list (index $parts 1))) }}
+{{- else if regexMatch "^[A-Za-z0-9./_-]+$" $t }}
+{{- $exprs = append $exprs (dict "key" $t "operator" "Exists") }}
+{{- else }}
+{{- fail (printf "labelSelector %q: cannot translate %q into the webhook's objectSelector; set webhook.objectSelector" $sel $t) }}
+{{- end }}
+{{- end }}
+{{- toYaml (dict "matchExpressions" $exprs) }}
+{{- end }}
+{{- end }}
+
+{{/* Where a metrics serving certificate Secret is mounted (--metrics-cert-dir). */}}
+{{- define "connector-controller.metricsCertDir" -}}
+/tmp/k8s-metrics-server/serving-certs
+{{- end }}

@@ -94,10 +94,21 @@ export interface HealthCheck {
   timeoutSeconds?: number;
 }
 
+/** What deleting a Connector does to its instance row (spec.deletionPolicy; CRD default Delete). */
+export const DELETION_POLICIES = ["Delete", "Orphan"] as const;
+export type DeletionPolicy = (typeof DELETION_POLICIES)[number];
+/** How far the controller acts on the instance row (spec.managementPolicy; CRD default Full). */
+export const MANAGEMENT_POLICIES = ["Full", "Observe"] as const;
+export type ManagementPolicy = (typeof MANAGEMENT_POLICIES)[number];
+
 export interface ConnectorSpec {
   type: string;
   typeVersion: number;
   enabled?: boolean;
+  /** Delete (default): disable and soft-delete the row; Orphan: keep it. */
+  deletionPolicy?: "Delete" | "Orphan";
+  /** Full (default): converge and overwrite drift; Observe: report drift only. */
+  managementPolicy?: "Full" | "Observe";
   owner: Owner;
   projectId?: string;
   config?: JsonObject;

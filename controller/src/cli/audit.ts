@@ -1,5 +1,6 @@
 // `connectorctl audit <namespace/name>`: the life of one Connector from its audit rows.
 import type { StoredAuditEvent } from "../api/model.ts";
+import { formatTable } from "./table.ts";
 
 function detailText(e: StoredAuditEvent): string {
   const d = e.details ?? {};
@@ -20,12 +21,5 @@ export function formatAuditTable(events: StoredAuditEvent[]): string {
     e.requestId.slice(0, 8),
     detailText(e),
   ]);
-  const header = ["AT", "OPERATION", "OUTCOME", "ACTOR", "REQUEST", "DETAILS"];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
-      .join("   ")
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join("\n") + "\n";
+  return formatTable(["AT", "OPERATION", "OUTCOME", "ACTOR", "REQUEST", "DETAILS"], rows);
 }

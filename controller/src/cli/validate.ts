@@ -5,13 +5,22 @@ import { crdValidators } from "../api/crdSchema.ts";
 import { quote, type Problem } from "../api/problems.ts";
 import type { Connector, ConnectorType, PolicyTemplate } from "../api/types.ts";
 import { ConfigSchemaCache } from "../catalog/configSchemas.ts";
-import { listYamlFiles, loadFileCatalog, parseYamlFile } from "../catalog/fileCatalog.ts";
+import { loadFileCatalog } from "../catalog/fileCatalog.ts";
 import { ConnectorError } from "../api/errors.ts";
 import { validateConnector } from "../reconcile/validate.ts";
+import { readDocuments } from "./documents.ts";
 
 export interface FileProblem extends Problem {
   file: string;
   /** 1-based document number within the file; 0 when the file itself could not be read. */
+  document: number;
+  kind?: string;
+  name?: string;
+}
+
+/** A document of ours that was checked (problems or not): a test case of the JUnit report. */
+export interface CheckedDocument {
+  file: string;
   document: number;
   kind?: string;
   name?: string;
@@ -24,11 +33,15 @@ export interface ValidationReport {
   files: number;
   documents: number;
   problems: FileProblem[];
+  /** Every document of group cynodeai.io that was checked, in order. */
+  checked: CheckedDocument[];
 }
 
 export interface ValidateOptions {
   catalogPaths: string[];
   enabledFeatures?: ReadonlySet<string>;
+  /** Standard input's text, when `-` is among the paths. */
+  stdin?: string;
 }
 
 const OUR_GROUP = /^cynodeai\.io\//;
@@ -43,19 +56,11 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
   const validators = crdValidators();
   const problems: FileProblem[] = [];
   const warnings: FileProblem[] = [];
-  const parsed: { file: string; index: number; doc: unknown }[] = [];
-  const files = listYamlFiles(paths);
-  for (const file of files) {
-    try {
-      parsed.push(...parseYamlFile(file));
-    } catch (err) {
-      const e = err as { reason?: string; mark?: { line: number; column: number }; message: string };
-      const message = e.mark
-        ? `line ${e.mark.line + 1}, column ${e.mark.column + 1}: ${e.reason ?? e.message}`
-        : (e.message.split("\n")[0] ?? "");
-      problems.push({ file, document: 0, path: "(yaml)", message });
-    }
-  }
+  const checked: CheckedDocument[] = [];
+  const read = readDocuments(paths, opts.stdin);
+  const { files, docs: parsed } = read;
+  for (const { file, message } of read.unreadable)
+    problems.push({ file, document: 0, path: "(yaml)", message });
 
   // Types and templates among the inputs take precedence over the catalog directory's.
   const catalog = loadFileCatalog(opts.catalogPaths.filter(Boolean));
@@ -73,6 +78,7 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
     const at = { file, document: index };
     if (!doc || typeof doc !== "object" || Array.isArray(doc)) {
       problems.push({ ...at, path: "(document)", message: "must be a mapping with apiVersion and kind" });
+      checked.push(at);
       continue;
     }
     const d = doc as Record<string, unknown>;
@@ -83,6 +89,7 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
       ...(describeName(d) ? { name: describeName(d)! } : {}),
     };
     if (typeof d.apiVersion !== "string" || !OUR_GROUP.test(d.apiVersion)) continue; // not ours: other tools check it
+    checked.push(where);
     const validator = kind ? validators.get(kind) : undefined;
     if (!validator) {
       problems.push({
@@ -119,7 +126,14 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
       });
     }
   }
-  return { ok: problems.length === 0, warnings, files: files.length, documents: parsed.length, problems };
+  return {
+    ok: problems.length === 0,
+    warnings,
+    files: files.length,
+    documents: parsed.length,
+    problems,
+    checked,
+  };
 }
 
 export function formatProblem(p: FileProblem, cwd = process.cwd()): string {

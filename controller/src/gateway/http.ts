@@ -153,8 +153,7 @@ export async function createHttpApi(d: InvokeDeps, o: HttpOptions): Promise<Fast
   });
   app.setErrorHandler((err, req, reply) => {
     const e = classifyFastify(err as never);
-    if (e.reason === "InternalError")
-      o.log.error({ requestId: req.id, err: (err as Error).message }, "unexpected gateway fault");
+    if (e.reason === "InternalError") o.log.error({ requestId: req.id, err }, "unexpected gateway fault");
     const problem = problemOf(e, req.id);
     return send(reply, { status: problem.status, body: problem });
   });

@@ -59,13 +59,27 @@ export interface AdmissionRequest {
   maxWaitMs: number;
   /** How long a slot is held before it counts as abandoned (a replica that died holding it). */
   leaseMs: number;
+  /**
+   * The instance's breaker, consulted in the same round trip (an open breaker refuses with
+   * `circuit_open`; half-open admits only the single trial). Absent: not consulted.
+   */
+  breaker?: BreakerSettings;
 }
 
 export type Admission =
-  | { admitted: true; slot: Slot | undefined }
+  | {
+      admitted: true;
+      slot: Slot | undefined;
+      /**
+       * With `req.breaker`: closed, or half-open with this call as its trial. Closed at zero
+       * failures means a success need not be reported (BreakerStore.success would not write).
+       */
+      breaker?: BreakerState;
+    }
   | { admitted: false; reason: "rate_limited"; bucket: string; retryAfterMs: number }
   | { admitted: false; reason: "busy"; retryAfterMs: number }
-  | { admitted: false; reason: "queue_full"; retryAfterMs: number };
+  | { admitted: false; reason: "queue_full"; retryAfterMs: number }
+  | { admitted: false; reason: "circuit_open"; retryAfterMs: number };
 
 /** A held slot of an instance's maxParallelInvocations. */
 export interface Slot {
@@ -74,6 +88,10 @@ export interface Slot {
 }
 
 export interface Limiter {
+  /**
+   * One token from every bucket and a slot, or nothing. A queued call that waited
+   * `maxWaitMs` is `busy`; one whose signal aborts throws the signal's reason.
+   */
   admit(req: AdmissionRequest, signal?: AbortSignal): Promise<Admission>;
   release(slot: Slot): Promise<void>;
 }
@@ -83,17 +101,27 @@ export interface Limiter {
 export interface BreakerSettings {
   failureThreshold: number;
   cooldownMs: number;
+  /**
+   * How long the half-open trial is held before another caller may try (its holder may have
+   * died without reporting). Default: cooldownMs; give it the operation's timeout.
+   */
+  trialTimeoutMs?: number;
 }
 
 export type BreakerState =
   | { phase: "closed"; failures: number }
   | { phase: "open"; failures: number; retryAfterMs: number }
-  /** The cooldown passed: exactly one caller (`trial: true`) may try; the others wait. */
+  /**
+   * The cooldown passed: exactly one caller may try (`trial: true` from `enter`); while that
+   * trial is held the others get `open`, with the time the trial may take as retryAfter.
+   */
   | { phase: "half-open"; failures: number; trial: boolean };
 
 export interface BreakerStore {
   /** The breaker as a call should see it; in half-open, claims the single trial call for this caller. */
   enter(instanceId: string, settings: BreakerSettings): Promise<BreakerState>;
+  /** The breaker as it is, claiming nothing (the controller's status; `trial` is false). */
+  peek(instanceId: string): Promise<BreakerState>;
   /** Closes the breaker (resets failures). Writes only when it was not already closed at zero. */
   success(instanceId: string): Promise<void>;
   /** Counts a failure; true when this failure opened (or re-opened) the breaker. */

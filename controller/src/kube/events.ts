@@ -105,9 +105,7 @@ export class KubeEventRecorder implements EventRecorder {
     this.#inFlight++;
     this.#api
       .createNamespacedEvent(event)
-      .catch((err: unknown) =>
-        this.#log.warn({ err: (err as Error).message, reason: event.body.reason }, "could not record event"),
-      )
+      .catch((err: unknown) => this.#log.warn({ err, reason: event.body.reason }, "could not record event"))
       .finally(() => {
         this.#inFlight--;
         const next = this.#backlog.shift();

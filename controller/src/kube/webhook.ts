@@ -72,7 +72,7 @@ export async function startWebhookServer(opts: WebhookOptions): Promise<Server> 
     try {
       server.setSecureContext(load());
     } catch (err) {
-      opts.log.warn({ err: (err as Error).message }, "could not reload webhook certificates");
+      opts.log.warn({ err }, "could not reload webhook certificates");
     }
   }, 60_000);
   reload.unref();

@@ -11,20 +11,14 @@ import { statusEqual } from "../api/conditions.ts";
 import { ConnectorError, classify, isRetryable, terminal } from "../api/errors.ts";
 import type { Logger } from "../api/logger.ts";
 import type { InstancePatch, InstanceRow } from "../api/model.ts";
-import {
-  ANNOTATION_APPLIED_BY,
-  ANNOTATION_DELETION_POLICY,
-  ANNOTATION_MANAGEMENT_POLICY,
-  FINALIZER,
-  type Connector,
-  type ConnectorStatus,
-} from "../api/types.ts";
+import { ANNOTATION_APPLIED_BY, FINALIZER, type Connector, type ConnectorStatus } from "../api/types.ts";
 import { audit, type AuditEntry } from "./audit.ts";
 import { CircuitBreakers } from "./breaker.ts";
 import { resolveCredentials, type CredentialOutcome } from "./credentials.ts";
 import { credentialFinding, findHealth, idle, notDue, type Finding, type ProbeSchedule } from "./findings.ts";
 import { alignToGrid, intervalMs, probePlan } from "./health.ts";
 import { planInstance, type InstancePlan } from "./plan.ts";
+import { DEPRECATED_ANNOTATION, managementPolicies } from "./policies.ts";
 import type { ConfigSchemaCache } from "../catalog/configSchemas.ts";
 import type { OAuthClients } from "./credentials.ts";
 import type {
@@ -116,6 +110,10 @@ export function actorOf(c: Connector): string | null {
 
 export { diffDesired, specHash } from "./plan.ts";
 
+function withWarnings(valid: ValidSpec, warnings: ValidSpec["warnings"]): ValidSpec {
+  return warnings.length ? { ...valid, warnings: [...valid.warnings, ...warnings] } : valid;
+}
+
 export class Reconciler {
   readonly #d: ReconcilerDeps;
   readonly #breakers: CircuitBreakers;
@@ -131,7 +129,8 @@ export class Reconciler {
     try {
       if (run.c.metadata.deletionTimestamp) return await this.#finalize(run);
       await this.#ensureFinalizer(run);
-      const valid = (at.valid = validateConnector(run.c, this.#d));
+      const policies = managementPolicies(run.c);
+      const valid = (at.valid = withWarnings(validateConnector(run.c, this.#d), policies.warnings));
       const current = await this.#d.store.findByUid(this.#uid(run), run.work);
       const plan = planInstance(current, {
         namespace: run.c.metadata.namespace ?? "",
@@ -139,7 +138,7 @@ export class Reconciler {
         uid: this.#uid(run),
         generation: run.c.metadata.generation ?? 0,
         desired: valid.desired,
-        observeOnly: run.c.metadata.annotations?.[ANNOTATION_MANAGEMENT_POLICY] === "Observe",
+        observeOnly: policies.management === "Observe",
       });
       const instance = (at.instance = await this.#apply(run, current, plan));
       if (!instance.row.enabled) return await this.#record(run, valid, instance, idle());
@@ -408,7 +407,7 @@ export class Reconciler {
         operation: "validation_failed",
         outcome: err.errorClass === "policy_denied" ? "denied" : "failure",
         details: { reason: err.reason, errorClass: err.errorClass, fields: err.problems.map((p) => p.path) },
-      }).catch((e: unknown) => run.log.warn({ err: (e as Error).message }, "audit write failed"));
+      }).catch((e: unknown) => run.log.warn({ err: e }, "audit write failed"));
     throw terminal(err);
   }
 
@@ -424,6 +423,9 @@ export class Reconciler {
     if (statusEqual(c.status, status)) return false;
     const prevReady = c.status?.conditions?.find((x) => x.type === "Ready");
     await this.#d.writer.writeStatus(c, status, run.signal);
+    const deprecated = status.conditions?.find((x) => x.type === DEPRECATED_ANNOTATION);
+    if (deprecated && !c.status?.conditions?.some((x) => x.type === DEPRECATED_ANNOTATION))
+      this.#d.events.record(c, "Warning", DEPRECATED_ANNOTATION, deprecated.message);
     const ready = status.conditions?.find((x) => x.type === "Ready");
     if (
       ready &&
@@ -441,7 +443,7 @@ export class Reconciler {
   async #finalize(run: Run): Promise<ReconcileResult> {
     const c = run.c;
     if (!c.metadata.finalizers?.includes(FINALIZER)) return {};
-    const orphan = c.metadata.annotations?.[ANNOTATION_DELETION_POLICY] === "Orphan";
+    const orphan = managementPolicies(c).deletion === "Orphan";
     const row = c.metadata.uid ? await this.#d.store.findByUid(c.metadata.uid, run.work) : undefined;
     if (row) {
       this.#breakers.forget(row.id);

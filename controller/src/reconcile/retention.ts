@@ -2,7 +2,6 @@
 // retention, audit rows after the (longer) audit retention. A purge is itself audited.
 import { randomUUID } from "node:crypto";
 import { sleep, systemClock, type Clock } from "../api/clock.ts";
-import { errorChainMessage } from "../api/errors.ts";
 import type { Runnable } from "../api/runnable.ts";
 import type { InstanceStore } from "./ports.ts";
 import type { Logger } from "../api/logger.ts";
@@ -56,7 +55,7 @@ export function retentionJanitor(
     async start(signal) {
       while (!signal.aborted) {
         await purgeExpired(store, policy, clock.now(), log, randomUUID()).catch((err: unknown) =>
-          log.warn({ err: errorChainMessage(err) }, "retention purge failed; will retry"),
+          log.warn({ err }, "retention purge failed; will retry"),
         );
         await sleep(intervalMs, signal);
       }

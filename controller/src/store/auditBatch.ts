@@ -4,7 +4,6 @@
 // everything recorded so far is in the database.
 import type { Kysely } from "kysely";
 import { jitter, sleep } from "../api/clock.ts";
-import { errorChainMessage } from "../api/errors.ts";
 import type { Logger } from "../api/logger.ts";
 import type { AuditEvent } from "../api/model.ts";
 import { toAuditColumns } from "./instanceStore.ts";
@@ -68,10 +67,7 @@ export class PgAuditSink {
       } catch (err) {
         // Never dropped: the rows wait (and the caller of flush() with them) until the database is back.
         if (attempt % 10 === 0)
-          this.#log.warn(
-            { err: errorChainMessage(err), rows: batch.length, attempt },
-            "audit write failed; retrying",
-          );
+          this.#log.warn({ err, rows: batch.length, attempt }, "audit write failed; retrying");
         await sleep(jitter(backoff, 0.2));
         backoff = Math.min(backoff * 2, 5_000);
       }

@@ -3,7 +3,6 @@
 // with backoff, followed by `onResubscribed` (the caller resyncs, since notifications sent
 // meanwhile are gone).
 import { jitter, sleep } from "../api/clock.ts";
-import { errorChainMessage } from "../api/errors.ts";
 import type { Logger } from "../api/logger.ts";
 import { aborted, type Runnable } from "../api/runnable.ts";
 import type { OpenedDatabase } from "./database.ts";
@@ -39,7 +38,7 @@ export function externalChanges(database: OpenedDatabase, h: ChangeListenerHandl
             },
           );
         } catch (err) {
-          h.log.warn({ err: errorChainMessage(err), retryInMs: backoffMs }, "could not establish LISTEN");
+          h.log.warn({ err, retryInMs: backoffMs }, "could not establish LISTEN");
           await sleep(jitter(backoffMs, 0.2), signal);
           backoffMs = Math.min(backoffMs * 2, 30_000);
           continue;

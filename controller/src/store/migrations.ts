@@ -6,6 +6,7 @@ import { sql } from "kysely";
 import type { Kysely } from "kysely";
 import { Migrator } from "kysely/migration";
 import type { Migration, MigrationProvider, MigrationResult } from "kysely/migration";
+import { m003_gateway_limits } from "./migrations/003_gateway_limits.ts";
 import { m005_gateway_approvals } from "./migrations/005_gateway_approvals.ts";
 
 /** Setting that lets a session UPDATE/DELETE audit rows (the retention janitor only). */
@@ -167,6 +168,7 @@ const m002_notify_external_changes: Migration = {
 export const migrations: Readonly<Record<string, Migration>> = {
   "001_initial": m001_initial,
   "002_notify_external_changes": m002_notify_external_changes,
+  "003_gateway_limits": m003_gateway_limits,
   "005_gateway_approvals": m005_gateway_approvals,
 };
 

@@ -78,6 +78,35 @@ export interface ConnectorAuditEventsTable {
   at: DefaultTimestamp;
 }
 
+/** The gateway's limits and breakers (migrations/003_gateway_limits.ts); written only by its functions. */
+export interface GatewayRateBucketsTable {
+  key: string;
+  /** numeric epoch ms, read back as a string. */
+  tat: string;
+}
+
+export interface GatewaySlotsTable {
+  instance_id: string;
+  n: number;
+  holder: string | null;
+  expires_at: NullableTimestamp;
+}
+
+export interface GatewayWaitersTable {
+  id: Generated<string>;
+  seq: Generated<number>;
+  instance_id: string;
+  deadline: Timestamp;
+  expires_at: Timestamp;
+}
+
+export interface GatewayBreakersTable {
+  instance_id: string;
+  failures: number;
+  opened_until: NullableTimestamp;
+  trial_until: NullableTimestamp;
+}
+
 export interface GatewayApprovalsUsedTable {
   id: string;
   used_at: DefaultTimestamp;
@@ -87,5 +116,9 @@ export interface GatewayApprovalsUsedTable {
 export interface Database {
   connector_instances: ConnectorInstancesTable;
   connector_audit_events: ConnectorAuditEventsTable;
+  gateway_rate_buckets: GatewayRateBucketsTable;
+  gateway_slots: GatewaySlotsTable;
+  gateway_waiters: GatewayWaitersTable;
+  gateway_breakers: GatewayBreakersTable;
   gateway_approvals_used: GatewayApprovalsUsedTable;
 }

@@ -7,7 +7,6 @@
 // resourceVersion differs). resourceVersions are opaque strings, never compared as numbers.
 import { Watch, type KubeConfig } from "@kubernetes/client-node";
 import { jitter, sleep } from "../../api/clock.ts";
-import { errorChainMessage } from "../../api/errors.ts";
 import type { ObjectMeta } from "../../api/types.ts";
 import type { Logger } from "../../api/logger.ts";
 import { apiRetryAfterMs, apiStatus } from "../apiErrors.ts";
@@ -164,7 +163,7 @@ export class Informer<T extends KubeObject> {
         this.#opts.log.warn(
           {
             informer: this.#opts.name,
-            err: errorChainMessage(err),
+            err,
             status: apiStatus(err),
             retryInMs: Math.round(wait),
           },

@@ -7,7 +7,6 @@ import { CoordinationV1Api, type KubeConfig, type V1Lease } from "@kubernetes/cl
 import type { Logger } from "../../api/logger.ts";
 import type { LeaderElection } from "./manager.ts";
 import { jitter, sleep } from "../../api/clock.ts";
-import { errorChainMessage } from "../../api/errors.ts";
 import { apiStatus } from "../apiErrors.ts";
 
 export interface LeaderElectionOptions {
@@ -96,7 +95,7 @@ export class LeaderElector implements LeaderElection {
       await this.#api.replaceNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace, body });
       this.#o.log.info({ lease: `${this.#o.namespace}/${this.#o.name}` }, "released the lease");
     } catch (err) {
-      this.#o.log.warn({ err: (err as Error).message }, "could not release the lease");
+      this.#o.log.warn({ err }, "could not release the lease");
     }
   }
 
@@ -164,8 +163,7 @@ export class LeaderElector implements LeaderElection {
 
   #failed(err: unknown): false {
     const code = apiStatus(err);
-    if (code !== 409)
-      this.#o.log.warn({ err: errorChainMessage(err).split("\n")[0], code }, "lease update failed");
+    if (code !== 409) this.#o.log.warn({ err, code }, "lease update failed");
     return false;
   }
 }

@@ -108,7 +108,7 @@ export class Manager {
   async #start(runnable: Runnable, waitReady: boolean): Promise<void> {
     const abort = new AbortController();
     const done = runnable.start(abort.signal).catch((err: unknown) => {
-      this.#o.log.error({ runnable: runnable.name, err: (err as Error).message }, "runnable failed");
+      this.#o.log.error({ runnable: runnable.name, err }, "runnable failed");
     });
     this.#running.push({ runnable, abort, done });
     if (waitReady && runnable.ready) {
