@@ -13,9 +13,12 @@ const library = {
     group: ["kysely", "kysely-*", "@electric-sql/*"],
     message: "only controller/src/store talks to the database",
   },
+  // undici is the transport of our Vault client (secrets/) and of client-node (kube/);
+  // node-vault was replaced by that client (README, Secrets) and stays out.
   vault: {
-    group: ["node-vault", "undici"],
-    message: "only controller/src/secrets and kube talk HTTP to Vault/the API",
+    group: ["undici", "node-vault"],
+    message:
+      "only controller/src/secrets (the Vault client) and kube (client-node's transport) import undici",
   },
   protocols: {
     group: ["imapflow", "nodemailer", "nodemailer/*", "pg"],

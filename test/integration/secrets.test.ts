@@ -10,7 +10,6 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import * as yaml from "js-yaml";
-import nodeVault from "node-vault";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SecretProvider, SecretProviderSpec, SecretRef } from "../../controller/src/api/types.ts";
 import { loadOrCreateFingerprintKey, FINGERPRINT_KEY_SECRET } from "../../controller/src/kube/hmacKey.ts";
@@ -24,6 +23,7 @@ import {
   VaultSecretResolver,
   type VaultSecretResolverOptions,
 } from "../../controller/src/secrets/resolver.ts";
+import { VaultClient } from "../../controller/src/secrets/vaultClient.ts";
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
 import { startOpenBao, type OpenBao } from "../support/openbao.ts";
 
@@ -718,13 +718,60 @@ describe("secrets against a real Vault-API server", () => {
     expect(p.spec.vault?.auth.kubernetes?.mountPath).toBe("kubernetes");
   });
 
-  it("node-vault's debug output is silenced (it would print secrets) and nothing leaks to stdout/stderr", async () => {
-    // node-vault's own logger (a transitive dependency), switched on as DEBUG=node-vault would.
+  it("writeKv writes KV v2 versions and KV v1 secrets that read back; a read-only tenant's write is PermissionDenied", async () => {
+    await bao.tenant(cp, "team-w");
+    const root = new VaultClient({ address: bao.address, caBundle: bao.caPem });
+    root.setToken(bao.rootToken);
+    const first = { access_token: secret("access"), refresh_token: secret("refresh") };
+    const second = { access_token: secret("access2"), refresh_token: first.refresh_token, expires_in: 3600 };
+    try {
+      expect(await root.writeKv("kv", 2, "connectors/team-w/oauth", first)).toEqual({ version: 1 });
+      expect(await root.writeKv("kv", 2, "connectors/team-w/oauth", second)).toEqual({ version: 2 });
+      // Read back by the server's own API and by the tenant through the resolver.
+      const stored = await bao.call("GET", "kv/data/connectors/team-w/oauth");
+      expect(stored.data.data).toEqual(second);
+      expect(stored.data.metadata.version).toBe(2);
+      const got = await makeResolver().resolve("team-w", { provider: "tenant-vault", name: "oauth" });
+      expect(got.version).toBe(2);
+      expect(got.values).toEqual({ ...second, expires_in: "3600" });
+      expect((await root.readKv("kv", 2, "connectors/team-w/oauth", 1)).data).toEqual(first);
+
+      expect(await root.writeKv("kv1", 1, "connectors/team-w/oauth", first)).toEqual({ version: null });
+      expect((await bao.call("GET", "kv1/connectors/team-w/oauth")).data).toEqual(first);
+      expect(await root.readKv("kv1", 1, "connectors/team-w/oauth")).toEqual({ data: first, version: null });
+
+      // The tenant's policy reads; it does not write.
+      const tenant = new VaultClient({ address: bao.address, caBundle: bao.caPem });
+      try {
+        const jwt = await tokens.request("team-w", "vault-reader", ["vault"], 600);
+        await tenant.loginKubernetes("kubernetes", "team-w", jwt);
+        const denied = await failure(
+          tenant.writeKv("kv", 2, "connectors/team-w/oauth", { access_token: secret("forged") }),
+        );
+        expect(denied).toMatchObject({
+          errorClass: "policy_denied",
+          reason: "PermissionDenied",
+          providerStatusCode: 403,
+        });
+      } finally {
+        await tenant.revokeSelf();
+        tenant.close();
+      }
+      expect((await bao.call("GET", "kv/data/connectors/team-w/oauth")).data.metadata.version).toBe(2);
+    } finally {
+      root.close();
+    }
+  });
+
+  it("with every library's debug output switched on, nothing leaks to stdout/stderr", async () => {
+    // The debug module (a transitive dependency; node-vault printed secrets through it before
+    // it was replaced), switched on for every namespace as DEBUG=* would.
     const debugModule = (await import("debug" as string)).default as {
+      (namespace: string): (...args: unknown[]) => void;
       enable(ns: string): void;
       disable(): string;
     };
-    debugModule.enable("node-vault");
+    debugModule.enable("*");
     const captured: string[] = [];
     const origOut = process.stdout.write.bind(process.stdout);
     const origErr = process.stderr.write.bind(process.stderr);
@@ -751,13 +798,8 @@ describe("secrets against a real Vault-API server", () => {
       expect(got.values.password).toBe(value);
       await r.close();
       const withoutOverride = captured.join("").length;
-      // Proof that the capture works: node-vault with its own debug prints the secret it writes.
-      const raw = nodeVault({
-        endpoint: bao.address,
-        token: bao.rootToken,
-        requestOptions: { ca: bao.caPem },
-      });
-      await raw.write("kv/data/connectors/team-a/debug-probe", { data: { password: `${value}-probe` } });
+      // Proof that the capture works: a debug logger switched on like the libraries' prints what it is given.
+      debugModule("connector-controller:test")("wrote %s", `${value}-probe`);
       const all = captured.join("");
       expect(all.slice(withoutOverride)).toContain(`${value}-probe`);
       expect(all.slice(0, withoutOverride)).not.toContain(value);

@@ -141,6 +141,9 @@ describe.each(backends)("InstanceStore on $name", (backend) => {
     expect(firstMigration.map((r) => [r.migrationName, r.status])).toEqual([
       ["001_initial", "Success"],
       ["002_notify_external_changes", "Success"],
+      ["003_gateway_limits", "Success"],
+      ["004_gateway_jobs", "Success"],
+      ["005_gateway_approvals", "Success"],
     ]);
     expect(await migrateToLatest(h.db)).toEqual([]);
     const tables = await sql<{ table_name: string }>`

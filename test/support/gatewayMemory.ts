@@ -48,8 +48,15 @@ export class MemoryIdentity implements Authenticator, Authorizer {
 export class MemoryLimiter implements Limiter {
   readonly tat = new Map<string, number>();
   readonly slots = new Map<string, Set<string>>();
+  readonly breakers: MemoryBreakers | undefined;
   now = () => Date.now();
+  constructor(breakers?: MemoryBreakers) {
+    this.breakers = breakers;
+  }
   async admit(req: AdmissionRequest): Promise<Admission> {
+    const breaker = req.breaker && this.breakers ? await this.breakers.enter(req.instanceId) : undefined;
+    if (breaker?.phase === "open")
+      return { admitted: false, reason: "circuit_open", retryAfterMs: breaker.retryAfterMs };
     const now = this.now();
     for (const b of req.buckets) {
       const interval = 1000 / b.rps;
@@ -72,11 +79,12 @@ export class MemoryLimiter implements Limiter {
       };
     for (const b of req.buckets)
       this.tat.set(b.key, Math.max(this.tat.get(b.key) ?? now, now) + 1000 / b.rps);
-    if (req.maxParallel === undefined) return { admitted: true, slot: undefined };
+    const extra = breaker ? { breaker } : {};
+    if (req.maxParallel === undefined) return { admitted: true, slot: undefined, ...extra };
     const slot: Slot = { instanceId: req.instanceId, id: randomUUID() };
     held.add(slot.id);
     this.slots.set(req.instanceId, held);
-    return { admitted: true, slot };
+    return { admitted: true, slot, ...extra };
   }
   async release(slot: Slot): Promise<void> {
     this.slots.get(slot.instanceId)?.delete(slot.id);
@@ -91,9 +99,10 @@ export class MemoryBreakers implements BreakerStore {
     if (!s?.openUntil) return { phase: "closed", failures: s?.failures ?? 0 };
     if (Date.now() < s.openUntil)
       return { phase: "open", failures: s.failures, retryAfterMs: s.openUntil - Date.now() };
-    const trial = !s.trialTaken;
+    // One trial; while it is held the others see the breaker open.
+    if (s.trialTaken) return { phase: "open", failures: s.failures, retryAfterMs: 1000 };
     s.trialTaken = true;
-    return { phase: "half-open", failures: s.failures, trial };
+    return { phase: "half-open", failures: s.failures, trial: true };
   }
   async peek(id: string): Promise<BreakerState> {
     const s = this.state.get(id);
@@ -110,13 +119,14 @@ export class MemoryBreakers implements BreakerStore {
     this.writes++;
     const s = this.state.get(id) ?? { failures: 0 };
     s.failures++;
-    const wasOpen = s.openUntil !== undefined;
-    if (wasOpen || s.failures >= settings.failureThreshold) {
+    // A failed trial re-opens the breaker; so does the threshold reached.
+    const opens = s.openUntil !== undefined || s.failures >= settings.failureThreshold;
+    if (opens) {
       s.openUntil = Date.now() + settings.cooldownMs;
       s.trialTaken = false;
     }
     this.state.set(id, s);
-    return !wasOpen && s.openUntil !== undefined;
+    return opens;
   }
 }
 

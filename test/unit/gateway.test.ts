@@ -168,8 +168,8 @@ describe("the gateway's invocation pipeline", () => {
     identity.grant("bob", "approve", "team-a");
     identity.grant("alice", "approve", "team-a");
     audit = new MemoryAudit();
-    limiter = new MemoryLimiter();
     breakers = new MemoryBreakers();
+    limiter = new MemoryLimiter(breakers);
     jobs = new MemoryJobs();
     instance = row();
     results = [];

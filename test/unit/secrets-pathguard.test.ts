@@ -10,13 +10,9 @@ import {
   renderSecretPath,
   selectorMatches,
 } from "../../controller/src/secrets/pathGuard.ts";
-import {
-  fingerprint,
-  mapSecretKeys,
-  requireKeys,
-  checkProviderSpec,
-} from "../../controller/src/secrets/resolver.ts";
-import { scrub, wrapVaultError } from "../../controller/src/secrets/vaultClient.ts";
+import { fingerprint, mapSecretKeys, requireKeys } from "../../controller/src/secrets/values.ts";
+import { checkProviderSpec } from "../../controller/src/secrets/providerCheck.ts";
+import { scrub, wrapVaultError } from "../../controller/src/secrets/vaultErrors.ts";
 import type { SecretProvider } from "../../controller/src/api/types.ts";
 
 function refusal(fn: () => unknown): ConnectorError {
@@ -199,6 +195,13 @@ describe("key mapping and fingerprints", () => {
     expect(fingerprint(k1, v)).toBe(fingerprint(k1, { a: "1", b: "2" }));
     expect(fingerprint(k1, v)).not.toBe(fingerprint(k2, v));
     expect(fingerprint(k1, v)).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+  });
+  it("fingerprints stay what they were: the ones stored in PostgreSQL keep matching (no false rotation)", () => {
+    // Computed with the resolver's former private canonical() (sorted keys, then JSON.stringify).
+    const values = { password: 'p"w\u00e9\n', username: "alice", "10": "x", "2": "y", port: "993" };
+    expect(fingerprint(Buffer.alloc(32, 7), values)).toBe(
+      "hmac-sha256:8512e5ded4cbede9771d2042b52c37046bfa77b585d3873f65705640482bf749",
+    );
   });
 });
 

@@ -6,7 +6,7 @@ import { ConnectorError } from "../api/errors.ts";
 import type { ExecutionMode, Principal } from "../api/invocation.ts";
 import type { InstanceRow } from "../api/model.ts";
 import type { Operation, RateLimit } from "../api/types.ts";
-import type { Admission, Limiter, RateBucket } from "./ports.ts";
+import type { Admission, BreakerSettings, BreakerState, Limiter, RateBucket } from "./ports.ts";
 
 /** A slot is held this much longer than the operation may run, before it counts as abandoned. */
 const LEASE_MARGIN_MS = 30_000;
@@ -33,6 +33,7 @@ export class InFlight {
 
 export interface AdmissionDeps {
   limiter: Limiter;
+  breakerSettings: BreakerSettings;
   inFlight: InFlight;
   /** Per caller and per project, as the gateway is configured (absent: no such limit). */
   perUser?: RateLimit;
@@ -56,12 +57,15 @@ export function bucketsFor(d: AdmissionDeps, s: AdmissionSubject): RateBucket[] 
   return buckets;
 }
 
-/** Runs `work` once admitted, holding a slot (for sync calls) until it is done. */
+/**
+ * Runs `work` once admitted, holding a slot (for sync calls) until it is done. A sync call
+ * also passes the instance's breaker in the same round trip and hands `work` what it said.
+ */
 export async function admit<T>(
   d: AdmissionDeps,
   s: AdmissionSubject,
   signal: AbortSignal,
-  work: () => Promise<T>,
+  work: (breaker: BreakerState) => Promise<T>,
 ): Promise<T> {
   if (!d.inFlight.tryEnter())
     throw new ConnectorError(
@@ -86,12 +90,16 @@ export async function admit<T>(
         queueDepth: limits.queueDepth ?? 0,
         maxWaitMs: s.op.maxTimeoutMs,
         leaseMs: s.op.maxTimeoutMs + LEASE_MARGIN_MS,
+        // A job meets the breaker when it runs, not when it is accepted.
+        ...(s.mode === "sync"
+          ? { breaker: { ...d.breakerSettings, trialTimeoutMs: s.op.maxTimeoutMs } }
+          : {}),
       },
       signal,
     );
     if (!admission.admitted) throw refusal(d, admission, s);
     try {
-      return await work();
+      return await work(admission.breaker ?? { phase: "closed", failures: 0 });
     } finally {
       if (admission.slot) await d.limiter.release(admission.slot);
     }
@@ -118,6 +126,7 @@ function refusal(
       },
     );
   }
+  if (a.reason === "circuit_open") return circuitOpen(retryAfterMs);
   const cap = s.row.limits?.maxParallelInvocations;
   return a.reason === "busy"
     ? new ConnectorError(
@@ -134,4 +143,13 @@ function refusal(
           retryAfterMs,
         },
       );
+}
+
+export function circuitOpen(retryAfterMs: number): ConnectorError {
+  return new ConnectorError(
+    "transient",
+    "CircuitOpen",
+    "the circuit breaker of this connector is open after failures in a row; calls resume after a successful trial",
+    { retryAfterMs },
+  );
 }

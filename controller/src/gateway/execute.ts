@@ -15,7 +15,13 @@ import type {
   TypeVersion,
 } from "../api/types.ts";
 import { byteSize, OperationSchemas, redact, truncate } from "./payload.ts";
-import type { BreakerSettings, BreakerStore, CredentialSource, OperationRunner } from "./ports.ts";
+import type {
+  BreakerSettings,
+  BreakerState,
+  BreakerStore,
+  CredentialSource,
+  OperationRunner,
+} from "./ports.ts";
 import type { RetryBudget } from "./retryBudget.ts";
 
 export interface ExecuteDeps {
@@ -44,6 +50,8 @@ export interface Execution {
   log: Logger;
   /** sync: retry per the operation's policy here; async: one attempt (the job engine retries). */
   retries: "policy" | "none";
+  /** What admission found the breaker to be: closed, or half-open with this call as the trial. */
+  breaker: BreakerState;
 }
 
 export interface Executed {
@@ -69,15 +77,7 @@ export function retryable(err: ConnectorError, op: Operation): boolean {
 }
 
 export async function execute(d: ExecuteDeps, x: Execution): Promise<Executed> {
-  const { row, op } = x;
-  const breaker = await d.breakers.enter(row.id, d.breakerSettings);
-  if (breaker.phase === "open" || (breaker.phase === "half-open" && !breaker.trial))
-    throw new ConnectorError(
-      "transient",
-      "CircuitOpen",
-      `the circuit breaker of this connector is open after ${breaker.failures} failures; calls resume after a successful trial`,
-      { retryAfterMs: breaker.phase === "open" ? breaker.retryAfterMs : 1000 },
-    );
+  const { row, op, breaker } = x;
   const credentials = await d.credentials.resolve(x.connector, x.version, row, x.signal);
   const policy = op.retryPolicy ?? {};
   let attempts = 0;

@@ -147,7 +147,7 @@ export async function invoke(d: InvokeDeps, req: InvokeRequest): Promise<Reply> 
       if (earlier) return replayed(earlier);
       claimed = scope;
     }
-    const reply = await admit(d, { principal, row: active, op, mode }, req.signal, async () => {
+    const reply = await admit(d, { principal, row: active, op, mode }, req.signal, async (breaker) => {
       if (mode === "async") {
         const job = await d.jobs.enqueue({
           target: { namespace: req.namespace, name: req.name, operation: op.name },
@@ -179,6 +179,7 @@ export async function invoke(d: InvokeDeps, req: InvokeRequest): Promise<Reply> 
         signal,
         log: d.log,
         retries: "policy",
+        breaker,
       });
       ctx.providerStatusCode = done.providerStatusCode;
       ctx.retryCount = done.retryCount;

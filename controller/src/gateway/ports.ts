@@ -154,9 +154,22 @@ export type IdempotencyClaim =
   | { kind: "conflict" };
 
 export interface IdempotencyStore {
-  /** Claims the key for this request (by the hash of its canonical input), or says who has it. */
-  claim(scope: IdempotencyScope, requestHash: string, ttlMs: number): Promise<IdempotencyClaim>;
-  /** Waits (up to `waitMs`) for an in-progress claim to finish; undefined if it did not. */
+  /**
+   * Claims the key for this request (by the hash of its canonical input), or says who has it.
+   * An in-progress claim is its claimer's for `leaseMs` (the store's default when absent; make
+   * it outlast the operation's timeout): past it, the claimer is taken for dead and the same
+   * request may claim the key again. A key whose TTL passed is free for any request.
+   */
+  claim(
+    scope: IdempotencyScope,
+    requestHash: string,
+    ttlMs: number,
+    leaseMs?: number,
+  ): Promise<IdempotencyClaim>;
+  /**
+   * Waits (up to `waitMs`) for an in-progress claim to finish; undefined if it did not, or if
+   * the claim went away meanwhile (released, or its lease passed): the caller may claim again.
+   */
   wait(scope: IdempotencyScope, waitMs: number, signal?: AbortSignal): Promise<StoredOutcome | undefined>;
   complete(scope: IdempotencyScope, outcome: StoredOutcome): Promise<void>;
   /** Lets the key be used again (a transient failure the caller may retry). */
@@ -181,7 +194,11 @@ export interface JobSpec {
 /** What the worker's handler reports for one run. */
 export type JobOutcome =
   | { ok: true; result: NormalizedResponse }
-  /** `retry` only for transient failures with attempts left; the engine dead-letters when they run out. */
+  /**
+   * `retry: true` for a transient failure: the engine runs the job again while attempts remain
+   * (`JobSpec.retry.limit`, with backoff) and dead-letters it when they run out. `retry: false`:
+   * the job fails at once, with no retry and no dead letter.
+   */
   | { ok: false; error: { class: ErrorClass; reason: string; message: string }; retry: boolean };
 
 export interface JobQueue {

@@ -7,6 +7,7 @@ import { ConnectorError, classify } from "../api/errors.ts";
 import type { NormalizedResponse } from "../api/invocation.ts";
 import { invocationAudit, type AuditContext } from "./audit.ts";
 import { findOperation, instanceOf, requireActive, resolveConnector } from "./caller.ts";
+import { circuitOpen } from "./admission.ts";
 import { execute, retryable } from "./execute.ts";
 import type { InvokeDeps } from "./invoke.ts";
 import type { JobOutcome, JobSpec } from "./ports.ts";
@@ -50,9 +51,11 @@ export async function runJob(
         queueDepth: Math.max(1, row.limits?.queueDepth ?? 1),
         maxWaitMs: op.maxTimeoutMs,
         leaseMs: op.maxTimeoutMs + 30_000,
+        breaker: { ...d.breakerSettings, trialTimeoutMs: op.maxTimeoutMs },
       },
       job.signal,
     );
+    if (!slot.admitted && slot.reason === "circuit_open") throw circuitOpen(slot.retryAfterMs);
     if (!slot.admitted)
       throw new ConnectorError(
         "transient",
@@ -72,6 +75,7 @@ export async function runJob(
         signal,
         log: d.log,
         retries: "none",
+        breaker: slot.breaker ?? { phase: "closed", failures: 0 },
       });
       ctx.providerStatusCode = done.providerStatusCode;
       const result: NormalizedResponse = {
@@ -108,7 +112,8 @@ export async function runJob(
       ok: false,
       error: { class: e.errorClass, reason: e.reason, message: e.message },
       retry:
-        passing && (op ? retryable(e, op) || e.reason === "InstanceNotActive" || e.reason === "Busy" : true),
+        passing &&
+        (op ? retryable(e, op) || ["InstanceNotActive", "Busy", "CircuitOpen"].includes(e.reason) : true),
     };
   }
 }

@@ -7,8 +7,7 @@ import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import type { SecretKeySelector } from "../api/types.ts";
 import { kubeError } from "./apiErrors.ts";
 import { ConnectorError } from "../api/errors.ts";
-// eslint-disable-next-line no-restricted-imports -- moves to secrets/ports.ts with the secrets split
-import type { KubeSecretKeySource, ServiceAccountTokenSource } from "../secrets/resolver.ts";
+import type { KubeSecretKeySource, ServiceAccountTokenSource } from "../secrets/ports.ts";
 
 /** TokenRequest through CoreV1Api.createNamespacedServiceAccountToken. */
 export class KubeServiceAccountTokens implements ServiceAccountTokenSource {

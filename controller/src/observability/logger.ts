@@ -35,6 +35,8 @@ export const LOG_FORMATS = ["json", "console"] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface LoggerOptions {
+  /** The process's name on every line (default connector-controller). */
+  name?: string;
   level?: string;
   format?: LogFormat;
   destination?: NodeJS.WritableStream;
@@ -47,7 +49,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   const color = opts.color ?? ((destination as { isTTY?: boolean }).isTTY === true && !process.env.NO_COLOR);
   return pino(
     {
-      name: "connector-controller",
+      name: opts.name ?? "connector-controller",
       level: opts.level ?? "info",
       redact: { paths: REDACT_PATHS, censor: "[REDACTED]" },
       base: { pid: process.pid },
@@ -65,7 +67,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
  * failed: connect ECONNREFUSED 127.0.0.1:6443"; "…: lookup failed (ENOTFOUND)"), its class
  * and reason when it is ours, else the stack. Never the error's other fields, which pino's
  * own serializer copies: client libraries hang request configs, headers and response bodies
- * on their errors (node-vault's carry the X-Vault-Token). Anything that is not an Error (a
+ * on their errors (axios-based clients carry request headers, tokens included). Anything that is not an Error (a
  * message already taken from one) passes as it is.
  */
 export function serializeError(err: unknown): unknown {

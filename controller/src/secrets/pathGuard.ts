@@ -10,6 +10,8 @@ import { ConnectorError } from "../api/errors.ts";
 
 export const SECRET_NAME_FIELD = "spec.credentials.secretRef.name";
 export const PATH_TEMPLATE_FIELD = "spec.vault.pathTemplate";
+/** The file provider's fixed layout (fileProvider.ts). */
+export const FILE_PATH_TEMPLATE = "{namespace}/{name}";
 
 const SEGMENT = /^[A-Za-z0-9_.-]+$/;
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -181,7 +183,7 @@ export function secretRefGuard(
       const p = providers.get(ref.provider);
       if (!p) return;
       checkNamespaceAllowed(p.metadata.name, p.spec, namespace, namespaceLabels(namespace));
-      renderSecretPath(p.spec.vault ? p.spec.vault.pathTemplate : "{namespace}/{name}", namespace, ref.name);
+      renderSecretPath(p.spec.vault ? p.spec.vault.pathTemplate : FILE_PATH_TEMPLATE, namespace, ref.name);
     },
   };
 }

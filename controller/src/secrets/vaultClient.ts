@@ -1,20 +1,26 @@
-// The one place that talks to a Vault-API server (HashiCorp Vault, OpenBao) — through
-// node-vault, with its pitfalls closed:
+// The one place that talks to a Vault-API server (HashiCorp Vault, OpenBao): a small typed
+// client for the endpoints we call, on undici (why not node-vault: README, Secrets).
 //
-// - its `debug` (which prints login bodies, tokens and secret values) is replaced by a no-op;
-// - its HTTP transport is ours (node:http/https): TLS verification can never be turned off
-//   (VAULT_SKIP_VERIFY is ignored), `caBundle` is the trust root when given, requests time out
-//   and honour an AbortSignal, and no error it produces holds a request header (node-vault's
-//   own axios errors carry `X-Vault-Token` in their config);
-// - the VAULT_TOKEN / VAULT_NAMESPACE / VAULT_PREFIX environment variables node-vault would
-//   pick up are cleared: a client has exactly the token it logged in with, or none;
-// - `mount_point` is always passed to the login calls;
-// - every error leaves as a ConnectorError that keeps the status code, the first Vault error
-//   message (with any token or credential of this client scrubbed out), and nothing else.
-import * as http from "node:http";
-import * as https from "node:https";
-import nodeVault from "node-vault";
+// - An undici Agent (vaultPool) per provider, shared by its clients: keep-alive pool, the
+//   provider's caBundle as the trust root when given, TLS verification always on (nothing
+//   reads VAULT_SKIP_VERIFY or any other VAULT_* variable); a timeout and the caller's
+//   AbortSignal on every request.
+// - Requests never leave the provider's origin, and no dot segment rewrites their path.
+// - A client holds at most one token, the one it logged in with or was given; it never
+//   leaves the client, not even in a login's result.
+// - Every failure leaves as a ConnectorError (vaultErrors.ts) with the tokens and
+//   credentials this client has seen scrubbed out.
+import { Agent } from "undici";
 import { ConnectorError } from "../api/errors.ts";
+import {
+  deletedError,
+  isDeleted,
+  parseRetryAfter,
+  wrapVaultError,
+  type KvMetadata,
+  type VaultErrorResponse,
+  type VaultOperation,
+} from "./vaultErrors.ts";
 
 export interface VaultClientOptions {
   /** http(s)://host:port */
@@ -25,11 +31,12 @@ export interface VaultClientOptions {
   namespace?: string | undefined;
   /** Per-request timeout (default 10 s). */
   requestTimeoutMs?: number;
+  /** A pool shared with the provider's other clients (vaultPool); the client's own when absent. */
+  pool?: Agent;
 }
 
-/** A token as a login or renewal returned it. */
-export interface VaultLogin {
-  token: string;
+/** A token's lease as a login, renewal or lookup reports it. */
+export interface TokenLease {
   accessor: string | undefined;
   /** 0 = never expires. */
   ttlSeconds: number;
@@ -49,143 +56,55 @@ export interface VaultHealth {
   version: string | undefined;
 }
 
-/** Which call failed, for messages and for classifying 403 and 404. */
-export type VaultOperation = "login" | "read" | "renew" | "revoke" | "health" | "lookup";
-
-interface RawResponse {
-  statusCode: number;
-  body: unknown;
-  request: { path: string };
-}
-
-interface TransportOptions {
-  method: string;
-  uri: string;
-  headers?: Record<string, string>;
+interface SendOptions {
   json?: unknown;
-  timeout?: number;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
+  /** Credentials sent in this request, scrubbed from its errors. */
+  sensitive?: string[];
+  /** Answer with the body whatever the status (sys/health reports with its status code). */
+  anyStatus?: boolean;
 }
 
-/** Retry-After of 429 responses, keyed by the parsed body node-vault hands back in its error. */
-const retryAfterByBody = new WeakMap<object, number>();
+/** Vault answers in small JSON documents; anything this large is not Vault. */
+const MAX_BODY_BYTES = 1 << 20;
+/** Tokens and login credentials remembered for scrubbing (the newest ones). */
+const MAX_SENSITIVE = 16;
 
-/** Vault's JSON error body. */
-interface VaultErrorBody {
-  errors?: unknown[];
-  data?: { metadata?: { deletion_time?: string; destroyed?: boolean; version?: number } | null } | null;
+/** Where a KV engine keeps `path`: `<mount>/data/<path>` (KV v2) or `<mount>/<path>` (KV v1). */
+function kvLocation(mount: string, kvVersion: 1 | 2, path: string): string {
+  return kvVersion === 2 ? `${mount}/data/${path}` : `${mount}/${path}`;
 }
 
-function parseRetryAfter(value: string | string[] | undefined): number | undefined {
-  const v = Array.isArray(value) ? value[0] : value;
-  if (!v) return undefined;
-  const secs = Number(v);
-  if (Number.isFinite(secs) && secs >= 0) return Math.round(secs * 1000);
-  const at = Date.parse(v);
-  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
+/** Each segment percent-encoded, the slashes kept. */
+function encodePath(path: string): string {
+  return path
+    .split("/")
+    .map((s) => encodeURIComponent(s))
+    .join("/");
 }
 
-/** A node-vault `request-promise` replacement on node:http(s). */
-function makeTransport(opts: VaultClientOptions): { rp: unknown; agent: http.Agent } {
-  const url = new URL(opts.address);
-  const secure = url.protocol === "https:";
-  const agent = secure
-    ? new https.Agent({
-        keepAlive: true,
-        maxSockets: 16,
-        rejectUnauthorized: true,
-        ...(opts.caBundle ? { ca: opts.caBundle } : {}),
-      })
-    : new http.Agent({ keepAlive: true, maxSockets: 16 });
-  const defaultTimeout = opts.requestTimeoutMs ?? 10_000;
-
-  const request = (o: TransportOptions): Promise<RawResponse> =>
-    new Promise<RawResponse>((resolve, reject) => {
-      const target = new URL(o.uri);
-      if (target.origin !== url.origin) {
-        reject(new Error("refusing a request to another origin than the provider's address"));
-        return;
-      }
-      const payload = o.json === undefined ? undefined : Buffer.from(JSON.stringify(o.json));
-      const headers: Record<string, string> = { Accept: "application/json", ...(o.headers ?? {}) };
-      if (payload) {
-        headers["Content-Type"] ??= "application/json";
-        headers["Content-Length"] = String(payload.length);
-      }
-      const reqOpts: https.RequestOptions = {
-        method: o.method,
-        agent,
-        headers,
-        timeout: o.timeout ?? defaultTimeout,
-        ...(o.signal ? { signal: o.signal } : {}),
-        // Whatever a caller passed, certificates are verified.
-        rejectUnauthorized: true,
-        ...(secure && opts.caBundle ? { ca: opts.caBundle } : {}),
-      };
-      const req = (secure ? https : http).request(target, reqOpts, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("error", (e) => reject(netError(e)));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          let body: unknown = text;
-          if (text.length > 0) {
-            try {
-              body = JSON.parse(text);
-            } catch {
-              body = { errors: [text.slice(0, 200)] };
-            }
-          } else body = undefined;
-          if (res.statusCode === 429 && body && typeof body === "object") {
-            const ra = parseRetryAfter(res.headers["retry-after"]);
-            if (ra !== undefined) retryAfterByBody.set(body, ra);
-          }
-          resolve({ statusCode: res.statusCode ?? 0, body, request: { path: target.pathname } });
-        });
-      });
-      req.on("timeout", () =>
-        req.destroy(Object.assign(new Error("request timed out"), { code: "ETIMEDOUT" })),
-      );
-      req.on("error", (e) => reject(netError(e)));
-      req.end(payload);
-    });
-
-  // node-vault calls `require('request-promise').defaults(rpDefaults)` and then the result.
-  const rp = { defaults: () => request };
-  return { rp, agent };
-}
-
-/** A network error reduced to its code and message (node's errors hold no headers; be sure). */
-function netError(e: unknown): Error {
-  const err = e as { code?: string; name?: string; message?: string };
-  const code = err.name === "AbortError" ? "ABORT_ERR" : (err.code ?? "ENETWORK");
-  return Object.assign(new Error(String(err.message ?? "network error").slice(0, 300)), {
-    code,
-    network: true,
+/** A connection pool to one provider's server, trusting its CA bundle (the system's when absent). */
+export function vaultPool(caBundle: string | undefined, connectTimeoutMs: number): Agent {
+  return new Agent({
+    connections: 16,
+    keepAliveTimeout: 30_000,
+    connect: { rejectUnauthorized: true, timeout: connectTimeoutMs, ...(caBundle ? { ca: caBundle } : {}) },
   });
 }
 
-interface NodeVaultClient {
-  token: string | undefined;
-  namespace: string | undefined;
-  pathPrefix: string;
-  read(path: string, requestOptions?: object): Promise<unknown>;
-  kubernetesLogin(args: object): Promise<unknown>;
-  approleLogin(args: object): Promise<unknown>;
-  tokenRenewSelf(args?: object): Promise<unknown>;
-  tokenRevokeSelf(args?: object): Promise<unknown>;
-  tokenLookupSelf(args?: object): Promise<unknown>;
-  health(args?: object): Promise<unknown>;
+function invalidAddress(message: string): ConnectorError {
+  return new ConnectorError("validation_error", "InvalidSecretProvider", message);
 }
-
-const noop = (): void => undefined;
 
 /** One Vault client: one server, at most one token. */
 export class VaultClient {
   readonly address: string;
-  readonly #vault: NodeVaultClient;
-  readonly #agent: http.Agent;
-  /** Strings scrubbed from every error message (the token, the last login's credentials). */
+  readonly #namespace: string | undefined;
+  readonly #timeoutMs: number;
+  readonly #agent: Agent;
+  readonly #ownsAgent: boolean;
+  #token: string | undefined;
+  /** Strings scrubbed from every error message (tokens, the last logins' credentials). */
   readonly #sensitive = new Set<string>();
   #closed = false;
 
@@ -194,44 +113,29 @@ export class VaultClient {
     try {
       url = new URL(opts.address);
     } catch {
-      throw new ConnectorError(
-        "validation_error",
-        "InvalidSecretProvider",
-        "spec.vault.address is not a URL",
-      );
+      throw invalidAddress("spec.vault.address is not a URL");
     }
     if (url.protocol !== "https:" && url.protocol !== "http:")
-      throw new ConnectorError(
-        "validation_error",
-        "InvalidSecretProvider",
-        "spec.vault.address must be http(s)",
-      );
+      throw invalidAddress("spec.vault.address must be http(s)");
     this.address = url.origin;
-    const { rp, agent } = makeTransport({ ...opts, address: url.origin });
-    this.#agent = agent;
-    this.#vault = nodeVault({
-      endpoint: url.origin,
-      apiVersion: "v1",
-      // node-vault's debug prints request bodies (login JWTs, SecretIDs) and responses.
-      debug: noop,
-      "request-promise": rp,
-      rpDefaults: { strictSSL: true },
-      noCustomHTTPVerbs: true,
-    } as unknown as nodeVault.VaultOptions) as unknown as NodeVaultClient;
-    // Never the environment's VAULT_TOKEN / VAULT_NAMESPACE / VAULT_PREFIX.
-    this.#vault.token = undefined;
-    this.#vault.namespace = opts.namespace || undefined;
-    this.#vault.pathPrefix = "";
+    this.#namespace = opts.namespace || undefined;
+    this.#timeoutMs = opts.requestTimeoutMs ?? 10_000;
+    this.#ownsAgent = !opts.pool;
+    this.#agent = opts.pool ?? vaultPool(opts.caBundle, this.#timeoutMs);
   }
 
   get hasToken(): boolean {
-    return typeof this.#vault.token === "string" && this.#vault.token.length > 0;
+    return this.#token !== undefined;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** Sets (or clears) the token used for the next requests. */
   setToken(token: string | undefined): void {
-    if (token) this.#sensitive.add(token);
-    this.#vault.token = token || undefined;
+    if (token) this.#remember(token);
+    this.#token = token || undefined;
   }
 
   async loginKubernetes(
@@ -239,11 +143,13 @@ export class VaultClient {
     role: string,
     jwt: string,
     signal?: AbortSignal,
-  ): Promise<VaultLogin> {
-    this.#sensitive.add(jwt);
-    const body = await this.#call("login", `kubernetes auth at auth/${mountPath} with role ${role}`, () =>
-      this.#vault.kubernetesLogin({ mount_point: mountPath, role, jwt, requestOptions: this.#ro(signal) }),
-    );
+  ): Promise<TokenLease> {
+    this.#remember(jwt);
+    const what = `kubernetes auth at auth/${mountPath} with role ${role}`;
+    const body = await this.#send("login", what, "POST", `auth/${encodePath(mountPath)}/login`, {
+      json: { role, jwt },
+      signal,
+    });
     return this.#adopt(body, "login");
   }
 
@@ -252,31 +158,25 @@ export class VaultClient {
     roleId: string,
     secretId: string,
     signal?: AbortSignal,
-  ): Promise<VaultLogin> {
-    this.#sensitive.add(secretId);
-    const body = await this.#call("login", `AppRole auth at auth/${mountPath}`, () =>
-      this.#vault.approleLogin({
-        mount_point: mountPath,
-        role_id: roleId,
-        secret_id: secretId,
-        requestOptions: this.#ro(signal),
-      }),
-    );
+  ): Promise<TokenLease> {
+    this.#remember(secretId);
+    const what = `AppRole auth at auth/${mountPath}`;
+    const body = await this.#send("login", what, "POST", `auth/${encodePath(mountPath)}/login`, {
+      json: { role_id: roleId, secret_id: secretId },
+      signal,
+    });
     return this.#adopt(body, "login");
   }
 
   /** The current token's remaining TTL and renewability (auth/token/lookup-self). */
   async lookupSelf(signal?: AbortSignal): Promise<{ ttlSeconds: number; renewable: boolean }> {
-    const body = (await this.#call("lookup", "token lookup", () =>
-      this.#vault.tokenLookupSelf({ requestOptions: this.#ro(signal) }),
-    )) as { data?: { ttl?: number; renewable?: boolean } };
+    const body = (await this.#send("lookup", "token lookup", "GET", "auth/token/lookup-self", { signal })) as
+      { data?: { ttl?: number; renewable?: boolean } } | undefined;
     return { ttlSeconds: Number(body?.data?.ttl ?? 0), renewable: body?.data?.renewable === true };
   }
 
-  async renewSelf(signal?: AbortSignal): Promise<VaultLogin> {
-    const body = await this.#call("renew", "token renewal", () =>
-      this.#vault.tokenRenewSelf({ requestOptions: this.#ro(signal) }),
-    );
+  async renewSelf(signal?: AbortSignal): Promise<TokenLease> {
+    const body = await this.#send("renew", "token renewal", "POST", "auth/token/renew-self", { signal });
     return this.#adopt(body, "renew");
   }
 
@@ -284,9 +184,9 @@ export class VaultClient {
   async revokeSelf(): Promise<void> {
     if (!this.hasToken) return;
     try {
-      await this.#call("revoke", "token revocation", () => this.#vault.tokenRevokeSelf());
+      await this.#send("revoke", "token revocation", "POST", "auth/token/revoke-self");
     } finally {
-      this.#vault.token = undefined;
+      this.#token = undefined;
     }
   }
 
@@ -301,54 +201,62 @@ export class VaultClient {
     pinnedVersion?: number,
     signal?: AbortSignal,
   ): Promise<KvSecret> {
-    const encoded = path
-      .split("/")
-      .map((s) => encodeURIComponent(s))
-      .join("/");
-    if (kvVersion === 1) {
-      if (pinnedVersion !== undefined)
-        throw new ConnectorError(
-          "validation_error",
-          "InvalidSecretRef",
-          "spec.credentials.secretRef.version: a pinned version needs a KV version 2 engine; this provider's is version 1",
-        );
-      const body = (await this.#call("read", `read of ${mount}/${path}`, () =>
-        this.#vault.read(`${mount}/${encoded}`, this.#ro(signal)),
-      )) as { data?: Record<string, unknown> };
-      return { data: body?.data ?? {}, version: null };
-    }
+    if (kvVersion === 1 && pinnedVersion !== undefined)
+      throw new ConnectorError(
+        "validation_error",
+        "InvalidSecretRef",
+        "spec.credentials.secretRef.version: a pinned version needs a KV version 2 engine; this provider's is version 1",
+      );
+    const at = kvLocation(mount, kvVersion, path);
     const query = pinnedVersion !== undefined ? `?version=${Math.trunc(pinnedVersion)}` : "";
-    const body = (await this.#call("read", `read of ${mount}/data/${path}`, () =>
-      this.#vault.read(`${mount}/data/${encoded}${query}`, this.#ro(signal)),
-    )) as {
-      data?: {
-        data?: Record<string, unknown> | null;
-        metadata?: { version?: number; deletion_time?: string; destroyed?: boolean } | null;
-      };
-    };
+    const body = (await this.#send("read", `read of ${at}`, "GET", `${encodePath(at)}${query}`, {
+      signal,
+    })) as
+      | {
+          data?: Record<string, unknown> & {
+            data?: Record<string, unknown> | null;
+            metadata?: KvMetadata | null;
+          };
+        }
+      | undefined;
+    if (kvVersion === 1) return { data: body?.data ?? {}, version: null };
     const meta = body?.data?.metadata ?? undefined;
-    if (meta && (meta.destroyed === true || (meta.deletion_time ?? "") !== "") && !body?.data?.data)
-      throw deletedError(`${mount}/data/${path}`, meta.version);
+    if (isDeleted(meta) && !body?.data?.data) throw deletedError(at, meta.version);
     return { data: body?.data?.data ?? {}, version: typeof meta?.version === "number" ? meta.version : null };
   }
 
-  /** sys/health without treating sealed/standby as errors. */
+  /**
+   * Writes a KV secret: v2 a new version at `<mount>/data/<path>`, v1 `<mount>/<path>`.
+   * Returns the new version (null for KV v1). The path must come from the path guard.
+   */
+  async writeKv(
+    mount: string,
+    kvVersion: 1 | 2,
+    path: string,
+    data: Record<string, unknown>,
+    signal?: AbortSignal,
+  ): Promise<{ version: number | null }> {
+    const at = kvLocation(mount, kvVersion, path);
+    const body = (await this.#send("write", `write of ${at}`, "POST", encodePath(at), {
+      json: kvVersion === 2 ? { data } : data,
+      signal,
+      sensitive: Object.values(data).map((v) => (typeof v === "string" ? v : JSON.stringify(v ?? ""))),
+    })) as { data?: { version?: number } } | undefined;
+    const version = kvVersion === 2 ? body?.data?.version : undefined;
+    return { version: typeof version === "number" ? version : null };
+  }
+
+  /** sys/health, with sealed, standby and uninitialised servers answering 200. */
   async health(signal?: AbortSignal): Promise<VaultHealth> {
-    const body = (await this.#call("health", "health check", () =>
-      this.#vault.health({
-        standbyok: true,
-        sealedcode: 200,
-        uninitcode: 200,
-        requestOptions: this.#ro(signal),
-      }),
-    )) as {
+    const path = "sys/health?standbyok=true&sealedcode=200&uninitcode=200";
+    const body = (await this.#send("health", "health check", "GET", path, { signal, anyStatus: true })) as {
       initialized?: boolean;
       sealed?: boolean;
       standby?: boolean;
       version?: string;
-      errors?: unknown[];
+      errors?: unknown;
     };
-    if (body === undefined || typeof body !== "object" || body.errors)
+    if (body === undefined || body === null || typeof body !== "object" || body.errors)
       throw new ConnectorError(
         "transient",
         "VaultUnavailable",
@@ -362,22 +270,21 @@ export class VaultClient {
     };
   }
 
-  /** Drops pooled connections. Call revokeSelf first if the token should die too. */
+  /** Forgets the token and drops its own pool (not a shared one). Call revokeSelf first if the token should die too. */
   close(): void {
     this.#closed = true;
-    this.#vault.token = undefined;
-    this.#agent.destroy();
+    this.#token = undefined;
+    if (this.#ownsAgent) void this.#agent.destroy().catch(() => undefined);
   }
 
-  get closed(): boolean {
-    return this.#closed;
+  #remember(secret: string): void {
+    this.#sensitive.delete(secret);
+    this.#sensitive.add(secret);
+    if (this.#sensitive.size > MAX_SENSITIVE)
+      this.#sensitive.delete(this.#sensitive.values().next().value as string);
   }
 
-  #ro(signal: AbortSignal | undefined): object {
-    return signal ? { signal } : {};
-  }
-
-  #adopt(body: unknown, op: VaultOperation): VaultLogin {
+  #adopt(body: unknown, op: VaultOperation): TokenLease {
     const auth = (body as { auth?: Record<string, unknown> } | undefined)?.auth;
     const token = typeof auth?.client_token === "string" ? auth.client_token : undefined;
     if (!token)
@@ -386,135 +293,83 @@ export class VaultClient {
       });
     this.setToken(token);
     return {
-      token,
       accessor: typeof auth?.accessor === "string" ? auth.accessor : undefined,
       ttlSeconds: Number(auth?.lease_duration ?? 0),
       renewable: auth?.renewable === true,
     };
   }
 
-  async #call(op: VaultOperation, what: string, fn: () => Promise<unknown>): Promise<unknown> {
+  /**
+   * One request to `path` (below /v1/, encoded): the parsed body of a 200 or 204 (of any
+   * status with anyStatus), or a ConnectorError. `what` names the call in messages.
+   */
+  async #send(
+    op: VaultOperation,
+    what: string,
+    method: "GET" | "POST",
+    path: string,
+    opts: SendOptions = {},
+  ): Promise<unknown> {
     if (this.#closed)
       throw new ConnectorError("transient", "VaultUnavailable", `Vault ${what}: client closed`);
+    const sensitive = [...this.#sensitive, ...(this.#token ? [this.#token] : []), ...(opts.sensitive ?? [])];
+    const target = new URL(`/v1/${path}`, this.address);
+    // The path guard refuses such paths first; this holds even if a caller skipped it.
+    if (target.origin !== this.address || `${target.pathname}${target.search}` !== `/v1/${path}`)
+      throw wrapVaultError(new Error("refusing a request outside the provider's address and path"), op, what);
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (this.#token) headers["x-vault-token"] = this.#token;
+    if (this.#namespace) headers["x-vault-namespace"] = this.#namespace;
+    if (opts.json !== undefined) headers["content-type"] = "application/json";
+
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    let response: VaultErrorResponse;
     try {
-      return await fn();
-    } catch (err) {
-      throw wrapVaultError(err, op, what, [
-        ...this.#sensitive,
-        ...(this.hasToken ? [this.#vault.token ?? ""] : []),
-      ]);
-    }
-  }
-}
-
-function deletedError(path: string, version: number | undefined): ConnectorError {
-  return new ConnectorError(
-    "permanent",
-    "SecretDeleted",
-    `the secret at ${path}${version ? ` (version ${version})` : ""} was deleted or destroyed`,
-    { providerStatusCode: 404 },
-  );
-}
-
-/** Removes every sensitive string from `text`, and anything that looks like a Vault token. */
-export function scrub(text: string, sensitive: Iterable<string> = []): string {
-  let out = text;
-  for (const s of sensitive) if (s && s.length >= 4) out = out.split(s).join("[REDACTED]");
-  return out
-    .replace(/\b(hv[sbr]|s)\.[A-Za-z0-9_-]{20,}/g, "[REDACTED]")
-    .replace(/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*/g, "[REDACTED]");
-}
-
-/**
- * Any error from node-vault or our transport => a ConnectorError with the status code and
- * the first Vault error message only. Nothing of the original (request config, headers,
- * body) is kept, not even as `cause`.
- */
-export function wrapVaultError(
-  err: unknown,
-  op: VaultOperation,
-  what: string,
-  sensitive: Iterable<string> = [],
-): ConnectorError {
-  if (err instanceof ConnectorError) return err;
-  const e = err as {
-    message?: unknown;
-    code?: unknown;
-    network?: boolean;
-    response?: { statusCode?: number; body?: unknown };
-  };
-  const clean = (s: string): string => scrub(s, sensitive).slice(0, 300);
-
-  const status = typeof e?.response?.statusCode === "number" ? e.response.statusCode : undefined;
-  if (status === undefined) {
-    const code = typeof e?.code === "string" ? e.code : undefined;
-    if (code === "ABORT_ERR") return new ConnectorError("transient", "Aborted", `Vault ${what} was aborted`);
-    if (e?.network || code) {
-      return new ConnectorError(
-        "transient",
-        "VaultUnavailable",
-        clean(
-          `Vault ${what} failed: ${code ?? ""} ${typeof e?.message === "string" ? e.message : ""}`.trim(),
-        ),
-      );
-    }
-    // tv4 validation of node-vault's arguments, or a bug.
-    return new ConnectorError(
-      "permanent",
-      "VaultClientError",
-      clean(`Vault ${what}: ${typeof e?.message === "string" ? e.message : "invalid request"}`),
-    );
-  }
-
-  const body = (e.response?.body ?? undefined) as VaultErrorBody | undefined;
-  const first = Array.isArray(body?.errors) && body.errors.length > 0 ? String(body.errors[0]) : "";
-  const msg = clean(`Vault ${what}: ${status}${first ? ` ${first}` : ""}`);
-  const extra = { providerStatusCode: status };
-  switch (status) {
-    case 400:
-      return new ConnectorError("validation_error", "InvalidSecretRef", msg, extra);
-    case 401:
-    case 403:
-      return new ConnectorError("policy_denied", "PermissionDenied", msg, extra);
-    case 404: {
-      if (op !== "read") return new ConnectorError("permanent", "VaultNotFound", msg, extra);
-      const meta = body?.data?.metadata ?? undefined;
-      if (meta && (meta.destroyed === true || (meta.deletion_time ?? "") !== ""))
-        return new ConnectorError(
-          "permanent",
-          "SecretDeleted",
-          clean(
-            `Vault ${what}: 404 the secret${meta.version ? ` version ${meta.version}` : ""} was ${meta.destroyed ? "destroyed" : "deleted"}`,
-          ),
-          extra,
-        );
-      return new ConnectorError(
-        "permanent",
-        "SecretNotFound",
-        clean(`Vault ${what}: 404 secret not found`),
-        extra,
-      );
-    }
-    case 429: {
-      const retryAfterMs = body && typeof body === "object" ? retryAfterByBody.get(body) : undefined;
-      return new ConnectorError("quota_exceeded", "QuotaExceeded", msg, {
-        ...extra,
-        retryAfterMs: retryAfterMs ?? 1_000,
+      const res = await this.#agent.request({
+        origin: this.address,
+        path: `/v1/${path}`,
+        method,
+        headers,
+        body: opts.json === undefined ? null : JSON.stringify(opts.json),
+        signal: opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout,
       });
+      response = {
+        statusCode: res.statusCode,
+        body: await readBody(res.body),
+        retryAfterMs: res.statusCode === 429 ? parseRetryAfter(res.headers["retry-after"]) : undefined,
+      };
+    } catch (err) {
+      // Only the code and the message of what failed go on; the error itself stays here.
+      const e = err as { code?: unknown; message?: unknown };
+      const failure = opts.signal?.aborted
+        ? { code: "ABORT_ERR" }
+        : timeout.aborted
+          ? { code: "ETIMEDOUT", message: `no answer within ${this.#timeoutMs} ms` }
+          : { code: typeof e?.code === "string" ? e.code : "ENETWORK", message: String(e?.message ?? "") };
+      throw wrapVaultError(failure, op, what, sensitive);
     }
-    case 500:
-    case 502:
-    case 503:
-    case 504:
-      return new ConnectorError(
-        "transient",
-        "VaultUnavailable",
-        status === 503 && /sealed/i.test(first) ? clean(`Vault ${what}: 503 Vault is sealed`) : msg,
-        extra,
-      );
-    case 412:
-      return new ConnectorError("transient", "VaultUnavailable", msg, extra);
-    default:
-      return new ConnectorError("permanent", "VaultError", msg, extra);
+    if (opts.anyStatus || response.statusCode === 200 || response.statusCode === 204) return response.body;
+    throw wrapVaultError({ response }, op, what, sensitive);
+  }
+}
+
+/** The body as JSON; text that is not JSON as Vault's error shape; nothing as undefined. */
+async function readBody(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) {
+      body.destroy();
+      throw Object.assign(new Error(`response larger than ${MAX_BODY_BYTES} bytes`), { code: "ETOOLARGE" });
+    }
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text.length === 0) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return { errors: [text.slice(0, 200)] };
   }
 }

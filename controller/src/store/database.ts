@@ -21,9 +21,16 @@ export interface OpenDatabaseOptions {
   onError?: (err: Error) => void;
 }
 
+/**
+ * How the database was reached, for a library that opens its own connections to the same
+ * database (pg-boss, see jobEngine.ts). The URL may carry a password: never log it.
+ */
+export type DatabaseSource = { dialect: "pg"; url: string } | { dialect: "pglite"; pglite: PGlite };
+
 export interface OpenedDatabase {
   db: Kysely<Database>;
   dialect: "pg" | "pglite";
+  source: DatabaseSource;
   /**
    * LISTENs on a channel. `onLost` fires once if the listening connection dies (e.g. its
    * backend was terminated); the caller subscribes again. Resolves with an unsubscribe.
@@ -90,6 +97,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<OpenedDat
     return {
       db,
       dialect: "pg",
+      source: { dialect: "pg", url },
       async subscribe(channel, onMessage, onLost) {
         // A dedicated connection: a pooled one could be handed to a query mid-LISTEN.
         const client = new pg.Client({
@@ -160,6 +168,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<OpenedDat
   return {
     db,
     dialect: "pglite",
+    source: { dialect: "pglite", pglite },
     async ping() {
       await pglite.query("select 1");
     },

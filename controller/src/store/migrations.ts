@@ -8,6 +8,7 @@ import { Migrator } from "kysely/migration";
 import type { Migration, MigrationProvider, MigrationResult } from "kysely/migration";
 import { m003_gateway_limits } from "./migrations/003_gateway_limits.ts";
 import { m005_gateway_approvals } from "./migrations/005_gateway_approvals.ts";
+import { m004_gateway_jobs } from "./migrations/004_gateway_jobs.ts";
 
 /** Setting that lets a session UPDATE/DELETE audit rows (the retention janitor only). */
 export const AUDIT_PURGE_SETTING = "connector.audit_purge";
@@ -169,6 +170,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   "001_initial": m001_initial,
   "002_notify_external_changes": m002_notify_external_changes,
   "003_gateway_limits": m003_gateway_limits,
+  "004_gateway_jobs": m004_gateway_jobs,
   "005_gateway_approvals": m005_gateway_approvals,
 };
 

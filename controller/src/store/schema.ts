@@ -10,6 +10,7 @@ import type {
   Credentials,
   ErrorClass,
   JsonObject,
+  JsonValue,
   Limits,
   Owner,
   RateLimit,
@@ -113,6 +114,23 @@ export interface GatewayApprovalsUsedTable {
   expires_at: Date;
 }
 
+/** Idempotency records of the gateway (migrations/004_gateway_jobs.ts, store/idempotency.ts). */
+export interface GatewayIdempotencyTable {
+  namespace: string;
+  name: string;
+  operation: string;
+  key: string;
+  request_hash: string;
+  state: "in_progress" | "completed";
+  status: number | null;
+  body: NullableJson<JsonValue>;
+  job_id: string | null;
+  lease_until: NullableTimestamp;
+  expires_at: Timestamp;
+  created_at: DefaultTimestamp;
+  completed_at: NullableTimestamp;
+}
+
 export interface Database {
   connector_instances: ConnectorInstancesTable;
   connector_audit_events: ConnectorAuditEventsTable;
@@ -121,4 +139,5 @@ export interface Database {
   gateway_waiters: GatewayWaitersTable;
   gateway_breakers: GatewayBreakersTable;
   gateway_approvals_used: GatewayApprovalsUsedTable;
+  gateway_idempotency: GatewayIdempotencyTable;
 }
