@@ -172,10 +172,11 @@ export async function createHttpApi(d: InvokeDeps, o: HttpOptions): Promise<Fast
   );
 
   const auth = (req: FastifyRequest) => req.headers.authorization;
-  const abortOn = (req: FastifyRequest) => {
+  // The caller went away when the response closes before it was written.
+  const abortOn = (reply: FastifyReply) => {
     const ac = new AbortController();
-    req.raw.on("close", () => {
-      if (!req.raw.complete || req.raw.destroyed) ac.abort();
+    reply.raw.on("close", () => {
+      if (!reply.raw.writableFinished) ac.abort();
     });
     return ac.signal;
   };
@@ -206,7 +207,7 @@ export async function createHttpApi(d: InvokeDeps, o: HttpOptions): Promise<Fast
           body: req.body ?? {},
           requestId: req.id,
           correlationId: typeof correlation === "string" && correlation ? correlation.slice(0, 128) : req.id,
-          signal: abortOn(req),
+          signal: abortOn(reply),
         }),
       );
     },

@@ -1,0 +1,186 @@
+// The gateway end to end on real components: kube-apiserver (TokenReview, RBAC through
+// SubjectAccessReview), PostgreSQL (limits, breakers, idempotency, jobs, audit), the
+// controller (which makes the Connector active) and a loopback HTTP target the http
+// driver calls. A ServiceAccount's token is the caller; a Role grants it `invoke`.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { join } from "node:path";
+import { projectRoot } from "../../controller/src/api/paths.ts";
+import { startGateway, type RunningGateway } from "../../controller/src/gateway.ts";
+import { loadGatewayConfig } from "../../controller/src/gatewayConfig.ts";
+import { createLogger } from "../../controller/src/observability/logger.ts";
+import {
+  apply,
+  condition,
+  ensureNamespace,
+  eventually,
+  getConnector,
+  httpConnector,
+  kubectlOk,
+} from "../support/cluster.ts";
+import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
+import { startTestController, type TestController } from "../support/controller.ts";
+import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
+import { openPool, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+
+const NS = "team-gw";
+let cp: ControlPlane;
+let db: TestPostgres;
+let target: HttpTarget;
+let controller: TestController;
+let gateway: RunningGateway;
+const gatewayLog: string[] = [];
+let token = "";
+
+async function call(path: string, body: unknown, bearer = token) {
+  const res = await fetch(`http://${gateway.addresses.api}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  return {
+    status: res.status,
+    type: res.headers.get("content-type") ?? "",
+    body: (await res.json()) as Record<string, unknown>,
+  };
+}
+
+beforeAll(async () => {
+  [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startHttpTarget()]);
+  await kubectlOk(cp, [
+    "apply",
+    "-f",
+    join(projectRoot, "examples/types"),
+    "-f",
+    join(projectRoot, "examples/policy-templates"),
+  ]);
+  await ensureNamespace(cp, NS);
+  controller = await startTestController(cp, db.url, ["--watch-namespaces", NS]);
+  const c = httpConnector(NS, "web", target.url);
+  c.spec.policy = {
+    allowOperations: ["fetch", "deliverEvent"],
+    actionScope: ["connector.operation.read", "connector.operation.invoke"],
+  };
+  await apply(cp, [
+    c,
+    { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "agent", namespace: NS } },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "Role",
+      metadata: { name: "connector-invoker", namespace: NS },
+      rules: [{ apiGroups: ["cynodeai.io"], resources: ["connectors"], verbs: ["get", "invoke"] }],
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: "agent-invokes", namespace: NS },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "connector-invoker" },
+      subjects: [{ kind: "ServiceAccount", name: "agent", namespace: NS }],
+    },
+  ]);
+  token = (await kubectlOk(cp, ["create", "token", "agent", "-n", NS])).trim();
+  await eventually(
+    async () => condition(await getConnector(cp, NS, "web"), "Ready")?.status === "True",
+    "the Connector to be Ready",
+    60_000,
+  );
+  const config = loadGatewayConfig([
+    "--kubeconfig",
+    cp.kubeconfigPath,
+    "--database-url",
+    db.url,
+    "--bind-address",
+    "127.0.0.1:0",
+    "--metrics-bind-address",
+    "127.0.0.1:0",
+    "--health-probe-bind-address",
+    "127.0.0.1:0",
+    "--watch-namespaces",
+    NS,
+    "--log-level",
+    "debug",
+  ]);
+  const destination = {
+    write: (line: string) => void gatewayLog.push(line),
+  } as unknown as NodeJS.WritableStream;
+  gateway = await startGateway(
+    config,
+    createLogger({ level: "debug", destination, name: "connector-gateway" }),
+  );
+}, 600_000);
+
+afterAll(async () => {
+  await gateway?.stop();
+  await controller?.stop();
+  await db?.stop();
+  await cp?.stop();
+  await target?.stop();
+});
+
+describe("the gateway against a real API server and PostgreSQL", () => {
+  it("runs fetch for a ServiceAccount that RBAC lets invoke, and audits it", async () => {
+    const before = target.requests;
+    const res = await call(`/v1/namespaces/${NS}/connectors/web/operations/fetch`, {
+      input: { path: "/healthz" },
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body.metadata).toMatchObject({
+      connector: "web",
+      operation: "fetch",
+      executionMode: "sync",
+      retryCount: 0,
+    });
+    expect(target.requests).toBe(before + 1);
+    await gateway.audit.flush();
+    const pool = openPool(db.url);
+    const rows = await pool.query(
+      `select actor, outcome, operation, duration_ms, connector_instance_id from connector_audit_events where namespace = $1 and operation = 'fetch'`,
+      [NS],
+    );
+    expect(rows.rows[0]).toMatchObject({ actor: `system:serviceaccount:${NS}:agent`, outcome: "success" });
+    expect(rows.rows[0].connector_instance_id).toBeTruthy();
+    await pool.end();
+  });
+
+  it("refuses without a token, and a caller RBAC does not allow", async () => {
+    const anon = await call(
+      `/v1/namespaces/${NS}/connectors/web/operations/fetch`,
+      { input: { path: "/" } },
+      "",
+    );
+    expect(anon.status).toBe(401);
+    expect(anon.type).toContain("application/problem+json");
+    await apply(cp, {
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: { name: "stranger", namespace: NS },
+    });
+    const stranger = (await kubectlOk(cp, ["create", "token", "stranger", "-n", NS])).trim();
+    const denied = await call(
+      `/v1/namespaces/${NS}/connectors/web/operations/fetch`,
+      { input: { path: "/" } },
+      stranger,
+    );
+    expect(denied.status).toBe(403);
+    expect(denied.body).toMatchObject({ rule: "rbac", errorClass: "policy_denied" });
+  });
+
+  it("runs an async operation as a job on the worker", async () => {
+    const accepted = await call(`/v1/namespaces/${NS}/connectors/web/operations/deliverEvent`, {
+      input: { type: "deploy.finished", data: { ok: true } },
+    });
+    expect(accepted.status, JSON.stringify(accepted.body)).toBe(202);
+    const id = accepted.body.jobId as string;
+    const job = await eventually(
+      async () => {
+        const r = await fetch(`http://${gateway.addresses.api}/v1/jobs/${id}`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        const j = (await r.json()) as { state: string };
+        return j.state === "succeeded" || j.state === "failed" ? j : undefined;
+      },
+      "the job to finish",
+      60_000,
+    );
+    expect(job, JSON.stringify(job)).toMatchObject({ state: "succeeded" });
+  });
+});
