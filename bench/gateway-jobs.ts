@@ -14,7 +14,7 @@ import { openDatabase, type OpenedDatabase } from "../controller/src/store/datab
 import { PgIdempotencyStore } from "../controller/src/store/idempotency.ts";
 import { PgBossJobQueue } from "../controller/src/store/jobs.ts";
 import { migrateToLatest } from "../controller/src/store/migrations.ts";
-import { startTestPostgres } from "../test/support/postgres.ts";
+import { startPostgres } from "../test/support/postgres.ts";
 
 const { values } = parseArgs({
   options: {
@@ -54,7 +54,7 @@ async function openBackend(kind: string, replicas: number): Promise<Opened> {
     const db = await openDatabase({});
     return { databases: Array<OpenedDatabase>(replicas).fill(db), close: () => db.close() };
   }
-  const server = await startTestPostgres();
+  const server = await startPostgres();
   const databases: OpenedDatabase[] = [];
   for (let i = 0; i < replicas; i++) databases.push(await openDatabase({ url: server.url }));
   return {

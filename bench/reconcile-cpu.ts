@@ -11,7 +11,7 @@ import { projectRoot } from "../controller/src/api/paths.ts";
 import { ConfigSchemaCache } from "../controller/src/catalog/configSchemas.ts";
 import { loadFileCatalog } from "../controller/src/catalog/fileCatalog.ts";
 import { Reconciler } from "../controller/src/reconcile/reconciler.ts";
-import { httpConnector } from "../test/support/cluster.ts";
+import { httpConnector } from "../test/support/connectors.ts";
 import {
   MemoryBreakerStore,
   MemoryEvents,

@@ -1,34 +1,28 @@
 // The controller under test, in a child process started the way an operator starts it
-// (node controller/src/main.ts with flags), so that its memory and CPU are its own.
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+// (test/support/controllerProcess.ts), so that its memory and CPU are its own; what the
+// benchmark reads from it (CPU and memory from /proc, a settled queue from /metrics); and
+// the tree it runs from (this checkout, a git revision, or compiled JavaScript).
+import { execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { projectRoot } from "../../controller/src/api/paths.ts";
+import { ControllerProcess } from "../../test/support/controllerProcess.ts";
+import { sleep } from "../../test/support/wait.ts";
 import { parseLabels } from "./kube.ts";
 import { procMemory, procStat } from "./proc.ts";
-import { sleep } from "./util.ts";
 
-export interface ControllerOptions {
+export interface BenchControllerOptions {
   /** The file to run (default: this checkout's controller/src/main.ts). */
   entry?: string;
   kubeconfig: string;
   databaseUrl: string;
   concurrency: number;
   resyncPeriod?: string;
-  logLevel?: string;
   /** Write a V8 CPU profile into this directory when the process exits. */
   cpuProfileDir?: string;
   /** Flags for node itself, e.g. --max-old-space-size=192. */
   nodeOptions?: string[];
-  extraArgs?: string[];
-}
-
-export interface LogLine {
-  msg?: string;
-  level?: string;
-  time?: string;
-  [k: string]: unknown;
 }
 
 export interface ProcessFigures {
@@ -37,171 +31,52 @@ export interface ProcessFigures {
   peakRss: number;
 }
 
-// Children still running when the bench exits (an error, Ctrl-C) are killed with it.
-const live = new Set<ChildProcess>();
-process.on("exit", () => {
-  for (const c of live) c.kill("SIGKILL");
-});
-
-export class ControllerProcess {
-  readonly child: ChildProcess;
-  /** Date.now() and performance.now() when it was spawned. */
-  readonly spawnedAtWall: number;
-  readonly spawnedAt: number;
-  readonly marks = new Map<string, number>();
-  readonly warnings: LogLine[] = [];
-  readonly tail: string[] = [];
-  logLines = 0;
-  metricsAddress: string | undefined;
-  readonly exited: Promise<number | null>;
-  #waiters: { msg: string; resolve: () => void }[] = [];
-
-  constructor(opts: ControllerOptions) {
-    const nodeArgs: string[] = [...(opts.nodeOptions ?? [])];
-    if (opts.cpuProfileDir) {
-      mkdirSync(opts.cpuProfileDir, { recursive: true });
-      nodeArgs.push("--cpu-prof", "--cpu-prof-dir", opts.cpuProfileDir);
-    }
-    const args = [
-      ...nodeArgs,
-      opts.entry ?? join(projectRoot, "controller/src/main.ts"),
-      "--kubeconfig",
-      opts.kubeconfig,
-      "--database-url",
-      opts.databaseUrl,
+/** A controller at info level that keeps no log lines (only counts, first times and warnings). */
+export function startBenchController(opts: BenchControllerOptions): ControllerProcess {
+  const nodeArgs = [...(opts.nodeOptions ?? [])];
+  if (opts.cpuProfileDir) {
+    mkdirSync(opts.cpuProfileDir, { recursive: true });
+    nodeArgs.push("--cpu-prof", "--cpu-prof-dir", opts.cpuProfileDir);
+  }
+  return new ControllerProcess({
+    ...(opts.entry ? { entry: opts.entry } : {}),
+    nodeArgs,
+    kubeconfig: opts.kubeconfig,
+    databaseUrl: opts.databaseUrl,
+    logLevel: "info",
+    keepLines: false,
+    args: [
       "--concurrency",
       String(opts.concurrency),
-      "--metrics-bind-address",
-      "127.0.0.1:0",
-      "--health-probe-bind-address",
-      "127.0.0.1:0",
-      "--log-level",
-      opts.logLevel ?? "info",
       ...(opts.resyncPeriod ? ["--resync-period", opts.resyncPeriod] : []),
-      ...(opts.extraArgs ?? []),
-    ];
-    this.spawnedAtWall = Date.now();
-    this.spawnedAt = performance.now();
-    this.child = spawn(process.execPath, args, {
-      stdio: ["ignore", "pipe", "pipe"],
-      cwd: projectRoot,
-    });
-    live.add(this.child);
-    this.exited = new Promise((resolve) =>
-      this.child.once("exit", (code) => {
-        live.delete(this.child);
-        resolve(code);
-      }),
-    );
-    let buf = "";
-    this.child.stdout!.on("data", (d: Buffer) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        this.#line(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    });
-    this.child.stderr!.on("data", (d: Buffer) => this.#remember(`stderr: ${d.toString().trimEnd()}`));
-  }
+    ],
+  });
+}
 
-  #remember(line: string): void {
-    this.tail.push(line);
-    if (this.tail.length > 60) this.tail.shift();
-  }
+/** CPU seconds and memory of the process so far (read before it exits). */
+export function figures(ctrl: ControllerProcess): ProcessFigures {
+  const pid = ctrl.child.pid!;
+  const stat = procStat(pid);
+  const mem = procMemory(pid);
+  return { cpuSeconds: stat?.cpuSeconds ?? NaN, rss: mem?.rss ?? NaN, peakRss: mem?.peakRss ?? NaN };
+}
 
-  #line(text: string): void {
-    this.logLines++;
-    let line: LogLine;
-    try {
-      line = JSON.parse(text) as LogLine;
-    } catch {
-      this.#remember(text);
-      return;
-    }
-    const msg = line.msg ?? "";
-    if (!this.marks.has(msg)) {
-      // The first time each message is logged, on the bench's clock.
-      const wall = line.time ? Date.parse(line.time) : Date.now();
-      this.marks.set(msg, this.spawnedAt + (wall - this.spawnedAtWall));
-    }
-    if (msg === "serving metrics and health probes" && typeof line.metrics === "string")
-      this.metricsAddress = line.metrics;
-    if (["warn", "error", "fatal"].includes(line.level ?? "")) {
-      if (this.warnings.length < 200) this.warnings.push(line);
-      this.#remember(text);
-    }
-    this.#waiters = this.#waiters.filter((w) => (w.msg === msg ? (w.resolve(), false) : true));
-  }
-
-  /** Resolves when the controller logs `msg` (at once if it already has). */
-  async waitFor(msg: string, timeoutMs = 120_000): Promise<number> {
-    if (!this.marks.has(msg)) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.#waiters.push({ msg, resolve })),
-        this.exited.then((code) => {
-          throw new Error(`controller exited (${code}) before "${msg}":\n${this.tail.join("\n")}`);
-        }),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`controller did not log "${msg}" in ${timeoutMs} ms`)),
-            timeoutMs,
-          );
-        }),
-      ]).finally(() => clearTimeout(timer));
-    }
-    return this.marks.get(msg)!;
-  }
-
-  /** CPU seconds and memory of the process so far (read before it exits). */
-  figures(): ProcessFigures {
-    const pid = this.child.pid!;
-    const stat = procStat(pid);
-    const mem = procMemory(pid);
-    return { cpuSeconds: stat?.cpuSeconds ?? NaN, rss: mem?.rss ?? NaN, peakRss: mem?.peakRss ?? NaN };
-  }
-
-  /** The controller's /metrics as series name{labels} => value. */
-  async metrics(): Promise<Map<string, number>> {
-    if (!this.metricsAddress) await this.waitFor("serving metrics and health probes");
-    const res = await fetch(`http://${this.metricsAddress}/metrics`);
-    const text = await res.text();
-    const out = new Map<string, number>();
-    for (const line of text.split("\n")) {
-      if (!line || line.startsWith("#")) continue;
-      const sp = line.lastIndexOf(" ");
-      out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-    }
-    return out;
-  }
-
-  /**
-   * Waits until the controller has nothing to do: queue empty, no worker busy and no
-   * reconcile finished between two scrapes `intervalMs` apart.
-   */
-  async settle(intervalMs = 1000, timeoutMs = 120_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let last = -1;
-    for (;;) {
-      const m = await this.metrics();
-      const done = sumSeries(m, "controller_runtime_reconcile_total");
-      const depth = sumSeries(m, "workqueue_depth");
-      const active = sumSeries(m, "controller_runtime_active_workers");
-      if (depth === 0 && active === 0 && done === last) return;
-      last = done;
-      if (Date.now() > deadline) return;
-      await sleep(intervalMs);
-    }
-  }
-
-  /** SIGTERM (a clean drain; a CPU profile is written on exit), SIGKILL after 30 s. */
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill("SIGTERM");
-    const t = setTimeout(() => this.child.kill("SIGKILL"), 30_000);
-    await this.exited;
-    clearTimeout(t);
+/**
+ * Waits until the controller has nothing to do: queue empty, no worker busy and no
+ * reconcile finished between two scrapes `intervalMs` apart.
+ */
+export async function settle(ctrl: ControllerProcess, intervalMs = 1000, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = -1;
+  for (;;) {
+    const m = await ctrl.metrics();
+    const done = sumSeries(m, "controller_runtime_reconcile_total");
+    const depth = sumSeries(m, "workqueue_depth");
+    const active = sumSeries(m, "controller_runtime_active_workers");
+    if (depth === 0 && active === 0 && done === last) return;
+    last = done;
+    if (Date.now() > deadline) return;
+    await sleep(intervalMs);
   }
 }
 

@@ -1,15 +1,14 @@
 // The benchmark's side of the Kubernetes API: the Connectors it creates, a watch that
 // notes when each one turns Ready, and the API server's own request counters.
 import * as https from "node:https";
-import { join } from "node:path";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
-import { projectRoot } from "../../controller/src/api/paths.ts";
 import { GROUP, VERSION, type Connector } from "../../controller/src/api/types.ts";
 import { reuseConnections } from "../../controller/src/kube/connections.ts";
 import { Informer, objectKey } from "../../controller/src/kube/runtime/informer.ts";
 import { customObjectSource, PLURALS } from "../../controller/src/kube/resources.ts";
 import { createLogger } from "../../controller/src/observability/logger.ts";
-import { httpConnector, kubectlOk } from "../../test/support/cluster.ts";
+import { applyCatalog, kubectlOk } from "../../test/support/cluster.ts";
+import { httpConnector } from "../../test/support/connectors.ts";
 import type { ControlPlane } from "../../test/support/controlPlane.ts";
 import { inParallel, retrying } from "./util.ts";
 
@@ -49,13 +48,7 @@ export async function prepareCluster(cp: ControlPlane): Promise<void> {
     ["apply", "-f", "-"],
     JSON.stringify({ apiVersion: "v1", kind: "List", items: namespaces }),
   );
-  await kubectlOk(cp, [
-    "apply",
-    "-f",
-    join(projectRoot, "examples/types"),
-    "-f",
-    join(projectRoot, "examples/policy-templates"),
-  ]);
+  await applyCatalog(cp);
 }
 
 export async function createConnector(api: CustomObjectsApi, c: Connector): Promise<Connector> {

@@ -10,15 +10,15 @@
 //   pg_stat_database / pg_stat_user_tables deltas stand in (transactions and row counts).
 // - auto: url when its server preloads pg_stat_statements, else private when the binaries
 //   are there, else url, else the embedded server of test/support/postgres.ts.
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { execFileSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
-import pg from "pg";
-import { startTestPostgres } from "../../test/support/postgres.ts";
-import { errorText, sleep } from "./util.ts";
+import { freePort } from "../../test/support/net.ts";
+import { createDatabaseOn, startPostgres, withClient, withDatabase } from "../../test/support/postgres.ts";
+import { startProcess, type TestProcess } from "../../test/support/process.ts";
+import { eventually } from "../../test/support/wait.ts";
+import { errorText } from "./util.ts";
 
 export type PgMode = "auto" | "private" | "url";
 
@@ -42,22 +42,6 @@ export interface BenchPostgres {
   stop(): Promise<void>;
 }
 
-async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
-
-function withDatabase(url: string, database: string): string {
-  const u = new URL(url);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
-
 const SETTINGS = [
   "server_version",
   "fsync",
@@ -78,21 +62,8 @@ async function readSettings(url: string): Promise<Record<string, string>> {
   });
 }
 
-async function dbOnServer(adminUrl: string, label: string): Promise<BenchDatabase> {
-  const name = `bench_${label}_${randomBytes(4).toString("hex")}`.replace(/[^a-z0-9_]/g, "_");
-  await withClient(adminUrl, (c) => c.query(`create database ${c.escapeIdentifier(name)}`));
-  let dropped = false;
-  return {
-    name,
-    url: withDatabase(adminUrl, name),
-    async drop() {
-      if (dropped) return;
-      dropped = true;
-      await withClient(adminUrl, (c) =>
-        c.query(`drop database if exists ${c.escapeIdentifier(name)} with (force)`),
-      );
-    },
-  };
+function dbOnServer(adminUrl: string, label: string): Promise<BenchDatabase> {
+  return createDatabaseOn(adminUrl, `bench_${label}`);
 }
 
 function privateBinaries(): { bin: string; lib: string } | undefined {
@@ -121,18 +92,6 @@ function privateBinaries(): { bin: string; lib: string } | undefined {
   return undefined;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const a = srv.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /** PostgreSQL refuses to run as root: run it as the `postgres` user when we are root. */
 function runAs(): { uid: number; gid: number } | undefined {
   if (userInfo().uid !== 0) return undefined;
@@ -153,22 +112,13 @@ async function startPrivate(fast: boolean): Promise<BenchPostgres> {
   const data = join(dir, "data");
   if (user) chownSync(dir, user.uid, user.gid);
   const opts = user ? { uid: user.uid, gid: user.gid } : {};
-  let server: ChildProcess | undefined;
-  // If the bench dies (an uncaught error), the server and its directory go with it.
-  const onExit = () => {
-    server?.kill("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
-  };
+  let server: TestProcess | undefined;
+  // If the bench dies (an uncaught error), the directory goes with it (and the server: process.ts).
+  const onExit = () => rmSync(dir, { recursive: true, force: true });
   process.on("exit", onExit);
   const stop = async () => {
     process.removeListener("exit", onExit);
-    if (server && server.exitCode === null && server.signalCode === null) {
-      const exited = new Promise((r) => server!.once("exit", r));
-      server.kill("SIGINT"); // fast shutdown
-      const t = setTimeout(() => server?.kill("SIGKILL"), 15_000);
-      await exited;
-      clearTimeout(t);
-    }
+    await server?.stop("SIGINT", 15_000); // fast shutdown
     rmSync(dir, { recursive: true, force: true });
   };
   try {
@@ -199,28 +149,20 @@ async function startPrivate(fast: boolean): Promise<BenchPostgres> {
       "shared_buffers=256MB",
       ...(fast ? ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"] : []),
     ];
-    const log: string[] = [];
-    server = spawn(join(bins.bin, "postgres"), args, { ...opts, stdio: ["ignore", "pipe", "pipe"] });
-    const remember = (d: Buffer) => {
-      log.push(d.toString());
-      if (log.length > 50) log.shift();
-    };
-    server.stdout!.on("data", remember);
-    server.stderr!.on("data", remember);
+    const postmaster = startProcess("postgres", join(bins.bin, "postgres"), args, opts);
+    server = postmaster;
     const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (server.exitCode !== null) throw new Error(`postgres exited: ${log.join("").slice(-2000)}`);
-      try {
-        await withClient(adminUrl, (c) => c.query("select 1"));
-        break;
-      } catch (err) {
-        if (Date.now() > deadline) throw new Error(`postgres did not start: ${errorText(err)}`);
-        await sleep(200);
-      }
-    }
+    await eventually(
+      () => withClient(adminUrl, (c) => c.query("select 1")).then(() => true),
+      "postgres to start",
+      {
+        timeoutMs: 30_000,
+        intervalMs: 200,
+        giveUpIf: () => postmaster.exitInfo && `postgres ${postmaster.exitInfo}: ${postmaster.tail(30)}`,
+      },
+    );
     await withClient(adminUrl, (c) => c.query("create extension if not exists pg_stat_statements"));
-    const pid = server.pid;
+    const pid = postmaster.child.pid;
     return {
       mode: "private",
       adminUrl,
@@ -268,7 +210,7 @@ function embedded(): BenchPostgres {
     statements: false,
     settings: {},
     async createDatabase(label) {
-      const t = await startTestPostgres();
+      const t = await startPostgres();
       return { name: new URL(t.url).pathname.slice(1) || label, url: t.url, drop: () => t.stop() };
     },
     stop: async () => {},

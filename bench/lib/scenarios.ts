@@ -3,19 +3,27 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from "@kubernetes/client-node";
-import { Kysely, PostgresDialect } from "kysely";
+import { Kysely, PostgresDialect, type Selectable } from "kysely";
 import pg from "pg";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import { GROUP, VERSION, type Connector, type ConnectorStatus } from "../../controller/src/api/types.ts";
 import { objectKey } from "../../controller/src/kube/runtime/informer.ts";
 import { KubeConnectorWriter, PLURALS } from "../../controller/src/kube/resources.ts";
-import type { InstanceRow } from "../../controller/src/api/model.ts";
-import { createInstanceStore } from "../../controller/src/store/instanceStore.ts";
+import { createInstanceStore, fromInstanceRow } from "../../controller/src/store/instanceStore.ts";
 import { migrateToLatest } from "../../controller/src/store/migrations.ts";
-import type { Database } from "../../controller/src/store/schema.ts";
+import type { ConnectorInstancesTable, Database } from "../../controller/src/store/schema.ts";
 import type { ControlPlane } from "../../test/support/controlPlane.ts";
 import type { HttpTarget } from "../../test/support/httpTarget.ts";
-import { ControllerProcess, histogram, histogramQuantile, sumSeries } from "./controllerProcess.ts";
+import type { ControllerProcess } from "../../test/support/controllerProcess.ts";
+import { sleep } from "../../test/support/wait.ts";
+import {
+  figures as processFigures,
+  histogram,
+  histogramQuantile,
+  settle,
+  startBenchController,
+  sumSeries,
+} from "./controllerProcess.ts";
 import {
   apiserverRequests,
   benchConnector,
@@ -34,7 +42,7 @@ import {
   type PgDelta,
 } from "./postgres.ts";
 import { machineBusySeconds, procStat, treeCpuSeconds } from "./proc.ts";
-import { inParallel, retrying, since, sleep, summary } from "./util.ts";
+import { inParallel, retrying, since, summary } from "./util.ts";
 
 export interface Env {
   n: number;
@@ -127,6 +135,22 @@ async function settledCounters(env: Env): Promise<PgCounters> {
   return prev;
 }
 
+/** The controller under test on this scenario's cluster and database. */
+function controllerFor(
+  env: Env,
+  concurrency: number,
+  extra: { cpuProfileDir?: string; resyncPeriod?: string },
+): ControllerProcess {
+  return startBenchController({
+    ...(env.controllerEntry ? { entry: env.controllerEntry } : {}),
+    ...(env.nodeOptions ? { nodeOptions: env.nodeOptions } : {}),
+    kubeconfig: env.cp.kubeconfigPath,
+    databaseUrl: env.db.url,
+    concurrency,
+    ...extra,
+  });
+}
+
 // ---- 1. cold start --------------------------------------------------------------------------
 
 export interface ColdStart {
@@ -163,14 +187,7 @@ export async function coldStart(env: Env, concurrency: number, profile: boolean)
   const pg0 = await readCounters(env.pg, env.db);
   const cpu0 = serverCpu(env);
   const profileDir = profile && env.profileDir ? env.profileDir : undefined;
-  const ctrl = new ControllerProcess({
-    ...(env.controllerEntry ? { entry: env.controllerEntry } : {}),
-    ...(env.nodeOptions ? { nodeOptions: env.nodeOptions } : {}),
-    kubeconfig: env.cp.kubeconfigPath,
-    databaseUrl: env.db.url,
-    concurrency,
-    ...(profileDir ? { cpuProfileDir: profileDir } : {}),
-  });
+  const ctrl = controllerFor(env, concurrency, profileDir ? { cpuProfileDir: profileDir } : {});
   try {
     const timeoutMs = Math.max(180_000, n * 150);
     let timer: NodeJS.Timeout | undefined;
@@ -184,7 +201,7 @@ export async function coldStart(env: Env, concurrency: number, profile: boolean)
     const allReadyAt = await Promise.race([
       env.tracker.whenCount(n),
       ctrl.exited.then((code) => {
-        throw new Error(`the controller exited (${code}):\n${ctrl.tail.join("\n")}`);
+        throw new Error(`the controller exited (${JSON.stringify(code)}):\n${ctrl.tail(60)}`);
       }),
       new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -196,9 +213,9 @@ export async function coldStart(env: Env, concurrency: number, profile: boolean)
       clearTimeout(timer);
       clearInterval(progress);
     });
-    await ctrl.settle();
+    await settle(ctrl);
     const settledAt = performance.now();
-    const figures = ctrl.figures();
+    const figures = processFigures(ctrl);
     const m = await ctrl.metrics();
     const cpu1 = serverCpu(env);
     await ctrl.stop();
@@ -228,7 +245,7 @@ export async function coldStart(env: Env, concurrency: number, profile: boolean)
       reconciles: sumSeries(m, "controller_runtime_reconcile_total"),
       probes: sumSeries(m, "connector_probe_total"),
       warnings: ctrl.warnings.length,
-      logLines: ctrl.logLines,
+      logLines: ctrl.lineCount,
       ...(profileFile ? { profile: profileFile } : {}),
     };
   } finally {
@@ -389,8 +406,11 @@ export async function floor(env: Env, concurrency: number, opts: { finalizers: b
   // Upserts into a scratch database with the same schema, from the rows the cold start wrote.
   env.log(`  floor: ${objs.length} upserts and store inserts`);
   const source = new pg.Pool({ connectionString: env.db.url, max: 1 });
-  const rows = (await source.query("select * from connector_instances where deleted_at is null"))
-    .rows as Record<string, unknown>[];
+  const rows = (
+    await source.query<Selectable<ConnectorInstancesTable>>(
+      "select * from connector_instances where deleted_at is null",
+    )
+  ).rows;
   await source.end();
   const scratch = await env.pg.createDatabase("floor");
   const scratchPool = new pg.Pool({ connectionString: scratch.url, max: concurrency });
@@ -433,10 +453,8 @@ export async function floor(env: Env, concurrency: number, opts: { finalizers: b
     await Promise.all(Array.from({ length: concurrency }, () => store.findByUid("warm-up")));
     start = performance.now();
     await inParallel(rows, concurrency, async (r) => {
-      const row = Object.fromEntries(
-        Object.entries(camel).map(([field, column]) => [field, r[column] ?? null]),
-      ) as unknown as InstanceRow;
-      await store.insert({ ...row, uid: String(r.uid) });
+      const { id: _id, createdAt: _c, updatedAt: _u, deletedAt: _d, ...row } = fromInstanceRow(r);
+      await store.insert(row);
     });
     storeInsertMs = since(start);
     const after = await readCounters(env.pg, scratch);
@@ -459,32 +477,6 @@ export async function floor(env: Env, concurrency: number, opts: { finalizers: b
     serverCpuSeconds: cpuDelta(cpu0, serverCpu(env)),
   };
 }
-
-/** NewInstance fields and their columns (what the store's insert takes). */
-const camel: Record<string, string> = {
-  namespace: "namespace",
-  name: "name",
-  owner: "owner",
-  projectId: "project_id",
-  type: "type",
-  typeVersion: "type_version",
-  config: "config",
-  configSchemaVersion: "config_schema_version",
-  credentialsRef: "credentials_ref",
-  secretVersion: "secret_version",
-  secretFingerprint: "secret_fingerprint",
-  policy: "policy",
-  limits: "limits",
-  rateLimitPolicy: "rate_limit_policy",
-  enabled: "enabled",
-  state: "state",
-  lastSuccessAt: "last_success_at",
-  lastError: "last_error",
-  lastErrorClass: "last_error_class",
-  healthCheckedAt: "health_checked_at",
-  appliedGeneration: "applied_generation",
-  specHash: "spec_hash",
-};
 
 // ---- a controller for the steady-state scenarios ---------------------------------------------
 
@@ -535,14 +527,7 @@ export async function warmStart(
   const total = env.tracker.informer.size;
   const t0 = await dbNow(env.db);
   const api0 = await apiserverRequests(env.cp);
-  const ctrl = new ControllerProcess({
-    ...(env.controllerEntry ? { entry: env.controllerEntry } : {}),
-    ...(env.nodeOptions ? { nodeOptions: env.nodeOptions } : {}),
-    kubeconfig: env.cp.kubeconfigPath,
-    databaseUrl: env.db.url,
-    concurrency,
-    ...(resyncPeriod ? { resyncPeriod } : {}),
-  });
+  const ctrl = controllerFor(env, concurrency, resyncPeriod ? { resyncPeriod } : {});
   try {
     await ctrl.waitFor("controller started");
     const deadline = Date.now() + Math.max(120_000, total * 60);
@@ -552,7 +537,7 @@ export async function warmStart(
       if (Date.now() > deadline) throw new Error("the warm start did not reconcile every Connector in time");
       await sleep(250);
     }
-    await ctrl.settle(500);
+    await settle(ctrl, 500);
     const reconciledMs = since(ctrl.spawnedAt);
     const m = await ctrl.metrics();
     const apiRequests = requestDelta(api0, await apiserverRequests(env.cp));
@@ -614,7 +599,7 @@ export async function quiet(env: Env, concurrency: number, resyncPeriod: string,
       reconciles = sumSeries(await ctrl.metrics(), "controller_runtime_reconcile_total") - r0;
       if (reconciles >= passes * total) break;
     }
-    await ctrl.settle(500);
+    await settle(ctrl, 500);
     reconciles = sumSeries(await ctrl.metrics(), "controller_runtime_reconcile_total") - r0;
     const windowMs = since(start);
     const api1 = await apiserverRequests(env.cp);
@@ -702,7 +687,7 @@ export async function applyLatency(
     ]).finally(() => clearTimeout(timer));
     latencies.push(at - start);
   }
-  await ctrl.settle(500);
+  await settle(ctrl, 500);
   const m1 = await ctrl.metrics();
   const apiRequests = requestDelta(api0, await apiserverRequests(env.cp));
   return {

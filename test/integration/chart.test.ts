@@ -3,7 +3,6 @@
 // server (PodSecurity "restricted" included), and its ServiceAccount can do exactly what
 // the controller needs (charts/connector-controller/rbac-expectations.yaml), proven with
 // `kubectl auth can-i --as=system:serviceaccount:...`, and nothing it must not.
-import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -17,6 +16,8 @@ import { FLAGS, loadConfig } from "../../controller/src/config.ts";
 import { kubeAccessReviews } from "../../controller/src/kube/accessReviews.ts";
 import { startSecureMetricsServer } from "../../controller/src/observability/secureMetrics.ts";
 import { REPO_ROOT, startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
+import { runCommand, type CommandResult } from "../support/process.ts";
+import { testbinDir } from "../support/testbin.ts";
 
 const CHART = path.join(REPO_ROOT, "charts", "connector-controller");
 const RELEASE = "connector-controller";
@@ -42,52 +43,11 @@ const prodWithCa = (): string[] => [...PROD, "--set", `webhook.caBundle=${caBund
 // ---------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(
-  cmd: string,
-  args: string[],
-  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; stderrTo?: NodeJS.WritableStream } = {},
-): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      cmd,
-      args,
-      { env: opts.env ?? process.env, maxBuffer: 64 * 1024 * 1024, timeout: opts.timeoutMs ?? 120_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-      },
-    );
-    if (opts.stderrTo) child.stderr?.pipe(opts.stderrTo, { end: false });
-  });
-}
+type Result = CommandResult;
 
 // Building helm from source takes about 5 minutes on 2 cores the first time (`make testbin`
 // does it beforehand); a cached build answers at once.
 const HELM_BUILD_TIMEOUT_MS = 20 * 60_000;
-
-/** hack/testbin.sh helm: the directory holding helm (built once, cached). Never skipped. */
-async function resolveHelm(): Promise<string> {
-  const res = await run("bash", [path.join(REPO_ROOT, "hack", "testbin.sh"), "helm"], {
-    timeoutMs: HELM_BUILD_TIMEOUT_MS,
-    stderrTo: process.stderr,
-  });
-  const dir = res.stdout.trim().split("\n").pop()?.trim() ?? "";
-  const helm = path.join(dir, "helm");
-  if (res.code !== 0 || !dir || !fs.existsSync(helm)) {
-    throw new Error(
-      `helm is not available: hack/testbin.sh helm exited ${res.code}.\n${res.stderr.split("\n").slice(-20).join("\n")}\n` +
-        "Run `hack/testbin.sh helm` (builds helm from the Go module proxy; needs Go >= 1.26) " +
-        "or set TESTBIN_HELM_DIR to a directory holding helm.",
-    );
-  }
-  return helm;
-}
 
 interface K8sObject {
   apiVersion: string;
@@ -197,7 +157,8 @@ let cp: ControlPlane;
 let caBundle: string;
 
 async function helm(args: string[]): Promise<Result> {
-  return run(helmBin, args, {
+  return runCommand(helmBin, args, {
+    timeoutMs: 120_000,
     env: {
       ...process.env,
       HELM_CACHE_HOME: path.join(helmHome, "cache"),
@@ -242,7 +203,7 @@ async function kubectlOk(args: string[], input?: string): Promise<Result> {
 }
 
 beforeAll(async () => {
-  helmBin = await resolveHelm();
+  helmBin = path.join(await testbinDir("helm", ["helm"], { timeoutMs: HELM_BUILD_TIMEOUT_MS }), "helm");
   helmHome = fs.mkdtempSync(path.join(os.tmpdir(), "connector-controller-helm-"));
   // The chart's own copies of the CRDs, installed first (what `helm install` does).
   cp = await startControlPlane({ crdDir: path.join(CHART, "crds") });
@@ -1114,7 +1075,8 @@ describe("on the test control plane", () => {
     const step = doc.split("\n").find((l) => l.startsWith("helm show crds "));
     expect(step, "docs/upgrading.md gives the CRD step as a line of its own").toBeDefined();
     expect(step).toMatch(/kubectl apply --server-side --force-conflicts/);
-    const r = await run("bash", ["-euo", "pipefail", "-c", step!], {
+    const r = await runCommand("bash", ["-euo", "pipefail", "-c", step!], {
+      timeoutMs: 120_000,
       env: {
         ...process.env,
         PATH: `${path.dirname(helmBin)}:${cp.binDir}:${process.env.PATH ?? ""}`,

@@ -2,35 +2,27 @@
 // the controller running on them: what a platform team sees during an incident (status)
 // and before a merge (diff), with the exit codes scripts rely on.
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as yaml from "js-yaml";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector } from "../../controller/src/api/types.ts";
-import {
-  apply,
-  condition,
-  ensureNamespace,
-  eventually,
-  getConnector,
-  httpConnector,
-  kubectlOk,
-} from "../support/cluster.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { startTestController, type TestController } from "../support/controller.ts";
+import { apply } from "../support/cluster.ts";
+import { condition, getConnector, httpConnector, waitConnector } from "../support/connectors.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
 import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
-import { openPool, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { freePort } from "../support/net.ts";
+import type { TestPostgres } from "../support/postgres.ts";
+import { startWorld, type World } from "../support/world.ts";
 
 const NS = "team-cli";
 const cli = join(projectRoot, "controller/src/cli/connectorctl.ts");
+let world: World;
 let cp: ControlPlane;
 let db: TestPostgres;
 let sql: pg.Pool;
-let controller: TestController | undefined;
 let up: HttpTarget;
 let down: HttpTarget;
 let dir: string;
@@ -60,54 +52,29 @@ function ctl(args: string[], opts: { db?: boolean; input?: string } = {}): Promi
   });
 }
 
-/** A loopback port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
 function file(name: string, docs: object[]): string {
   const path = join(dir, name);
   writeFileSync(path, docs.map((d) => yaml.dump(d)).join("---\n"));
   return path;
 }
 
-async function settled(name: string, ok: (c: Connector) => boolean, what: string): Promise<Connector> {
-  return eventually(
-    async () => {
-      const c = await getConnector(cp, NS, name);
-      return c && c.status?.observedGeneration === c.metadata.generation && ok(c) ? c : undefined;
-    },
-    `${name}: ${what}`,
-    60_000,
-  );
+function settled(name: string, ok: (c: Connector) => boolean, what: string): Promise<Connector> {
+  const current = (c: Connector) => c.status?.observedGeneration === c.metadata.generation && ok(c);
+  return waitConnector(cp, NS, name, current, what, 60_000);
 }
 
 const okHook = () => httpConnector(NS, "ok-hook", up.url);
 const observed = () => httpConnector(NS, "observed", up.url, { "cynodeai.io/management-policy": "Observe" });
 
 beforeAll(async () => {
-  [cp, db, up, down] = await Promise.all([
-    startControlPlane(),
-    startTestPostgres(),
-    startHttpTarget(),
-    startHttpTarget(),
-  ]);
+  world = await startWorld({ target: true, namespaces: [NS] });
+  ({ cp, db, sql } = world);
+  up = world.target;
+  down = await startHttpTarget();
+  world.defer("the failing target", () => down.stop());
   down.status = 503;
-  dir = mkdtempSync(join(tmpdir(), "cc-cli-cluster-"));
-  sql = openPool(db.url, 2);
-  await kubectlOk(cp, [
-    "apply",
-    "-f",
-    join(projectRoot, "examples/types"),
-    "-f",
-    join(projectRoot, "examples/policy-templates"),
-  ]);
-  await ensureNamespace(cp, NS);
-  controller = await startTestController(cp, db.url, ["--log-level", "info"]);
+  dir = world.tempDir("cc-cli-cluster-");
+  await world.startController(["--log-level", "info"]);
   await apply(cp, [okHook(), httpConnector(NS, "down-hook", down.url), observed()]);
   await settled("ok-hook", (c) => condition(c, "Ready")?.status === "True", "Ready");
   await settled("down-hook", (c) => condition(c, "Healthy")?.status === "False", "Healthy=False");
@@ -121,13 +88,7 @@ beforeAll(async () => {
 }, 600_000);
 
 afterAll(async () => {
-  await controller?.stop();
-  await sql?.end();
-  await db?.stop();
-  await cp?.stop();
-  await up?.stop();
-  await down?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await world?.stop();
 });
 
 describe("connectorctl status", () => {
@@ -175,7 +136,7 @@ describe("connectorctl status", () => {
   });
 
   it("says why when the API server cannot be reached (the cause, not just 'fetch failed'), exit 2", async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const kubeconfig = readFileSync(cp.kubeconfigPath, "utf8").replace(
       cp.server,
       `https://127.0.0.1:${port}`,

@@ -3,53 +3,38 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as yaml from "js-yaml";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector } from "../../controller/src/api/types.ts";
-import type { Running } from "../../controller/src/main.ts";
+import { apply, ensureNamespace, kubectlOk } from "../support/cluster.ts";
 import {
-  apply,
   condition,
-  ensureNamespace,
-  eventually,
+  exampleYaml,
   getConnector,
-  kubectlOk,
   httpConnector,
-} from "../support/cluster.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { startTestController } from "../support/controller.ts";
-import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
-import { openPool, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+  waitConnector,
+  waitReady,
+} from "../support/connectors.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import { eventually } from "../support/wait.ts";
+import { startWorld, type World } from "../support/world.ts";
 
+const CONTROLLER_ARGS = ["--concurrency", "4"];
+let world: World;
 let cp: ControlPlane;
-let db: TestPostgres;
 let sql: pg.Pool;
-let running: Running | undefined;
-let target: HttpTarget;
-let exampleReceiver: HttpTarget;
-const logLines: string[] = [];
-
-async function start(): Promise<Running> {
-  running = await startTestController(cp, db.url, ["--concurrency", "4"], logLines);
-  return running;
-}
 
 function connector(ns: string, name: string, patch: (c: Connector) => void = () => {}): Connector {
-  const c = httpConnector(ns, name, target.url);
+  const c = httpConnector(ns, name, world.target.url);
   patch(c);
   return c;
 }
 
-async function readyConnector(ns: string, name: string): Promise<Connector> {
-  return eventually(async () => {
-    const c = await getConnector(cp, ns, name);
-    return condition(c, "Ready")?.status === "True" &&
-      c?.status?.observedGeneration === c?.metadata.generation
-      ? c
-      : undefined;
-  }, `${ns}/${name} to be Ready`);
-}
+const readyConnector = (ns: string, name: string) => waitReady(cp, ns, name);
+
+const stalledConnector = (ns: string, name: string, what: string) =>
+  waitConnector(cp, ns, name, (c) => condition(c, "Stalled")?.status === "True", what, 30_000);
 
 async function rowsFor(ns: string, name: string) {
   const r = await sql.query(
@@ -60,37 +45,24 @@ async function rowsFor(ns: string, name: string) {
 }
 
 beforeAll(async () => {
-  [cp, db, target, exampleReceiver] = await Promise.all([
-    startControlPlane(),
-    startTestPostgres(),
-    startHttpTarget(),
-    startHttpTarget(18080),
-  ]);
-  sql = openPool(db.url, 2);
-  await kubectlOk(cp, [
-    "apply",
-    "-f",
-    join(projectRoot, "examples/types"),
-    "-f",
-    join(projectRoot, "examples/policy-templates"),
-  ]);
-  await start();
+  world = await startWorld({ target: true, controller: CONTROLLER_ARGS });
+  ({ cp, sql } = world);
 }, 600_000);
 
 afterAll(async () => {
-  await running?.stop();
-  await sql?.end();
-  await db?.stop();
-  await cp?.stop();
-  await target?.stop();
-  await exampleReceiver?.stop();
+  await world?.stop();
 });
 
 describe("the controller against a real API server and PostgreSQL", () => {
   it("reconciles an applied Connector until kubectl wait --for=condition=Ready succeeds", async () => {
-    // The standalone example as shipped: it probes 127.0.0.1:18080, where `exampleReceiver` listens.
+    // The standalone example as shipped, its receiver address (`make run`'s fixed demo port)
+    // rewritten to the test's own target on a free port.
     await ensureNamespace(cp, "team-platform");
-    await kubectlOk(cp, ["apply", "-f", join(projectRoot, "examples/connectors/status-webhook.yaml")]);
+    await kubectlOk(
+      cp,
+      ["apply", "-f", "-"],
+      exampleYaml("examples/connectors/status-webhook.yaml", world.target.url),
+    );
     const r = await cp.kubectl([
       "wait",
       "--for=condition=Ready",
@@ -172,10 +144,7 @@ describe("the controller against a real API server and PostgreSQL", () => {
       "-p",
       '{"spec":{"config":{"timeoutMs":50}}}',
     ]);
-    const stalled = await eventually(async () => {
-      const c = await getConnector(cp, "team-stall", "mail");
-      return condition(c, "Stalled")?.status === "True" ? c : undefined;
-    }, "Stalled=True");
+    const stalled = await stalledConnector("team-stall", "mail", "Stalled=True");
     expect(condition(stalled, "Stalled")).toMatchObject({ reason: "InvalidConfig", observedGeneration: 2 });
     expect(condition(stalled, "Stalled")!.message).toContain("spec.config.timeoutMs: must be >= 100");
     expect(condition(stalled, "Ready")?.status).toBe("False");
@@ -252,10 +221,7 @@ describe("the controller against a real API server and PostgreSQL", () => {
     });
     expect(templated.status?.state).toBe("active");
     const stalled = async (name: string) =>
-      eventually(async () => {
-        const c = await getConnector(cp, "team-policy", name);
-        return condition(c, "Stalled")?.status === "True" ? condition(c, "Stalled") : undefined;
-      }, `${name} Stalled`);
+      condition(await stalledConnector("team-policy", name, "Stalled"), "Stalled")!;
     expect(await stalled("unknown-op")).toMatchObject({ reason: "PolicyDenied" });
     expect((await stalled("unknown-op")).message).toContain(
       'operation "launchMissiles" is not an operation of connector type "http"',
@@ -301,19 +267,15 @@ describe("the controller against a real API server and PostgreSQL", () => {
     await readyConnector("team-retire", "db");
     type.spec.versions.find((v) => v.version === 2)!.lifecycle = "retired";
     await apply(cp, type);
-    const stalled = await eventually(async () => {
-      const c = await getConnector(cp, "team-retire", "db");
-      return condition(c, "Stalled")?.status === "True" ? c : undefined;
-    }, "Stalled after retirement");
+    const stalled = await stalledConnector("team-retire", "db", "Stalled after retirement");
     expect(condition(stalled, "Stalled")?.reason).toBe("RetiredTypeVersion");
     expect(stalled.metadata.generation).toBe(1);
   });
 
   it("restarts without duplicate rows or status writes for unchanged objects", async () => {
     const before = await sql.query("select count(*)::int as n from connector_instances");
-    await running!.stop();
-    running = undefined;
-    const again = await start();
+    await world.stopController();
+    const again = await world.startController(CONTROLLER_ARGS);
     await eventually(
       async () => again.controller.queue.length === 0 && again.controller.activeWorkers === 0,
       "the queue to drain",

@@ -1,7 +1,7 @@
 // The drivers' health checks (through drivers/run.ts, as the controller calls them) against
 // real servers on loopback: Dovecot (IMAP, IMAPS, submission
 // with STARTTLS and implicit TLS), an in-process node:https server with a throwaway CA
-// (HTTP, Mattermost and Discord shapes), PostgreSQL (startTestPostgres), and a silent TCP
+// (HTTP, Mattermost and Discord shapes), PostgreSQL (startPostgres), and a silent TCP
 // server for timeouts. The ConnectorTypes are the project's own (examples/types).
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
@@ -14,7 +14,7 @@ import type { Logger } from "../../controller/src/api/logger.ts";
 import type { ProbeInput, ProbeResult } from "../../controller/src/api/model.ts";
 import { REPO_ROOT } from "../support/controlPlane.ts";
 import { startDovecot, type TestDovecot } from "../support/dovecot.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { startPostgres, type TestPostgres } from "../support/postgres.ts";
 import {
   startSilentServer,
   startTestHttpsServer,
@@ -522,7 +522,7 @@ describe("Mattermost and Discord against the local TLS server", () => {
 
 // --- PostgreSQL -----------------------------------------------------------------------------------
 
-// The test database (startTestPostgres), and a server that checks passwords when that one
+// The test database (startPostgres), and a server that checks passwords when that one
 // does not (the machine's server may trust 127.0.0.1). Stopped in the top-level afterAll.
 let pgServer: TestPostgres | undefined;
 let pgAuthServer: TestPostgres | undefined;
@@ -563,7 +563,7 @@ describe("PostgreSQL", () => {
   };
 
   beforeAll(async () => {
-    const server = await startTestPostgres();
+    const server = await startPostgres();
     pgServer = server;
     pgTarget = splitUrl(server.url);
     secrets.push(rolePassword);
@@ -574,7 +574,7 @@ describe("PostgreSQL", () => {
       const saved = process.env["TEST_DATABASE_URL"];
       delete process.env["TEST_DATABASE_URL"];
       try {
-        pgAuthServer = await startTestPostgres();
+        pgAuthServer = await startPostgres();
       } finally {
         if (saved !== undefined) process.env["TEST_DATABASE_URL"] = saved;
       }

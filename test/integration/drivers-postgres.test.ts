@@ -1,5 +1,5 @@
 // The postgres operations (query, describeSchema, execute) through the runner
-// (drivers/run.ts), against the real PostgreSQL (startTestPostgres: a fresh database on
+// (drivers/run.ts), against the real PostgreSQL (startPostgres: a fresh database on
 // TEST_DATABASE_URL). Roles with chosen grants (a reader, a writer, one that may not log in)
 // are created for the file and dropped after it. Every input passes the catalog's
 // inputSchema and every result its outputSchema (ajv); the database is checked afterwards
@@ -11,7 +11,7 @@ import type { JsonObject } from "../../controller/src/api/types.ts";
 import { runOperation } from "../../controller/src/drivers/run.ts";
 import { recordingLogger } from "../support/memory.ts";
 import { failure, loadType, operationRunner } from "../support/operationHarness.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { startPostgres, type TestPostgres } from "../support/postgres.ts";
 import { startSilentServer } from "../support/probeServers.ts";
 
 const PG = loadType("postgres");
@@ -41,7 +41,7 @@ const itemCount = async () =>
   Number((await admin<{ n: string }>("SELECT count(*) AS n FROM app.items")).rows[0]!.n);
 
 beforeAll(async () => {
-  server = await startTestPostgres();
+  server = await startPostgres();
   const u = new URL(server.url);
   target = { host: u.hostname, port: Number(u.port || 5432), database: u.pathname.slice(1) };
   await admin(`

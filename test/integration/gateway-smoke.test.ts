@@ -3,30 +3,22 @@
 // controller (which makes the Connector active) and a loopback HTTP target the http
 // driver calls. A ServiceAccount's token is the caller; a Role grants it `invoke`.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { join } from "node:path";
-import { projectRoot } from "../../controller/src/api/paths.ts";
 import { startGateway, type RunningGateway } from "../../controller/src/gateway.ts";
 import { loadGatewayConfig } from "../../controller/src/gatewayConfig.ts";
 import { createLogger } from "../../controller/src/observability/logger.ts";
-import {
-  apply,
-  condition,
-  ensureNamespace,
-  eventually,
-  getConnector,
-  httpConnector,
-  kubectlOk,
-} from "../support/cluster.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { startTestController, type TestController } from "../support/controller.ts";
-import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
-import { openPool, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { apply, kubectlOk } from "../support/cluster.ts";
+import { condition, httpConnector, waitConnector } from "../support/connectors.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import type { HttpTarget } from "../support/httpTarget.ts";
+import { openPool, type TestPostgres } from "../support/postgres.ts";
+import { eventually } from "../support/wait.ts";
+import { startWorld, type World } from "../support/world.ts";
 
 const NS = "team-gw";
+let world: World;
 let cp: ControlPlane;
 let db: TestPostgres;
 let target: HttpTarget;
-let controller: TestController;
 let gateway: RunningGateway;
 const gatewayLog: string[] = [];
 let token = "";
@@ -45,16 +37,8 @@ async function call(path: string, body: unknown, bearer = token) {
 }
 
 beforeAll(async () => {
-  [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startHttpTarget()]);
-  await kubectlOk(cp, [
-    "apply",
-    "-f",
-    join(projectRoot, "examples/types"),
-    "-f",
-    join(projectRoot, "examples/policy-templates"),
-  ]);
-  await ensureNamespace(cp, NS);
-  controller = await startTestController(cp, db.url, ["--watch-namespaces", NS]);
+  world = await startWorld({ target: true, namespaces: [NS], controller: ["--watch-namespaces", NS] });
+  ({ cp, db, target } = world);
   const c = httpConnector(NS, "web", target.url);
   c.spec.policy = {
     allowOperations: ["fetch", "deliverEvent"],
@@ -78,11 +62,7 @@ beforeAll(async () => {
     },
   ]);
   token = (await kubectlOk(cp, ["create", "token", "agent", "-n", NS])).trim();
-  await eventually(
-    async () => condition(await getConnector(cp, NS, "web"), "Ready")?.status === "True",
-    "the Connector to be Ready",
-    60_000,
-  );
+  await waitConnector(cp, NS, "web", (c) => condition(c, "Ready")?.status === "True", "Ready", 60_000);
   const config = loadGatewayConfig([
     "--kubeconfig",
     cp.kubeconfigPath,
@@ -106,14 +86,11 @@ beforeAll(async () => {
     config,
     createLogger({ level: "debug", destination, name: "connector-gateway" }),
   );
+  world.defer("the gateway", () => gateway.stop());
 }, 600_000);
 
 afterAll(async () => {
-  await gateway?.stop();
-  await controller?.stop();
-  await db?.stop();
-  await cp?.stop();
-  await target?.stop();
+  await world?.stop();
 });
 
 describe("the gateway against a real API server and PostgreSQL", () => {

@@ -4,43 +4,37 @@
 // small breaker (threshold 2, cooldown 8 s, failing connectors re-probed every 2 s) so the
 // whole life of a failing connector - degraded, error with the breaker open, the half-open
 // probe, active again - fits in a test.
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector, JsonObject } from "../../controller/src/api/types.ts";
 import { startBearerTarget, type BearerTarget } from "../support/bearerTarget.ts";
+import { apply, kubectlOk } from "../support/cluster.ts";
 import {
-  apply,
   condition,
-  ensureNamespace,
-  eventually,
   getConnector,
   httpConnector,
-  kubectlOk,
-} from "../support/cluster.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { startTestController, type TestController } from "../support/controller.ts";
+  waitConnector as waitForConnector,
+} from "../support/connectors.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import type { TestController } from "../support/controller.ts";
 import { startDovecot, type TestDovecot } from "../support/dovecot.ts";
-import { openPool, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { fileSecrets, type FileSecrets } from "../support/fileSecrets.ts";
+import { eventually } from "../support/wait.ts";
+import { startWorld, type World } from "../support/world.ts";
 
+let world: World;
 let cp: ControlPlane;
-let db: TestPostgres;
 let sql: pg.Pool;
 let dovecot: TestDovecot;
-let running: TestController | undefined;
-let secretsDir: string;
-const logLines: string[] = [];
+let running: TestController;
+let secrets: FileSecrets;
 
 const NS = "health";
 const PROVIDER = "local-files";
 const figures: Record<string, number | string> = {};
 
 function writeSecret(name: string, values: Record<string, string>): void {
-  mkdirSync(join(secretsDir, NS), { recursive: true });
-  writeFileSync(join(secretsDir, NS, `${name}.json`), JSON.stringify(values));
+  secrets.write(NS, name, values);
 }
 
 const OWNER = { type: "group" as const, id: "7b2c1f4e-5d3a-4c8b-9e2f-0a6d8c4b1e73" };
@@ -99,21 +93,8 @@ function smtpConnector(name: string, secretName: string): Connector {
   };
 }
 
-async function waitConnector(
-  name: string,
-  pred: (c: Connector) => boolean,
-  what: string,
-  timeoutMs = 90_000,
-): Promise<Connector> {
-  return eventually(
-    async () => {
-      const c = await getConnector(cp, NS, name);
-      return c && pred(c) ? c : undefined;
-    },
-    `${NS}/${name}: ${what}`,
-    timeoutMs,
-  );
-}
+const waitConnector = (name: string, pred: (c: Connector) => boolean, what: string, timeoutMs?: number) =>
+  waitForConnector(cp, NS, name, pred, what, timeoutMs);
 
 const isActive = (c: Connector) =>
   c.status?.state === "active" &&
@@ -130,7 +111,7 @@ async function stateChanges(name: string): Promise<{ from: string; to: string; a
 }
 
 async function breakerTrips(type: string): Promise<number> {
-  const res = await fetch(`http://${running!.addresses.metrics!}/metrics`);
+  const res = await fetch(`http://${running.addresses.metrics!}/metrics`);
   const text = await res.text();
   const m = new RegExp(
     `^connector_circuit_breaker_trips_total\\{[^}]*type="${type}"[^}]*\\} (\\d+)`,
@@ -140,35 +121,26 @@ async function breakerTrips(type: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  secretsDir = mkdtempSync(join(tmpdir(), "cc-health-secrets-"));
-  [cp, db, dovecot] = await Promise.all([startControlPlane(), startTestPostgres(), startDovecot()]);
-  sql = openPool(db.url, 2);
-  await kubectlOk(cp, ["apply", "-f", join(projectRoot, "examples/types")]);
-  await ensureNamespace(cp, NS);
-  await apply(cp, {
-    apiVersion: "cynodeai.io/v1alpha1",
-    kind: "SecretProvider",
-    metadata: { name: PROVIDER },
-    spec: { file: { directory: secretsDir } },
-  });
+  world = await startWorld({ namespaces: [NS] });
+  ({ cp, sql } = world);
+  dovecot = await startDovecot();
+  world.defer("dovecot", () => dovecot.destroy());
+  secrets = fileSecrets(world.tempDir("cc-health-secrets-"));
+  await apply(cp, secrets.provider(PROVIDER));
   writeSecret("imap-creds", { username: dovecot.user, password: dovecot.password });
-  running = await startTestController(
-    cp,
-    db.url,
-    ["--breaker-threshold", "2", "--breaker-cooldown", "8s", "--failure-retry", "2s"],
-    logLines,
-  );
+  running = await world.startController([
+    "--breaker-threshold",
+    "2",
+    "--breaker-cooldown",
+    "8s",
+    "--failure-retry",
+    "2s",
+  ]);
 }, 600_000);
 
 afterAll(async () => {
   if (Object.keys(figures).length) console.info(`health figures: ${JSON.stringify(figures)}`);
-  if (process.env.CONTROLLER_LOG_FILE) writeFileSync(process.env.CONTROLLER_LOG_FILE, logLines.join(""));
-  await running?.stop();
-  await sql?.end();
-  await db?.stop();
-  await dovecot?.destroy();
-  await cp?.stop();
-  if (secretsDir) rmSync(secretsDir, { recursive: true, force: true });
+  await world?.stop();
 });
 
 describe("health probes through the running controller (Dovecot, file SecretProvider)", () => {
@@ -290,7 +262,7 @@ describe("health probes through the running controller (Dovecot, file SecretProv
   }, 300_000);
 
   it("no credential appears in the controller's logs, Events or status", async () => {
-    const logs = logLines.join("");
+    const logs = running.logLines.join("");
     const evs = await kubectlOk(cp, ["get", "events", "-A", "-o", "json"]);
     const conns = await kubectlOk(cp, ["get", "conn", "-A", "-o", "json"]);
     for (const text of [logs, evs, conns]) expect(text).not.toContain(dovecot.password);

@@ -4,51 +4,34 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector } from "../../controller/src/api/types.ts";
-import type { Running } from "../../controller/src/main.ts";
-import {
-  apply,
-  condition,
-  ensureNamespace,
-  eventually,
-  getConnector,
-  kubectlOk,
-  httpConnector,
-} from "../support/cluster.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { startTestController } from "../support/controller.ts";
-import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
-import { openPool, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { apply, kubectlOk } from "../support/cluster.ts";
+import { condition, getConnector, httpConnector, waitReady } from "../support/connectors.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import type { TestPostgres } from "../support/postgres.ts";
+import { eventually } from "../support/wait.ts";
+import { startWorld, type World } from "../support/world.ts";
 
 const exec = promisify(execFile);
+let world: World;
 let cp: ControlPlane;
 let db: TestPostgres;
 let sql: pg.Pool;
-let running: Running | undefined;
-let target: HttpTarget;
 const NS = "team-life";
 
-async function start(extra: string[] = []): Promise<Running> {
-  running = await startTestController(cp, db.url, [
-    "--resync-period",
-    "10m",
-    "--log-level",
-    "info",
-    ...extra,
-  ]);
-  return running;
+function start(extra: string[] = []) {
+  return world.startController(["--resync-period", "10m", "--log-level", "info", ...extra]);
 }
 
-async function stop(): Promise<void> {
-  await running?.stop();
-  running = undefined;
+function stop(): Promise<void> {
+  return world.stopController();
 }
 
 function connector(name: string, annotations?: Record<string, string>): Connector {
-  return httpConnector(NS, name, target.url, annotations);
+  return httpConnector(NS, name, world.target.url, annotations);
 }
 
 async function row(name: string) {
@@ -59,15 +42,7 @@ async function row(name: string) {
   return r.rows[0];
 }
 
-async function ready(name: string): Promise<Connector> {
-  return eventually(async () => {
-    const c = await getConnector(cp, NS, name);
-    return condition(c, "Ready")?.status === "True" &&
-      c?.status?.observedGeneration === c?.metadata.generation
-      ? c
-      : undefined;
-  }, `${name} Ready`);
-}
+const ready = (name: string) => waitReady(cp, NS, name);
 
 /** A manual change, the way a DBA makes one: psql. */
 async function psql(statement: string): Promise<void> {
@@ -89,25 +64,13 @@ async function events(name: string): Promise<{ reason: string; type: string; mes
 }
 
 beforeAll(async () => {
-  [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startHttpTarget()]);
-  sql = openPool(db.url, 2);
-  await kubectlOk(cp, [
-    "apply",
-    "-f",
-    join(projectRoot, "examples/types"),
-    "-f",
-    join(projectRoot, "examples/policy-templates"),
-  ]);
-  await ensureNamespace(cp, NS);
+  world = await startWorld({ target: true, namespaces: [NS] });
+  ({ cp, db, sql } = world);
   await start();
 }, 600_000);
 
 afterAll(async () => {
-  await stop();
-  await sql?.end();
-  await db?.stop();
-  await cp?.stop();
-  await target?.stop();
+  await world?.stop();
 });
 
 describe("drift", () => {
@@ -221,7 +184,7 @@ describe("deletion", () => {
     expect(all.rows.find((r) => r.name === "gone")?.deleted_at).not.toBeNull();
     expect((await row("kept"))?.id).toBe(keptRow.id);
     // A resync does not bring anything back.
-    running!.controller.resyncAll();
+    world.controller.controller.resyncAll();
     await new Promise((r) => setTimeout(r, 1000));
     const after = await sql.query(
       "select count(*)::int as n from connector_instances where namespace = $1 and name in ('gone','kept')",

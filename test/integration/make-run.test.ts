@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector } from "../../controller/src/api/types.ts";
 import { resolveBinDir } from "../support/controlPlane.ts";
-import { eventually } from "../support/cluster.ts";
+import { eventually } from "../support/wait.ts";
 
 let child: ChildProcess | undefined;
 let output = "";

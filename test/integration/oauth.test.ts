@@ -5,33 +5,23 @@
 // Discord (/api/v10/users/@me, plain HTTP, Bearer only as for an OAuth grant) and Mattermost
 // (/api/v4/users/me, HTTPS with a throwaway CA) shapes.
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector, JsonObject } from "../../controller/src/api/types.ts";
 import { startBearerTarget, type BearerTarget } from "../support/bearerTarget.ts";
-import {
-  apply,
-  condition,
-  ensureNamespace,
-  eventually,
-  getConnector,
-  kubectlOk,
-} from "../support/cluster.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { startTestController, type TestController } from "../support/controller.ts";
+import { apply, kubectlOk } from "../support/cluster.ts";
+import { condition, getConnector, waitConnector as waitForConnector } from "../support/connectors.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import type { TestController } from "../support/controller.ts";
+import { fileSecrets, type FileSecrets } from "../support/fileSecrets.ts";
 import { startTestHttpsServer, type TestHttpsServer } from "../support/probeServers.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { startWorld, type World } from "../support/world.ts";
 
+let world: World;
 let cp: ControlPlane;
-let db: TestPostgres;
 let discordApi: BearerTarget;
 let mattermostApi: TestHttpsServer;
-let running: TestController | undefined;
-let secretsDir: string;
-const logLines: string[] = [];
+let running: TestController;
+let secrets: FileSecrets;
 
 const NS = "oauth";
 const PROVIDER = "oauth-files";
@@ -47,8 +37,7 @@ const OWNER = { type: "user" as const, id: "96911e17-3026-45e5-b738-1fc5bf634d9d
 const PROJECT = "fddcc203-2ca1-42b2-a6f6-2d1f4b016b80";
 
 function writeSecret(name: string, values: Record<string, string>): void {
-  mkdirSync(join(secretsDir, NS), { recursive: true });
-  writeFileSync(join(secretsDir, NS, `${name}.json`), JSON.stringify(values));
+  secrets.write(NS, name, values);
 }
 
 function connector(
@@ -93,67 +82,35 @@ const mattermostConfig = (): JsonObject => ({
   caBundle: mattermostApi.caPem,
 });
 
-async function waitConnector(
-  name: string,
-  pred: (c: Connector) => boolean,
-  what: string,
-  timeoutMs = 90_000,
-): Promise<Connector> {
-  return eventually(
-    async () => {
-      const c = await getConnector(cp, NS, name);
-      return c && pred(c) ? c : undefined;
-    },
-    `${NS}/${name}: ${what}`,
-    timeoutMs,
-  );
-}
+const waitConnector = (name: string, pred: (c: Connector) => boolean, what: string, timeoutMs?: number) =>
+  waitForConnector(cp, NS, name, pred, what, timeoutMs);
 
 const pending = (c: Connector) => c.status?.auth?.state === "Pending" && !!c.status.auth.url;
 
 beforeAll(async () => {
-  secretsDir = mkdtempSync(join(tmpdir(), "cc-oauth-secrets-"));
-  [cp, db, discordApi, mattermostApi] = await Promise.all([
-    startControlPlane(),
-    startTestPostgres(),
-    startBearerTarget(),
-    startTestHttpsServer({ token: mattermostToken }),
-  ]);
+  world = await startWorld({ namespaces: [NS] });
+  cp = world.cp;
+  discordApi = await startBearerTarget();
+  world.defer("the Discord API", () => discordApi.stop());
+  mattermostApi = await startTestHttpsServer({ token: mattermostToken });
+  world.defer("the Mattermost API", () => mattermostApi.stop());
   discordApi.accepted.add(discordToken);
-  await kubectlOk(cp, ["apply", "-f", join(projectRoot, "examples/types")]);
-  await ensureNamespace(cp, NS);
+  secrets = fileSecrets(world.tempDir("cc-oauth-secrets-"));
   await apply(cp, [
-    {
-      apiVersion: "cynodeai.io/v1alpha1",
-      kind: "SecretProvider",
-      metadata: { name: PROVIDER },
-      spec: {
-        file: { directory: secretsDir },
-        oauthClients: {
-          discord: { clientId: DISCORD_CLIENT_ID, redirectUri: REDIRECT },
-          mattermost: { clientId: MATTERMOST_CLIENT_ID },
-        },
+    secrets.provider(PROVIDER, {
+      oauthClients: {
+        discord: { clientId: DISCORD_CLIENT_ID, redirectUri: REDIRECT },
+        mattermost: { clientId: MATTERMOST_CLIENT_ID },
       },
-    },
-    {
-      apiVersion: "cynodeai.io/v1alpha1",
-      kind: "SecretProvider",
-      metadata: { name: NO_CLIENTS },
-      spec: { file: { directory: secretsDir } },
-    },
+    }),
+    secrets.provider(NO_CLIENTS),
   ]);
-  running = await startTestController(cp, db.url, ["--failure-retry", "2s"], logLines);
+  running = await world.startController(["--failure-retry", "2s"]);
 }, 600_000);
 
 afterAll(async () => {
   if (Object.keys(figures).length) console.info(`oauth figures: ${JSON.stringify(figures)}`);
-  if (process.env.CONTROLLER_LOG_FILE) writeFileSync(process.env.CONTROLLER_LOG_FILE, logLines.join(""));
-  await running?.stop();
-  await db?.stop();
-  await discordApi?.stop();
-  await mattermostApi?.stop();
-  await cp?.stop();
-  if (secretsDir) rmSync(secretsDir, { recursive: true, force: true });
+  await world?.stop();
 });
 
 describe("OAuth connectors through the running controller", () => {
@@ -222,9 +179,9 @@ describe("OAuth connectors through the running controller", () => {
   });
 
   it("writes no status for authorized, unchanged connectors (15 s, probes running)", async () => {
-    const before = running!.writer.statusWrites;
+    const before = running.writer.statusWrites;
     await new Promise((r) => setTimeout(r, 15_000));
-    figures.statusWritesIn15sSteady = running!.writer.statusWrites - before;
+    figures.statusWritesIn15sSteady = running.writer.statusWrites - before;
     expect(figures.statusWritesIn15sSteady).toBe(0);
   });
 
@@ -267,7 +224,7 @@ describe("OAuth connectors through the running controller", () => {
   });
 
   it("the OAuth tokens never appear in the controller's logs, Events or status", async () => {
-    const logs = logLines.join("");
+    const logs = running.logLines.join("");
     expect(logs.length).toBeGreaterThan(0);
     const evs = await kubectlOk(cp, ["get", "events", "-A", "-o", "json"]);
     const conns = await kubectlOk(cp, ["get", "conn", "-A", "-o", "json"]);

@@ -12,11 +12,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector, SecretRef } from "../../controller/src/api/types.ts";
 import { startBearerTarget, type BearerTarget } from "../support/bearerTarget.ts";
-import { apply, condition, eventually, getConnector, httpConnector, kubectlOk } from "../support/cluster.ts";
+import { apply, kubectlOk } from "../support/cluster.ts";
+import {
+  condition,
+  getConnector,
+  httpConnector,
+  waitConnector as waitForConnector,
+} from "../support/connectors.ts";
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
 import { startTestController, type TestController } from "../support/controller.ts";
 import { startOpenBao, type OpenBao } from "../support/openbao.ts";
-import { openPool, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { openPool, startPostgres, type TestPostgres } from "../support/postgres.ts";
+import { eventually, sleep } from "../support/wait.ts";
 
 let cp: ControlPlane;
 let db: TestPostgres;
@@ -77,22 +84,13 @@ function bearerConnector(ns: string, name: string, ref: SecretRef, interval = 10
   return c;
 }
 
-async function waitConnector(
+const waitConnector = (
   ns: string,
   name: string,
   pred: (c: Connector) => boolean,
   what: string,
-  timeoutMs = 90_000,
-): Promise<Connector> {
-  return eventually(
-    async () => {
-      const c = await getConnector(cp, ns, name);
-      return c && pred(c) ? c : undefined;
-    },
-    `${ns}/${name}: ${what}`,
-    timeoutMs,
-  );
-}
+  timeoutMs?: number,
+) => waitForConnector(cp, ns, name, pred, what, timeoutMs);
 
 const isActive = (c: Connector) =>
   c.status?.state === "active" &&
@@ -157,10 +155,8 @@ async function providerReady(name: string): Promise<{ status?: string; reason?: 
   return { status: c?.status, reason: c?.reason };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 beforeAll(async () => {
-  [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startBearerTarget()]);
+  [cp, db, target] = await Promise.all([startControlPlane(), startPostgres(), startBearerTarget()]);
   bao = await startOpenBao(cp);
   sql = openPool(db.url, 2);
   await kubectlOk(cp, ["apply", "-f", join(projectRoot, "examples/types")]);

@@ -12,7 +12,7 @@ import { createInstanceStore, isUniqueViolation } from "../../controller/src/sto
 import { CHANGE_CHANNEL, migrateToLatest, migrations } from "../../controller/src/store/migrations.ts";
 import type { AuditEvent, InstanceRow, NewInstance } from "../../controller/src/api/model.ts";
 import type { InstanceStore } from "../../controller/src/reconcile/ports.ts";
-import { startTestPostgres } from "../support/postgres.ts";
+import { startPostgres } from "../support/postgres.ts";
 
 type Harness = OpenedDatabase & { url?: string };
 
@@ -21,7 +21,7 @@ const backends: { name: string; dialect: "pg" | "pglite"; open(): Promise<Harnes
     name: "PostgreSQL",
     dialect: "pg",
     async open() {
-      const server = await startTestPostgres();
+      const server = await startPostgres();
       try {
         const opened = await openDatabase({ url: server.url });
         return {

@@ -1,55 +1,33 @@
 // Admission-time validation: the real kube-apiserver calls the controller's webhook before
 // it stores a Connector, and kubectl shows the same message `connectorctl validate` prints.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as yaml from "js-yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import { formatProblem, validateFiles } from "../../controller/src/cli/validate.ts";
-import { apply, ensureNamespace, httpConnector, kubectlOk } from "../support/cluster.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { startTestController, type TestController } from "../support/controller.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
-import { createTestCa } from "../support/testCa.ts";
+import { apply, kubectlOk } from "../support/cluster.ts";
+import { httpConnector } from "../support/connectors.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import { freePort } from "../support/net.ts";
+import { createTestCa } from "../support/pki.ts";
+import { startWorld, type World } from "../support/world.ts";
 
+let world: World;
 let cp: ControlPlane;
-let db: TestPostgres;
-let controller: TestController;
-const certDir = mkdtempSync(join(tmpdir(), "cc-webhook-"));
+let certDir: string;
 const NS = "team-admission";
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 beforeAll(async () => {
-  [cp, db] = await Promise.all([startControlPlane(), startTestPostgres()]);
+  world = await startWorld({ namespaces: [NS] });
+  cp = world.cp;
+  certDir = world.tempDir("cc-webhook-");
   const ca = await createTestCa("connector-controller-webhook-test-ca");
   const cert = await ca.issueServerCert({ ips: ["127.0.0.1"], dns: ["localhost"] });
   writeFileSync(join(certDir, "tls.crt"), cert.certPem);
   writeFileSync(join(certDir, "tls.key"), cert.keyPem);
   const port = await freePort();
-  await kubectlOk(cp, [
-    "apply",
-    "-f",
-    join(projectRoot, "examples/types"),
-    "-f",
-    join(projectRoot, "examples/policy-templates"),
-  ]);
-  controller = await startTestController(cp, db.url, [
-    "--webhook-port",
-    String(port),
-    "--webhook-cert-dir",
-    certDir,
-  ]);
+  await world.startController(["--webhook-port", String(port), "--webhook-cert-dir", certDir]);
   await apply(cp, {
     apiVersion: "admissionregistration.k8s.io/v1",
     kind: "ValidatingWebhookConfiguration",
@@ -77,14 +55,10 @@ beforeAll(async () => {
       },
     ],
   });
-  await ensureNamespace(cp, NS);
 }, 600_000);
 
 afterAll(async () => {
-  await controller?.stop();
-  await db?.stop();
-  await cp?.stop();
-  rmSync(certDir, { recursive: true, force: true });
+  await world?.stop();
 });
 
 describe("the validating admission webhook", () => {

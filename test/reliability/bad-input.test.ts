@@ -25,7 +25,10 @@ import { renderSecretPath } from "../../controller/src/secrets/pathGuard.ts";
 import { openDatabase, type OpenedDatabase } from "../../controller/src/store/database.ts";
 import { createInstanceStore } from "../../controller/src/store/instanceStore.ts";
 import { migrateToLatest } from "../../controller/src/store/migrations.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
+import { apply } from "../support/cluster.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import type { ControllerProcess } from "../support/controllerProcess.ts";
+import { fileSecrets } from "../support/fileSecrets.ts";
 import {
   ManualClock,
   MemoryBreakerStore,
@@ -35,7 +38,8 @@ import {
   silentLogger,
 } from "../support/memory.ts";
 import { CircuitBreakers } from "../../controller/src/reconcile/breaker.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { openPool, startPostgres, type TestPostgres } from "../support/postgres.ts";
+import { startWorld, type World as TestWorld } from "../support/world.ts";
 import {
   depthOf,
   describeOps,
@@ -46,19 +50,14 @@ import {
   type Generated,
 } from "./generate.ts";
 import {
-  applyCatalog,
   FULL,
   httpConnector,
-  killAllControllers,
   Kube,
   PASSWORD_SECRET,
   size,
-  spawnController,
   World,
-  type ControllerProcess,
   type Want,
   SCENARIO_TIMEOUT,
-  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport, scanForSecrets } from "./invariants.ts";
 import { Tally } from "./tally.ts";
@@ -390,7 +389,7 @@ describe("bad input against the real PostgreSQL", () => {
   let sql: pg.Pool;
 
   beforeAll(async () => {
-    db = await startTestPostgres();
+    db = await startPostgres();
     opened = await openDatabase({ url: db.url, maxConnections: 2 });
     await migrateToLatest(opened.db);
     store = createInstanceStore(opened.db);
@@ -533,34 +532,20 @@ describe("bad input against the real PostgreSQL", () => {
 
 describe("bad input through the real API server, with the controller running", () => {
   const NS = "bad-api";
+  let testWorld: TestWorld;
   let cp: ControlPlane;
-  let db: TestPostgres;
   let kube: Kube;
   let sql: pg.Pool;
   let ctl: ControllerProcess;
-  let filesDir: string;
 
   beforeAll(async () => {
-    [cp, db] = await Promise.all([startControlPlane(), startTestPostgres()]);
-    await applyCatalog(cp);
+    testWorld = await startWorld({ namespaces: [NS] });
+    ({ cp, sql } = testWorld);
     kube = new Kube(cp.kubeconfigPath);
-    await kube.ensureNamespace(NS);
-    sql = openPool(db.url, 2);
     // The examples name SecretProvider cynode-vault: here an empty file provider, so that
     // their secrets are simply not found.
-    filesDir = mkdtempSync(join(tmpdir(), "cc-rel-empty-files-"));
-    const r = await cp.kubectl(["apply", "-f", "-"], {
-      input: yaml.dump({
-        apiVersion: "cynodeai.io/v1alpha1",
-        kind: "SecretProvider",
-        metadata: { name: "cynode-vault" },
-        spec: { file: { directory: filesDir } },
-      }),
-    });
-    if (r.code !== 0) throw new Error(r.stderr);
-    ctl = spawnController({
-      kubeconfig: cp.kubeconfigPath,
-      databaseUrl: db.url,
+    await apply(cp, fileSecrets(testWorld.tempDir("cc-rel-empty-files-")).provider("cynode-vault"));
+    ctl = testWorld.spawnController({
       name: "bad-api-ctl",
       namespaces: [NS],
       args: ["--failure-retry", "2s"],
@@ -569,11 +554,7 @@ describe("bad input through the real API server, with the controller running", (
   }, 300_000);
 
   afterAll(async () => {
-    await killAllControllers();
-    await sql?.end();
-    await db?.stop();
-    await cp?.stop();
-    if (filesDir) rmSync(filesDir, { recursive: true, force: true });
+    await testWorld?.stop();
   }, SCENARIO_TIMEOUT);
 
   it(

@@ -4,64 +4,51 @@
 // kube-apiserver + etcd and a real PostgreSQL server; every scenario ends with the same
 // invariants (invariants.ts). (etcd compaction with the watch cache off, so that a resumed
 // watch meets the compaction in etcd itself: watch-gone.test.ts.)
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../controller/src/api/types.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import type { ControllerProcess } from "../support/controllerProcess.ts";
 import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
-import { startRestartablePostgres, type RestartablePostgres } from "../support/restartablePostgres.ts";
+import { untilRefused } from "../support/net.ts";
+import type { PersistentPostgres } from "../support/postgres.ts";
+import { eventually, sleep } from "../support/wait.ts";
+import { startWorld, type World as TestWorld } from "../support/world.ts";
 import {
-  applyCatalog,
   compactEtcd,
   createAll,
   FULL,
   httpConnector,
-  killAllControllers,
   Kube,
   kindFor,
   size,
-  sleep,
-  spawnController,
-  startSlowTarget,
-  until,
-  untilDown,
   World,
-  type ControllerProcess,
   type Kind,
   SCENARIO_TIMEOUT,
-  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport } from "./invariants.ts";
 import { Tally, type ScenarioRecord } from "./tally.ts";
 
+let testWorld: TestWorld<PersistentPostgres>;
 let cp: ControlPlane;
-let db: RestartablePostgres;
+let db: PersistentPostgres;
 let target: HttpTarget;
 /** Answers after 1.5 s: a reconcile killed during its probe has its row but not its status. */
-let slow: { url: string; stop(): Promise<void> };
+let slow: HttpTarget;
 let kube: Kube;
 let sql: pg.Pool;
 const tally = new Tally("faults");
 
 beforeAll(async () => {
-  [cp, db, target, slow] = await Promise.all([
-    startControlPlane(),
-    startRestartablePostgres(),
-    startHttpTarget(),
-    startSlowTarget(1500),
-  ]);
-  await applyCatalog(cp);
+  testWorld = await startWorld({ target: true, persistentDatabase: true });
+  ({ cp, db, sql, target } = testWorld);
+  slow = await startHttpTarget({ delayMs: 1500 });
+  testWorld.defer("the slow target", () => slow.stop());
   kube = new Kube(cp.kubeconfigPath);
-  sql = openPool(db.url, 2);
 }, 300_000);
 
 afterAll(async () => {
-  await killAllControllers();
-  await sql?.end();
-  await db?.stop();
-  await target?.stop();
-  await slow?.stop();
-  await cp?.stop();
+  await testWorld?.stop();
 });
 
 /** One scenario's world and processes. */
@@ -81,9 +68,7 @@ class Scenario {
   }
 
   controller(name: string, args: string[] = []): ControllerProcess {
-    const p = spawnController({
-      kubeconfig: cp.kubeconfigPath,
-      databaseUrl: db.url,
+    const p = testWorld.spawnController({
       name,
       namespaces: [this.ns],
       args: ["--failure-retry", "2s", ...args],
@@ -112,7 +97,7 @@ class Scenario {
 
   /** Until each of these Connectors shows what the world expects of it. */
   async converged(cs: Connector[], timeoutMs = 60_000): Promise<void> {
-    await until(
+    await eventually(
       async () => {
         for (const c of cs) {
           const now = await kube.get(c.metadata.namespace!, c.metadata.name);
@@ -194,7 +179,7 @@ describe("kube-apiserver restarted mid-batch", () => {
           // The API server killed and started again; while it is down, etcd's history is
           // compacted past the controller's resourceVersion, so its watch resumes with 410.
           const restart = cp.restartApiServer();
-          await untilDown(cp.server);
+          await untilRefused(cp.server);
           await sleep(1000); // requests still in flight in the old process finish first
           await compactEtcd(cp.etcdUrl);
           r.faults += 2;
@@ -250,7 +235,7 @@ describe("PostgreSQL stopped during a batch and started again", () => {
           for (const c of gone) await s.delete(c, true);
           for (const c of changed) await s.touch(c, `outage-${round}`);
           // While the database is away: the controller stays up and says so in status.
-          await until(
+          await eventually(
             async () => {
               const c = await kube.get(s.ns, during[0]!.metadata.name);
               return c?.status?.conditions?.some((x) => x.type === "Synced" && x.status === "False") ?? false;
@@ -294,7 +279,7 @@ describe("the controller SIGKILLed mid-reconcile", () => {
           const batch = s.docs(size(16, 50));
           const created = s.create(batch, 8);
           // Kill it once a few instances exist and the rest are in flight.
-          await until(() => ctl.count("instance created") >= 3, "the first instances", 60_000);
+          await eventually(() => ctl.count("instance created") >= 3, "the first instances", 60_000);
           await ctl.kill("SIGKILL");
           r.faults++;
           cut += await s.cutMidReconcile();
@@ -307,7 +292,7 @@ describe("the controller SIGKILLed mid-reconcile", () => {
           await Promise.all(
             victims.map((c) => s.delete(c, s.world.get(c.metadata.uid!)!.want !== "stalled")),
           );
-          await until(
+          await eventually(
             () => again.count("instance soft-deleted") + again.count("instance orphaned") >= 1,
             "the first deletion",
             60_000,
@@ -344,16 +329,16 @@ describe("two replicas with leader election, the leader killed", () => {
         const a = s.controller("replica-a", le);
         await ready(a);
         const b = s.controller("replica-b", le);
-        await until(() => b.said("waiting to lead"), "replica-b to stand by", 60_000);
+        await eventually(() => b.said("waiting to lead"), "replica-b to stand by", 60_000);
         const batch = s.docs(size(16, 50));
         const created = s.create(batch, 8);
-        await until(() => a.count("instance created") >= 3, "the leader's first instances", 60_000);
+        await eventually(() => a.count("instance created") >= 3, "the leader's first instances", 60_000);
         const killedAt = Date.now();
         await a.kill("SIGKILL");
         r.faults++;
         const cut = await s.cutMidReconcile();
         const docs = await created;
-        await until(() => b.said("controller started"), "replica-b to take over", 60_000);
+        await eventually(() => b.said("controller started"), "replica-b to take over", 60_000);
         r.note = `handover ${Math.round((Date.now() - killedAt) / 100) / 10} s, ${cut} reconciles cut`;
         await s.converged(docs, 90_000);
         for (const c of docs.filter((_, i) => i % 4 === 0))
@@ -362,10 +347,10 @@ describe("two replicas with leader election, the leader killed", () => {
         if (FULL) {
           // And back: a new standby, the second leader killed too.
           const c = s.controller("replica-c", le);
-          await until(() => c.said("waiting to lead"), "replica-c to stand by", 60_000);
+          await eventually(() => c.said("waiting to lead"), "replica-c to stand by", 60_000);
           await b.kill("SIGKILL");
           r.faults++;
-          await until(() => c.said("controller started"), "replica-c to take over", 60_000);
+          await eventually(() => c.said("controller started"), "replica-c to take over", 60_000);
           await s.create(s.docs(10));
         }
         await s.invariants();

@@ -1,17 +1,15 @@
 // What every reliability scenario shares: the suite's fake secrets, a Kubernetes client
-// that keeps retrying the way a user or Argo CD would while the API server is away, the
-// "world" (what each Connector the suite made should end up as), and the controller run
-// as a real separate process (so that it can be SIGKILLed), with its log lines kept.
-import { spawn, type ChildProcess } from "node:child_process";
+// that keeps retrying the way a user or Argo CD would while the API server is away, and the
+// "world" (what each Connector the suite made should end up as). The servers, and the
+// controller as a separate process, come from test/support (world.ts, controllerProcess.ts).
 import { readFileSync } from "node:fs";
-import { createServer } from "node:http";
-import { connect, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import * as yaml from "js-yaml";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import { GROUP, VERSION, type Connector } from "../../controller/src/api/types.ts";
-import type { ControlPlane } from "../support/controlPlane.ts";
+import { httpConnector as exampleHttpConnector } from "../support/connectors.ts";
+import { sleep } from "../support/wait.ts";
 
 /** RELIABILITY_FULL=1: the long version (bigger batches, more rounds, more generated inputs). */
 export const FULL = process.env.RELIABILITY_FULL === "1";
@@ -60,9 +58,9 @@ export type Kind = "ready" | "disabled" | "bearer-header" | "cookie-header" | "o
  * (deletion-policy Orphan: the row outlives the Connector).
  */
 export function httpConnector(ns: string, name: string, baseUrl: string, kind: Kind = "ready"): Connector {
-  const c = loadYaml<Connector>("examples/connectors/status-webhook.yaml");
-  c.metadata = { name, namespace: ns, labels: { "cynodeai.io/suite": "reliability" } };
-  c.spec.config = { ...c.spec.config, baseUrl: `${baseUrl}/hooks/status`, healthPath: "/healthz" };
+  const c = exampleHttpConnector(ns, name, baseUrl);
+  c.metadata.labels = { "cynodeai.io/suite": "reliability" };
+  c.spec.config = { ...c.spec.config, healthPath: "/healthz" };
   if (kind === "disabled") c.spec.enabled = false;
   if (kind === "bearer-header")
     c.spec.config = {
@@ -171,8 +169,6 @@ export class World {
 // ---------------------------------------------------------------------------------------
 // A Kubernetes client for the test itself, retrying through API server outages
 // ---------------------------------------------------------------------------------------
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 function code(err: unknown): number | undefined {
   return err instanceof ApiException ? err.code : undefined;
 }
@@ -387,192 +383,6 @@ export async function createAll(
   return out;
 }
 
-// ---------------------------------------------------------------------------------------
-// The controller as a separate process
-// ---------------------------------------------------------------------------------------
-export interface LogLine {
-  msg?: string;
-  key?: string;
-  level?: string;
-  [k: string]: unknown;
-}
-
-export interface ControllerProcess {
-  name: string;
-  /** Resolves once its workers run ("controller started"); throws with its last log lines. */
-  started(timeoutMs?: number): Promise<void>;
-  /** The last log lines, for failure messages. */
-  tail(n?: number): string;
-  proc: ChildProcess;
-  /** Raw stdout and stderr lines, as written (scanned for secrets). */
-  raw: string[];
-  lines: LogLine[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  readonly alive: boolean;
-  said(msg: string, key?: string): boolean;
-  count(msg: string): number;
-  /** host:port of /metrics, once the process logged it. */
-  metricsAddress(): Promise<string>;
-  /** The value of one series of /metrics (0 when absent). */
-  metric(series: string): Promise<number>;
-  kill(signal?: NodeJS.Signals): Promise<void>;
-}
-
-/** Every process the suite spawned, so that afterAll can end them. */
-const spawned = new Set<ControllerProcess>();
-
-export interface ControllerOptions {
-  kubeconfig: string;
-  databaseUrl: string;
-  name: string;
-  namespaces: string[];
-  args?: string[];
-  env?: NodeJS.ProcessEnv;
-}
-
-export function spawnController(o: ControllerOptions): ControllerProcess {
-  const proc = spawn(
-    process.execPath,
-    [
-      join(projectRoot, "controller/src/main.ts"),
-      "--kubeconfig",
-      o.kubeconfig,
-      "--database-url",
-      o.databaseUrl,
-      "--metrics-bind-address",
-      "127.0.0.1:0",
-      "--health-probe-bind-address",
-      "127.0.0.1:0",
-      "--watch-namespaces",
-      o.namespaces.join(","),
-      "--log-level",
-      "debug",
-      ...(o.args ?? []),
-    ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, HOSTNAME: o.name, ...o.env } },
-  );
-  const raw: string[] = [];
-  const lines: LogLine[] = [];
-  let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.on("exit", (code, signal) => {
-      exitInfo = { code, signal };
-      resolve(exitInfo);
-    }),
-  );
-  const feed = (stream: NodeJS.ReadableStream, prefix: string) => {
-    let buf = "";
-    stream.on("data", (d: Buffer) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        raw.push(prefix + line);
-        try {
-          lines.push(JSON.parse(line) as LogLine);
-        } catch {
-          lines.push({ msg: prefix + line });
-        }
-      }
-    });
-  };
-  feed(proc.stdout!, "");
-  feed(proc.stderr!, "stderr: ");
-  const cp: ControllerProcess = {
-    name: o.name,
-    async started(timeoutMs = 60_000) {
-      try {
-        await until(
-          () => lines.some((l) => l.msg === "controller started") || exitInfo !== undefined,
-          `${o.name} to start`,
-          timeoutMs,
-        );
-      } catch (err) {
-        throw new Error(`${(err as Error).message}; its last lines:\n${cp.tail()}`);
-      }
-      if (exitInfo) throw new Error(`${o.name} exited (${JSON.stringify(exitInfo)}):\n${cp.tail()}`);
-    },
-    tail: (n = 30) => raw.slice(-n).join("\n"),
-    proc,
-    raw,
-    lines,
-    exited,
-    get alive() {
-      return exitInfo === undefined;
-    },
-    said: (msg, key) => lines.some((l) => l.msg === msg && (key === undefined || l.key === key)),
-    count: (msg) => lines.filter((l) => l.msg === msg).length,
-    async metricsAddress() {
-      for (let i = 0; i < 600; i++) {
-        const l = lines.find((x) => x.msg === "serving metrics and health probes");
-        if (l && typeof l.metrics === "string") return l.metrics;
-        if (exitInfo) break;
-        await sleep(100);
-      }
-      throw new Error(`${o.name} never said where /metrics is:\n${raw.slice(-20).join("\n")}`);
-    },
-    async metric(series) {
-      const text = await (await fetch(`http://${await cp.metricsAddress()}/metrics`)).text();
-      const line = text.split("\n").find((l) => l.startsWith(series + " "));
-      return line === undefined ? 0 : Number(line.split(" ").at(-1));
-    },
-    async kill(signal = "SIGKILL") {
-      if (exitInfo) return;
-      proc.kill(signal);
-      await exited;
-    },
-  };
-  spawned.add(cp);
-  return cp;
-}
-
-/** SIGKILLs every controller process still running (afterAll). */
-export async function killAllControllers(): Promise<void> {
-  await Promise.all([...spawned].map((p) => p.kill("SIGKILL")));
-  spawned.clear();
-}
-
-/** Waits until `check` holds (polling), or throws naming `what`. */
-export async function until(
-  check: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 60_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-export { sleep };
-
-/**
- * A loopback HTTP target that answers 200 after `delayMs`: health probes against it take
- * that long, so a reconcile is reliably caught between its row write and its status write.
- */
-export async function startSlowTarget(delayMs: number): Promise<{ url: string; stop(): Promise<void> }> {
-  const server = createServer((req, res) => {
-    req.resume();
-    const t = setTimeout(() => {
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end('{"ok":true}\n');
-    }, delayMs);
-    res.on("close", () => clearTimeout(t));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    stop: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 /**
  * Compacts etcd's history up to its current revision (physically), through etcd's
  * gRPC-gateway: every watch that resumes from an older resourceVersion gets 410 Gone.
@@ -592,21 +402,6 @@ export async function compactEtcd(etcdUrl: string): Promise<number> {
   return Number(revision);
 }
 
-/** Resolves once nothing accepts connections at `url`'s host:port (polling every 25 ms). */
-export async function untilDown(url: string, timeoutMs = 30_000): Promise<void> {
-  const { hostname, port } = new URL(url);
-  const refused = () =>
-    new Promise<boolean>((resolve) => {
-      const sock = connect({ host: hostname, port: Number(port) });
-      sock.once("connect", () => {
-        sock.destroy();
-        resolve(false);
-      });
-      sock.once("error", () => resolve(true));
-    });
-  await until(refused, `${url} to go down`, timeoutMs);
-}
-
 /** Writes `n` ConfigMaps: moves etcd's revision on without touching any Connector. */
 export async function churn(kube: Kube, ns: string, n: number): Promise<void> {
   await kube.ensureNamespace(ns);
@@ -616,18 +411,4 @@ export async function churn(kube: Kube, ns: string, n: number): Promise<void> {
       namespace: ns,
       body: { metadata: { name: `churn-${stamp}-${i}` }, data: { i: String(i) } },
     });
-}
-
-export { openPool } from "../support/postgres.ts";
-
-/** Applies the example catalog (types and policy templates) to the control plane. */
-export async function applyCatalog(cp: ControlPlane): Promise<void> {
-  const r = await cp.kubectl([
-    "apply",
-    "-f",
-    join(projectRoot, "examples/types"),
-    "-f",
-    join(projectRoot, "examples/policy-templates"),
-  ]);
-  if (r.code !== 0) throw new Error(`applying the catalog failed: ${r.stderr}`);
 }

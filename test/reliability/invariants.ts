@@ -12,7 +12,8 @@
 //     and the error messages the scenario met.
 import type pg from "pg";
 import type { Connector } from "../../controller/src/api/types.ts";
-import { SECRETS, sleep, type Expectation, type Kube, type World } from "./harness.ts";
+import { sleep } from "../support/wait.ts";
+import { SECRETS, type Expectation, type Kube, type World } from "./harness.ts";
 
 export interface InvariantContext {
   kube: Kube;

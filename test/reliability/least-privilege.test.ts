@@ -14,33 +14,30 @@
 // every path that needs a grant, including a Vault SecretProvider (its status) and a
 // Connector that resolves credentials through it (a TokenRequest for the tenant's service
 // account); the Vault address answers nothing, which is all these two need.
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as yaml from "js-yaml";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { Connector } from "../../controller/src/api/types.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import { kubectlOk } from "../support/cluster.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import type { ControllerProcess } from "../support/controllerProcess.ts";
+import { runCommand } from "../support/process.ts";
+import { testbinDir } from "../support/testbin.ts";
+import { eventually } from "../support/wait.ts";
+import { startWorld, type World as TestWorld } from "../support/world.ts";
 import {
-  applyCatalog,
   createAll,
   httpConnector,
-  killAllControllers,
   kindFor,
   Kube,
   SCENARIO_TIMEOUT,
   size,
-  spawnController,
-  until,
   World,
-  type ControllerProcess,
   type Kind,
-  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport } from "./invariants.ts";
 import { Tally } from "./tally.ts";
@@ -61,9 +58,8 @@ rules:
 `;
 const CHART = join(projectRoot, "charts/connector-controller");
 
+let testWorld: TestWorld;
 let cp: ControlPlane;
-let db: TestPostgres;
-let target: HttpTarget;
 let kube: Kube;
 let sql: pg.Pool;
 let saKubeconfig: string;
@@ -71,51 +67,29 @@ let auditDir: string;
 let renderedRbac: string;
 const tally = new Tally("least-privilege");
 
-function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    p.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
-}
-
-async function kubectl(args: string[], input?: string): Promise<string> {
-  const r = await cp.kubectl(args, input === undefined ? {} : { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
+const kubectl = (args: string[], input?: string) => kubectlOk(cp, args, input);
 
 beforeAll(async () => {
   auditDir = mkdtempSync(join(tmpdir(), "lp-audit-"));
   writeFileSync(join(auditDir, "policy.yaml"), AUDIT_POLICY);
-  [cp, db, target] = await Promise.all([
-    startControlPlane({
+  testWorld = await startWorld({
+    target: true,
+    namespaces: [RELEASE_NS, TENANT],
+    controlPlane: {
       apiServerArgs: [
         `--audit-policy-file=${join(auditDir, "policy.yaml")}`,
         `--audit-log-path=${join(auditDir, "audit.log")}`,
         "--audit-log-format=json",
         "--audit-log-mode=blocking",
       ],
-    }),
-    startTestPostgres(),
-    startHttpTarget(),
-  ]);
-  await applyCatalog(cp);
+    },
+  });
+  ({ cp, sql } = testWorld);
   kube = new Kube(cp.kubeconfigPath);
-  sql = openPool(db.url, 2);
-  await kube.ensureNamespace(RELEASE_NS);
-  await kube.ensureNamespace(TENANT);
 
   // The chart's own RBAC and ServiceAccount, rendered by helm (built once by `make testbin`).
-  const helmDir = (await run("bash", [join(projectRoot, "hack/testbin.sh"), "helm"])).stdout
-    .trim()
-    .split("\n")
-    .pop();
-  if (!helmDir) throw new Error("hack/testbin.sh helm did not say where helm is (run `make testbin`)");
-  const rendered = await run(join(helmDir, "helm"), [
+  const helmDir = await testbinDir("helm", ["helm"]);
+  const rendered = await runCommand(join(helmDir, "helm"), [
     "template",
     "connector-controller",
     CHART,
@@ -156,11 +130,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  await killAllControllers();
-  await sql?.end();
-  await db?.stop();
-  await target?.stop();
-  await cp?.stop();
+  await testWorld?.stop();
   if (auditDir) rmSync(auditDir, { recursive: true, force: true });
 });
 
@@ -273,10 +243,10 @@ async function vaultTenant(): Promise<void> {
       },
     }),
   );
-  const c = httpConnector(VAULT_TENANT, "vault-creds", target.url);
+  const c = httpConnector(VAULT_TENANT, "vault-creds", testWorld.target.url);
   c.spec.credentials = { mode: "secretRef", secretRef: { provider: "lp-vault", name: "vault-creds" } };
   await kube.create(c);
-  await until(
+  await eventually(
     () => {
       const used = auditedRequests().resource.map((r) => `${r.verb} ${r.resource}`);
       return used.includes("create serviceaccounts/token") && used.includes("patch secretproviders/status");
@@ -295,9 +265,8 @@ describe("least privilege", () => {
         world.namespaces.add(TENANT);
         const procs: ControllerProcess[] = [];
         const start = (name: string) => {
-          const p = spawnController({
+          const p = testWorld.spawnController({
             kubeconfig: saKubeconfig,
-            databaseUrl: db.url,
             name,
             namespaces: [], // all namespaces, as the chart runs it
             args: [
@@ -316,14 +285,14 @@ describe("least privilege", () => {
         await first.started();
         await vaultTenant();
         const items: { doc: Connector; kind: Kind }[] = Array.from({ length: size(16, 40) }, (_, i) => ({
-          doc: httpConnector(TENANT, `lp${i}`, target.url, kindFor(i)),
+          doc: httpConnector(TENANT, `lp${i}`, testWorld.target.url, kindFor(i)),
           kind: kindFor(i),
         }));
         const creating = createAll(
           kube,
           items.map((x) => x.doc),
         );
-        await until(() => first.count("instance created") >= 2, "the first instances", 60_000);
+        await eventually(() => first.count("instance created") >= 2, "the first instances", 60_000);
         await first.kill("SIGKILL");
         r.faults++;
         const created = await creating;

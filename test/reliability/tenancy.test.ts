@@ -5,35 +5,31 @@
 // controllers shard the namespaces, one with the feature flag enabled, to show that the
 // flag, not the namespace, decides. Also: the invariants themselves are checked to catch
 // what they claim to (a ghost row, a secret in an Event, a wrong state).
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector, ConnectorType } from "../../controller/src/api/types.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import type { ControllerProcess } from "../support/controllerProcess.ts";
+import type { HttpTarget } from "../support/httpTarget.ts";
+import { eventually } from "../support/wait.ts";
+import { startWorld, type World as TestWorld } from "../support/world.ts";
 import {
-  applyCatalog,
   BEARER_SECRET,
   createAll,
   httpConnector,
-  killAllControllers,
   Kube,
   loadYaml,
-  spawnController,
-  until,
   World,
-  type ControllerProcess,
   type Expectation,
   SCENARIO_TIMEOUT,
-  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport } from "./invariants.ts";
 import { Tally } from "./tally.ts";
 
 const PLAIN = "t-plain";
 const FLAGGED = "t-flagged";
+let testWorld: TestWorld;
 let cp: ControlPlane;
-let db: TestPostgres;
 let target: HttpTarget;
 let kube: Kube;
 let sql: pg.Pool;
@@ -80,22 +76,12 @@ async function create(
 }
 
 beforeAll(async () => {
-  [cp, db, target] = await Promise.all([startControlPlane(), startTestPostgres(), startHttpTarget()]);
-  await applyCatalog(cp);
+  testWorld = await startWorld({ target: true, namespaces: [PLAIN, FLAGGED] });
+  ({ cp, sql, target } = testWorld);
   kube = new Kube(cp.kubeconfigPath);
-  sql = openPool(db.url, 2);
-  for (const ns of [PLAIN, FLAGGED]) {
-    await kube.ensureNamespace(ns);
-    world.namespaces.add(ns);
-  }
+  for (const ns of [PLAIN, FLAGGED]) world.namespaces.add(ns);
   const start = (name: string, ns: string, args: string[] = []) => {
-    const p = spawnController({
-      kubeconfig: cp.kubeconfigPath,
-      databaseUrl: db.url,
-      name,
-      namespaces: [ns],
-      args,
-    });
+    const p = testWorld.spawnController({ name, namespaces: [ns], args });
     procs.push(p);
     return p;
   };
@@ -106,11 +92,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  await killAllControllers();
-  await sql?.end();
-  await db?.stop();
-  await target?.stop();
-  await cp?.stop();
+  await testWorld?.stop();
 });
 
 const logs = () => procs.flatMap((p) => p.raw);
@@ -265,7 +247,11 @@ describe("the invariants themselves", () => {
         await sql.query("delete from connector_instances where id = $1", [ghost.rows[0]!.id]);
         await kube.core.deleteNamespacedEvent({ namespace: ns, name: "planted-leak" });
         await kube.delete(ns, "planted");
-        await until(async () => (await kube.get(ns, "planted")) === undefined, "the planted Connector to go");
+        await eventually(
+          async () => (await kube.get(ns, "planted")) === undefined,
+          "the planted Connector to go",
+          60_000,
+        );
       });
     },
     SCENARIO_TIMEOUT,

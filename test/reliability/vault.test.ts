@@ -11,15 +11,13 @@
 //    tries, through the controller end to end (Vault and file providers) and through the
 //    resolver for generated names; a misconfigured provider (one role for all) is stopped
 //    by Vault's own policy.
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import fc from "fast-check";
 import * as yaml from "js-yaml";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector, SecretProvider } from "../../controller/src/api/types.ts";
 import { loadOrCreateFingerprintKey } from "../../controller/src/kube/hmacKey.ts";
@@ -27,29 +25,25 @@ import { KubeSecretKeys, KubeServiceAccountTokens } from "../../controller/src/k
 import { createLogger } from "../../controller/src/observability/logger.ts";
 import { ConnectorError } from "../../controller/src/api/errors.ts";
 import { VaultSecretResolver } from "../../controller/src/secrets/resolver.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { startOpenBao, type OpenBao } from "../support/openbao.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import type { ControllerProcess } from "../support/controllerProcess.ts";
+import { listen } from "../support/net.ts";
+import type { OpenBao } from "../support/openbao.ts";
+import { eventually, sleep } from "../support/wait.ts";
+import { startWorld, type World as TestWorld } from "../support/world.ts";
 import {
-  applyCatalog,
   createAll,
   FILE_A_SECRET,
   httpConnector,
-  killAllControllers,
   Kube,
   ROTATED_SECRET,
   SECRETS,
   size,
-  sleep,
-  spawnController,
   TENANT_A_SECRET,
   TENANT_B_SECRET,
-  until,
   World,
-  type ControllerProcess,
   type Expectation,
   SCENARIO_TIMEOUT,
-  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport, scanForSecrets } from "./invariants.ts";
 import { Tally, type ScenarioRecord } from "./tally.ts";
@@ -60,9 +54,9 @@ const NOROLE = "v-norole"; // allowed by the provider, but Vault has no role for
 const OUTSIDE = "v-outside"; // not in the provider's allowedNamespaces
 const NAMESPACES = [A, B, NOROLE, OUTSIDE];
 
+let testWorld: TestWorld;
 let cp: ControlPlane;
 let bao: OpenBao;
-let db: TestPostgres;
 let kube: Kube;
 let sql: pg.Pool;
 let filesDir: string;
@@ -98,8 +92,7 @@ async function startAuthTarget(): Promise<void> {
     res.writeHead(owner === ns ? 200 : 401, { "content-type": "application/json" });
     res.end(owner === ns ? '{"ok":true}\n' : '{"error":"unauthorized"}\n');
   });
-  await new Promise<void>((r) => target.server!.listen(0, "127.0.0.1", r));
-  target.url = `http://127.0.0.1:${(target.server!.address() as AddressInfo).port}`;
+  target.url = `http://127.0.0.1:${(await listen(target.server)).port}`;
 }
 
 /** An http Connector with bearer auth whose token comes from `provider`'s secret `secret`. */
@@ -131,22 +124,21 @@ const vaultProvider = (role: string, allowed: string[]): SecretProvider["spec"] 
 });
 
 beforeAll(async () => {
-  [cp, db] = await Promise.all([startControlPlane(), startTestPostgres(), startAuthTarget()]);
-  bao = await startOpenBao(cp);
-  await applyCatalog(cp);
+  testWorld = await startWorld({ vault: true, namespaces: [NOROLE, OUTSIDE] });
+  ({ cp, sql, bao } = testWorld);
+  await startAuthTarget();
+  testWorld.defer("the auth target", () => new Promise((r) => target.server!.close(r)));
   kube = new Kube(cp.kubeconfigPath);
-  sql = openPool(db.url, 2);
   for (const ns of NAMESPACES) world.namespaces.add(ns);
 
   await bao.tenant(cp, A);
   await bao.tenant(cp, B);
-  for (const ns of [NOROLE, OUTSIDE]) await kube.ensureNamespace(ns);
   const sa = await cp.kubectl(["create", "serviceaccount", "vault-reader", "-n", NOROLE]);
   if (sa.code !== 0) throw new Error(sa.stderr);
   await bao.writeKv2(`connectors/${A}/hook`, { token: TENANT_A_SECRET });
   await bao.writeKv2(`connectors/${B}/hook`, { token: TENANT_B_SECRET });
 
-  filesDir = mkdtempSync(join(tmpdir(), "cc-rel-files-"));
+  filesDir = testWorld.tempDir("cc-rel-files-");
   mkdirSync(join(filesDir, A));
   mkdirSync(join(filesDir, B));
   writeFileSync(join(filesDir, A, "hook.json"), JSON.stringify({ token: FILE_A_SECRET }));
@@ -159,9 +151,7 @@ beforeAll(async () => {
   await applyProvider("rel-vault-onerole", vaultProvider(A, [A, B]));
   await applyProvider("rel-files", { file: { directory: filesDir }, allowedNamespaces: [A, B] });
 
-  ctl = spawnController({
-    kubeconfig: cp.kubeconfigPath,
-    databaseUrl: db.url,
+  ctl = testWorld.spawnController({
     name: "vault-ctl",
     namespaces: NAMESPACES,
     args: ["--failure-retry", "2s"],
@@ -170,13 +160,7 @@ beforeAll(async () => {
 }, 45 * 60_000); // a cold build of the Vault-API server binary takes many minutes
 
 afterAll(async () => {
-  await killAllControllers();
-  await sql?.end();
-  await db?.stop();
-  await bao?.stop();
-  await cp?.stop();
-  await new Promise((r) => (target.server ? target.server.close(r) : r(undefined)));
-  if (filesDir) rmSync(filesDir, { recursive: true, force: true });
+  await testWorld?.stop();
 });
 
 type Item = { c: Connector; e: Omit<Expectation, "uid" | "ns" | "name"> };
@@ -251,7 +235,7 @@ describe("Vault faults", () => {
         );
         // Within a probe interval every working Connector meets the sealed Vault: Synced says
         // so, Ready stays (a passing failure does not take a working connector down).
-        await until(
+        await eventually(
           async () => {
             const c = await kube.get(A, working[0]!.metadata.name);
             return cond(c, "Synced")?.status === "False";
@@ -272,12 +256,12 @@ describe("Vault faults", () => {
         // A rotation after the outage: re-probed with the new token, audited.
         await bao.writeKv2(`connectors/${A}/hook`, { token: ROTATED_SECRET });
         const rotatedSeen = target.requests.length;
-        await until(
+        await eventually(
           async () => target.requests.slice(rotatedSeen).some((q) => q.ns === A && q.owner === A),
           "a probe with the rotated token",
           60_000,
         );
-        await until(
+        await eventually(
           async () =>
             (
               await sql.query(
@@ -304,7 +288,7 @@ describe("Vault faults", () => {
         await create(
           Array.from({ length: size(2, 6) }, () => ({ c: secretConnector(B, `s${n++}`, "hook"), e: ready })),
         );
-        await until(
+        await eventually(
           async () => cond(await kube.get(B, probe.name), "Synced")?.status === "False",
           "Synced=False while Vault is down",
           60_000,
@@ -375,7 +359,7 @@ describe("tenancy: secrets", () => {
         // A working Connector whose secretRef is changed to a trick: Stalled, and its last valid
         // generation stays in force in the database.
         const [victim] = await create([{ c: secretConnector(B, `t${n++}`, "hook"), e: ready }]);
-        await until(
+        await eventually(
           async () => cond(await kube.get(B, victim!.metadata.name), "Ready")?.status === "True",
           "the victim to work first",
           60_000,
@@ -390,7 +374,7 @@ describe("tenancy: secrets", () => {
           appliedGeneration: 1,
         });
         // The security property first: every trick is refused, B never presented A's token.
-        await until(
+        await eventually(
           async () =>
             (await kube.listConnectors()).filter(
               (c) => c.metadata.namespace === B && cond(c, "Stalled")?.reason === "InvalidSecretRef",

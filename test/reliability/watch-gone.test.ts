@@ -6,57 +6,42 @@
 // connector_controller_relists_total go up, and Connectors applied, changed and deleted
 // afterwards are reconciled. (With the watch cache on, 410 after a compaction and an API
 // server restart is part of faults.test.ts.)
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../controller/src/api/types.ts";
-import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
-import { startHttpTarget, type HttpTarget } from "../support/httpTarget.ts";
-import { startTestPostgres, type TestPostgres } from "../support/postgres.ts";
+import type { ControlPlane } from "../support/controlPlane.ts";
+import type { ControllerProcess } from "../support/controllerProcess.ts";
+import { eventually } from "../support/wait.ts";
+import { startWorld, type World as TestWorld } from "../support/world.ts";
 import {
-  applyCatalog,
   churn,
   compactEtcd,
   createAll,
   httpConnector,
-  killAllControllers,
   kindFor,
   Kube,
   size,
-  spawnController,
-  until,
   World,
-  type ControllerProcess,
   SCENARIO_TIMEOUT,
-  openPool,
 } from "./harness.ts";
 import { checkInvariants, describeReport } from "./invariants.ts";
 import { Tally } from "./tally.ts";
 
+let testWorld: TestWorld;
 let cp: ControlPlane;
-let db: TestPostgres;
-let target: HttpTarget;
 let kube: Kube;
 let sql: pg.Pool;
 const tally = new Tally("watch-gone");
 const NS = "f-gone";
 
 beforeAll(async () => {
-  [cp, db, target] = await Promise.all([
-    startControlPlane({ apiServerArgs: ["--watch-cache=false"] }),
-    startTestPostgres(),
-    startHttpTarget(),
-  ]);
-  await applyCatalog(cp);
+  testWorld = await startWorld({ target: true, controlPlane: { apiServerArgs: ["--watch-cache=false"] } });
+  ({ cp, sql } = testWorld);
   kube = new Kube(cp.kubeconfigPath);
-  sql = openPool(db.url, 2);
 }, 300_000);
 
 afterAll(async () => {
-  await killAllControllers();
-  await sql?.end();
-  await db?.stop();
-  await target?.stop();
-  await cp?.stop();
+  await testWorld?.stop();
 });
 
 describe("etcd compacted past the controller's resourceVersion", () => {
@@ -67,9 +52,7 @@ describe("etcd compacted past the controller's resourceVersion", () => {
         const world = new World();
         world.namespaces.add(NS);
         await kube.ensureNamespace(NS);
-        const ctl: ControllerProcess = spawnController({
-          kubeconfig: cp.kubeconfigPath,
-          databaseUrl: db.url,
+        const ctl: ControllerProcess = testWorld.spawnController({
           name: "gone-ctl",
           namespaces: [NS],
           args: ["--watch-stall-timeout", "3s"],
@@ -83,7 +66,7 @@ describe("etcd compacted past the controller's resourceVersion", () => {
         let n = 0;
         const batch = async (count: number) => {
           const kinds = Array.from({ length: count }, () => kindFor(n));
-          const docs = kinds.map((k) => httpConnector(NS, `g${n++}`, target.url, k));
+          const docs = kinds.map((k) => httpConnector(NS, `g${n++}`, testWorld.target.url, k));
           const created = await createAll(kube, docs);
           created.forEach((c, i) => world.expectKind(c, kinds[i]!));
           return created;
@@ -108,23 +91,24 @@ describe("etcd compacted past the controller's resourceVersion", () => {
           await churn(kube, "f-gone-churn", 20);
           const revision = await compactEtcd(cp.etcdUrl);
           r.faults++;
-          await until(
+          await eventually(
             async () => (await gone()) > gone0,
             `a 410 Gone after compacting to ${revision}`,
             60_000,
           );
-          await until(async () => (await relists()) > relists0, "a relist", 30_000);
+          await eventually(async () => (await relists()) > relists0, "a relist", 30_000);
           expect(ctl.said("resourceVersion too old (410 Gone); relisting")).toBe(true);
           // What comes after the relist is reconciled: new, changed and deleted Connectors.
           const fresh = await batch(size(4, 8));
           const victim = all.find((c) => world.get(c.metadata.uid!)?.want === "ready");
           if (victim) {
-            await until(
+            await eventually(
               async () =>
                 (await kube.get(NS, victim.metadata.name))?.status?.conditions?.some(
                   (c) => c.type === "Ready" && c.status === "True",
                 ) ?? false,
               `${victim.metadata.name} Ready`,
+              60_000,
             );
             await kube.delete(NS, victim.metadata.name);
             world.deleted(victim.metadata.uid!, true);

@@ -6,7 +6,7 @@
 // Discord-shaped answers are available too (GET <prefix>/users/@me returns a user), so the
 // OAuth tests can check which authorization scheme a probe used.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import { countConnections, listen } from "./net.ts";
 
 export interface BearerTarget {
   /** http://<host>:<port> */
@@ -28,8 +28,6 @@ export async function startBearerTarget(opts: { host?: string } = {}): Promise<B
   const host = opts.host ?? "127.0.0.1";
   const accepted = new Set<string>();
   const requests: BearerTarget["requests"] = [];
-  let connections = 0;
-  const sockets = new Set<Socket>();
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     req.resume();
@@ -53,16 +51,8 @@ export async function startBearerTarget(opts: { host?: string } = {}): Promise<B
   };
 
   const server = createServer(handler);
-  server.on("connection", (s: Socket) => {
-    connections++;
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, host, () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const counted = countConnections(server);
+  const { port } = await listen(server, 0, host);
   return {
     url: `http://${host}:${port}`,
     host,
@@ -70,10 +60,10 @@ export async function startBearerTarget(opts: { host?: string } = {}): Promise<B
     accepted,
     requests,
     tokensAt: (p) => requests.filter((r) => r.path === p && r.token !== undefined).map((r) => r.token!),
-    connections: () => connections,
+    connections: counted.connections,
     stop: () =>
       new Promise((resolve) => {
-        for (const s of sockets) s.destroy();
+        for (const s of counted.sockets) s.destroy();
         server.close(() => resolve());
       }),
   };

@@ -1,6 +1,6 @@
 // The controller, in this process, against the test control plane and database: its log
 // lines are kept (for assertions and secret scans), its probe servers listen on random
-// loopback ports.
+// loopback ports, and stopping it twice (the test, then its world) stops it once.
 import { loadConfig } from "../../controller/src/config.ts";
 import { startController, type Running } from "../../controller/src/main.ts";
 import { createLogger } from "../../controller/src/observability/logger.ts";
@@ -38,5 +38,7 @@ export async function startTestController(
     onLostLeadership: () => log.error({}, "lost leadership"),
   });
   await running.leading;
-  return Object.assign(running, { logLines });
+  const stop = running.stop.bind(running);
+  let stopped: Promise<void> | undefined;
+  return Object.assign(running, { logLines, stop: () => (stopped ??= stop()) });
 }

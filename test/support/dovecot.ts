@@ -13,15 +13,16 @@
 // checks need. To send mail, pass `relay` (a real MTA, such as test/support/mailRelay.ts) and
 // `lmtp: true`: Dovecot's LMTP service (dovecot-lmtpd) then delivers into the user's maildir,
 // where IMAP reads it. LMTP recipients are `<user>@<any domain>` (the domain is dropped).
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
+import { spawnSync } from "node:child_process";
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import { connect, createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { createTestCa } from "./testCa.ts";
+import { accepts, freePorts } from "./net.ts";
+import { createTestCa } from "./pki.ts";
+import { startProcess, type TestProcess } from "./process.ts";
+import { eventually } from "./wait.ts";
 
 export interface TestDovecot {
   host: "127.0.0.1";
@@ -116,43 +117,6 @@ function idOf(flag: "-u" | "-g", name: string): number {
   return Number(r.stdout.trim());
 }
 
-async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr !== null ? addr.port : 0;
-      srv.close(() => (port > 0 ? resolve(port) : reject(new Error("no port assigned"))));
-    });
-  });
-}
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: "127.0.0.1", port });
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.once("connect", () => done(true));
-    s.once("error", () => done(false));
-    s.setTimeout(1000, () => done(false));
-  });
-}
-
-const live = new Set<ChildProcess>();
-let hooked = false;
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on("exit", () => {
-    // SIGTERM: the master takes its login and auth processes down with it.
-    for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill("SIGTERM");
-  });
-}
-
 export async function startDovecot(
   opts: {
     user?: string;
@@ -199,14 +163,9 @@ export async function startDovecot(
   for (const d of ["run", "state", "mail"]) await mkdir(join(dir, d));
   if (asRoot) await chown(join(dir, "mail"), mailUid, mailGid);
 
-  const [imapPort, imapsPort, submissionPort, submissionsPort] = [
-    await freeLoopbackPort(),
-    await freeLoopbackPort(),
-    await freeLoopbackPort(),
-    await freeLoopbackPort(),
-  ] as [number, number, number, number];
-  const lmtpPort = opts.lmtp ? await freeLoopbackPort() : undefined;
-  const ports = [imapPort, imapsPort, submissionPort, submissionsPort, ...(lmtpPort ? [lmtpPort] : [])];
+  const ports = await freePorts(opts.lmtp ? 5 : 4);
+  const [imapPort, imapsPort, submissionPort, submissionsPort] = ports as [number, number, number, number];
+  const lmtpPort = ports[4];
   const confPath = join(dir, "dovecot.conf");
   const logPath = join(dir, "dovecot.log");
   await writeFile(
@@ -293,55 +252,36 @@ service anvil {
   if (check.status !== 0)
     throw new Error(`dovecot rejected its generated config ${confPath}: ${check.stderr}`);
 
-  hookExit();
-  let child: ChildProcess | undefined;
-  let exited: Promise<unknown> = Promise.resolve();
+  let master: TestProcess | undefined;
+  const running = (): boolean => master?.running === true;
+  const logTail = async (): Promise<string> =>
+    (await readFile(logPath, "utf8").catch(() => "")).split("\n").slice(-20).join("\n");
+  const allPorts = async (open: boolean): Promise<boolean> =>
+    (await Promise.all(ports.map((p) => accepts(p)))).every((a) => a === open);
 
-  const tail = async () => {
+  const start = async (): Promise<void> => {
+    if (running()) return;
+    // SIGTERM when the tests exit: the master takes its login and auth processes down with it.
+    const p = startProcess("dovecot", dovecot, ["-F", "-c", confPath], { exitSignal: "SIGTERM" });
+    master = p;
     try {
-      return (await readFile(logPath, "utf8")).split("\n").slice(-20).join("\n");
-    } catch {
-      return "";
+      await eventually(() => allPorts(true), `dovecot to listen on ${ports.join(", ")}`, {
+        timeoutMs: 30_000,
+        giveUpIf: () => p.exitInfo,
+      });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}: ${p.tail()}\n${await logTail()}`, { cause: err });
     }
   };
 
-  const start = async () => {
-    if (child && child.exitCode === null && child.signalCode === null) return;
-    const c = spawn(dovecot, ["-F", "-c", confPath], { stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    c.stdout?.on("data", (b: Buffer) => (output += b.toString()));
-    c.stderr?.on("data", (b: Buffer) => (output += b.toString()));
-    child = c;
-    live.add(c);
-    exited = once(c, "exit").finally(() => live.delete(c));
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (c.exitCode !== null || c.signalCode !== null)
-        throw new Error(
-          `dovecot exited during start-up (${String(c.exitCode ?? c.signalCode)}): ${output}\n${await tail()}`,
-        );
-      const open = await Promise.all(ports.map(portOpen));
-      if (open.every(Boolean)) return;
-      if (Date.now() > deadline)
-        throw new Error(`dovecot did not listen on ${ports.join(", ")} within 30s:\n${await tail()}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
-
-  const stop = async () => {
-    const c = child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    c.kill("SIGTERM");
-    const killTimer = setTimeout(() => c.kill("SIGKILL"), 10_000);
-    await exited;
-    clearTimeout(killTimer);
+  const stop = async (): Promise<void> => {
+    if (!running()) return;
+    await master!.stop();
     // The master takes its children down with it; wait until nothing answers any more.
-    const deadline = Date.now() + 10_000;
-    while ((await Promise.all(ports.map(portOpen))).some(Boolean)) {
-      if (Date.now() > deadline)
-        throw new Error(`dovecot stopped but ports ${ports.join(", ")} still answer`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await eventually(() => allPorts(false), `dovecot's ports ${ports.join(", ")} to close`, {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
   };
 
   let destroyed = false;
@@ -357,7 +297,7 @@ service anvil {
     mailbox,
     lmtpPort,
     dir,
-    running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
+    running,
     stop,
     start,
     async destroy() {

@@ -1,7 +1,7 @@
-// A plain HTTP server on loopback that http-type Connectors in tests point at, so their
-// health probes reach a real peer (and nothing leaves the machine).
+// A plain HTTP server on a free loopback port that http-type Connectors in tests point at,
+// so their health probes reach a real peer (and nothing leaves the machine).
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { listen } from "./net.ts";
 
 export interface HttpTarget {
   /** http://127.0.0.1:<port> */
@@ -12,16 +12,25 @@ export interface HttpTarget {
   stop(): Promise<void>;
 }
 
-export async function startHttpTarget(port = 0): Promise<HttpTarget> {
+/**
+ * `delayMs`: answer only after that long, so a probe against it takes that long (a
+ * reconcile is then reliably caught between its row write and its status write).
+ */
+export async function startHttpTarget(opts: { delayMs?: number } = {}): Promise<HttpTarget> {
   const target = { requests: 0, status: 200 } as HttpTarget;
   const server = createServer((req, res) => {
     target.requests++;
     req.resume();
-    res.writeHead(target.status, { "content-type": "application/json" });
-    res.end('{"ok":true}\n');
+    const answer = (): void => {
+      res.writeHead(target.status, { "content-type": "application/json" });
+      res.end('{"ok":true}\n');
+    };
+    if (!opts.delayMs) return answer();
+    const timer = setTimeout(answer, opts.delayMs);
+    res.on("close", () => clearTimeout(timer));
   });
-  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
-  target.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { port } = await listen(server);
+  target.url = `http://127.0.0.1:${port}`;
   target.stop = () =>
     new Promise((resolve) => {
       server.closeAllConnections();

@@ -6,6 +6,7 @@
 // recorded (envelope and raw message) for the tests to inspect.
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import { SMTPServer } from "smtp-server";
+import { listen } from "./net.ts";
 
 export interface RelayedMail {
   from: string;
@@ -72,9 +73,7 @@ export async function startMailRelay(opts: { localDomains: string[] }): Promise<
     },
   });
   server.on("error", () => undefined);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  const address = server.server.address();
-  const port = typeof address === "object" && address !== null ? address.port : 0;
+  const { port } = await listen(server.server);
   return {
     port,
     relayed,

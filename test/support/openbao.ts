@@ -13,17 +13,18 @@
 //
 // Manual use:  node test/support/openbao.ts   (starts a control plane and the server, prints
 // how to reach them, stays up until SIGINT/SIGTERM).
-import { spawn, type ChildProcess } from "node:child_process";
-import { webcrypto } from "node:crypto";
-import { once } from "node:events";
 import * as fs from "node:fs";
 import * as https from "node:https";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import * as x509 from "@peculiar/x509";
-import { REPO_ROOT, startControlPlane, type ControlPlane } from "./controlPlane.ts";
+import { createIfAbsent, kubectlOk } from "./cluster.ts";
+import { startControlPlane, type ControlPlane } from "./controlPlane.ts";
+import { freePort } from "./net.ts";
+import { createTestCa } from "./pki.ts";
+import { startProcess, type TestProcess } from "./process.ts";
+import { testbinDir } from "./testbin.ts";
+import { eventually } from "./wait.ts";
 
 export const ROOT_TOKEN = "root-token-for-tests";
 export const KV2_MOUNT = "kv";
@@ -106,40 +107,18 @@ export interface OpenBao {
 // Binary
 // ---------------------------------------------------------------------------------------
 
-/** Runs hack/testbin.sh openbao and returns the server binary (bao, or vault as the fallback). */
+/** hack/testbin.sh openbao: the server binary (bao, or vault as the fallback). */
 export async function resolveVaultServerBinary(): Promise<{ binary: string; flavor: "openbao" | "vault" }> {
-  const script = path.join(REPO_ROOT, "hack", "testbin.sh");
-  const res = await run("bash", [script, "openbao"], { stderrTo: process.stderr, timeoutMs: 3_600_000 });
-  const dir = res.stdout.trim().split("\n").pop()?.trim() ?? "";
-  if (res.code !== 0 || !dir)
-    throw new Error(
-      `the Vault-API test server is not available: hack/testbin.sh openbao exited ${res.code}:\n${tail(res.stderr, 30)}\n` +
-        "Run `hack/testbin.sh openbao` (builds it from the Go module proxy; needs Go >= 1.26) " +
-        "or set OPENBAO_BIN to a bao or vault binary.",
-    );
-  for (const [name, flavor] of [
-    ["bao", "openbao"],
-    ["vault", "vault"],
-  ] as const) {
-    const p = path.join(dir, name);
-    if (fs.existsSync(p)) return { binary: p, flavor };
-  }
-  throw new Error(`hack/testbin.sh openbao printed ${dir}, which holds neither bao nor vault`);
+  const dir = await testbinDir("openbao", ["bao", "vault"], { anyOf: true });
+  const bao = path.join(dir, "bao");
+  return fs.existsSync(bao)
+    ? { binary: bao, flavor: "openbao" }
+    : { binary: path.join(dir, "vault"), flavor: "vault" };
 }
 
 // ---------------------------------------------------------------------------------------
 // startOpenBao
 // ---------------------------------------------------------------------------------------
-
-const live = new Set<() => void>();
-let hooks = false;
-function installExitHooks(): void {
-  if (hooks) return;
-  hooks = true;
-  process.on("exit", () => {
-    for (const k of live) k();
-  });
-}
 
 export async function startOpenBao(
   cp: ControlPlane,
@@ -157,10 +136,11 @@ export async function startOpenBao(
   const file = (n: string): string => path.join(dir, n);
   const port = await freePort();
   const address = `https://127.0.0.1:${port}`;
-  const pki = await makePki();
-  fs.writeFileSync(file("ca.pem"), pki.caPem);
-  fs.writeFileSync(file("server.pem"), pki.certPem);
-  fs.writeFileSync(file("server-key.pem"), pki.keyPem, { mode: 0o600 });
+  const ca = await createTestCa("connector-controller-test-vault-ca");
+  const cert = await ca.issueServerCert({ cn: "vault" });
+  fs.writeFileSync(file("ca.pem"), ca.caPem);
+  fs.writeFileSync(file("server.pem"), cert.certPem);
+  fs.writeFileSync(file("server-key.pem"), cert.keyPem, { mode: 0o600 });
   fs.mkdirSync(file("data"));
   fs.writeFileSync(
     file("server.hcl"),
@@ -181,44 +161,21 @@ export async function startOpenBao(
   const logPath = file("server.log");
   const auditLogPath = file("audit.log");
 
-  let child: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
-  let exitInfo: string | undefined;
+  let server: TestProcess | undefined;
   let stopped = false;
-  const killSync = (): void => {
-    if (child && exitInfo === undefined) child.kill("SIGKILL");
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
-  installExitHooks();
-  live.add(killSync);
+  const removeDir = (): void => fs.rmSync(dir, { recursive: true, force: true });
+  process.on("exit", removeDir);
 
-  const startProcess = (): void => {
-    const fd = fs.openSync(logPath, "a");
-    try {
-      exitInfo = undefined;
-      const c = spawn(binary, ["server", `-config=${file("server.hcl")}`], {
-        stdio: ["ignore", fd, fd],
-        env: {
-          PATH: process.env.PATH ?? "/usr/bin:/bin",
-          HOME: dir,
-          SKIP_SETCAP: "1",
-          VAULT_DISABLE_MLOCK: "true",
-        },
-      });
-      child = c;
-      exited = new Promise((resolve) => {
-        c.once("exit", (code, signal) => {
-          exitInfo = signal ? `killed by ${signal}` : `exited with code ${code}`;
-          resolve();
-        });
-        c.once("error", (err) => {
-          exitInfo = `failed to start: ${err.message}`;
-          resolve();
-        });
-      });
-    } finally {
-      fs.closeSync(fd);
-    }
+  const startServer = (): void => {
+    server = startProcess(flavor, binary, ["server", `-config=${file("server.hcl")}`], {
+      logFile: logPath,
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        HOME: dir,
+        SKIP_SETCAP: "1",
+        VAULT_DISABLE_MLOCK: "true",
+      },
+    });
   };
 
   const request = async (
@@ -237,7 +194,7 @@ export async function startOpenBao(
     return new Promise((resolve, reject) => {
       const req = https.request(
         `${address}/v1/${apiPath.replace(/^\//, "")}`,
-        { method, headers, ca: pki.caPem, agent: false, timeout: 15_000 },
+        { method, headers, ca: ca.caPem, agent: false, timeout: 15_000 },
         (res) => {
           let text = "";
           res.setEncoding("utf8");
@@ -266,23 +223,14 @@ export async function startOpenBao(
   };
 
   const waitListening = async (): Promise<void> => {
-    const deadline = Date.now() + startTimeoutMs;
-    let last = "";
-    for (;;) {
-      if (exitInfo !== undefined)
-        throw new Error(`the server ${exitInfo}; log ${logPath}:\n${logTail(logPath)}`);
-      try {
-        const r = await request("GET", "sys/seal-status", undefined, null);
-        if (r.status === 200) return;
-        last = `status ${r.status}`;
-      } catch (err) {
-        last = (err as Error).message;
-      }
-      if (Date.now() > deadline)
-        throw new Error(
-          `the server did not answer within ${startTimeoutMs} ms (${last}); log:\n${logTail(logPath)}`,
-        );
-      await sleep(150);
+    try {
+      await eventually(
+        async () => (await request("GET", "sys/seal-status", undefined, null)).status === 200,
+        "the server to answer",
+        { timeoutMs: startTimeoutMs, intervalMs: 150, giveUpIf: () => server?.exitInfo },
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; log ${logPath}:\n${server?.tail(30)}`, { cause: err });
     }
   };
 
@@ -290,35 +238,23 @@ export async function startOpenBao(
   const unseal = async (): Promise<void> => {
     const r = await call("PUT", "sys/unseal", { key: unsealKey }, null);
     if (r?.sealed !== false) throw new Error(`unseal did not unseal: ${JSON.stringify(r)}`);
-    // Wait until the active node serves requests (mounts loaded).
-    const deadline = Date.now() + startTimeoutMs;
-    for (;;) {
-      const h = await request("GET", "sys/health", undefined, null);
-      if (h.status === 200) return;
-      if (Date.now() > deadline) throw new Error(`not active after unseal: ${h.status}`);
-      await sleep(100);
-    }
-  };
-
-  const stopProcess = async (signal: NodeJS.Signals): Promise<void> => {
-    const c = child;
-    if (!c || exitInfo !== undefined) return;
-    c.kill(signal);
-    const t = setTimeout(() => c.kill("SIGKILL"), 10_000);
-    await exited;
-    clearTimeout(t);
+    await eventually(
+      async () => (await request("GET", "sys/health", undefined, null)).status === 200,
+      "the server to be active after unseal (mounts loaded)",
+      startTimeoutMs,
+    );
   };
 
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    await stopProcess("SIGTERM");
-    live.delete(killSync);
-    fs.rmSync(dir, { recursive: true, force: true });
+    await server?.stop();
+    process.removeListener("exit", removeDir);
+    removeDir();
   };
 
   try {
-    startProcess();
+    startServer();
     await waitListening();
     const init = await call("PUT", "sys/init", { secret_shares: 1, secret_threshold: 1 }, null);
     unsealKey = String(init.keys_base64?.[0] ?? init.keys?.[0] ?? "");
@@ -339,22 +275,21 @@ export async function startOpenBao(
     await call("POST", `sys/mounts/${KV2_MOUNT}`, { type: "kv", options: { version: "2" } });
     await call("POST", `sys/mounts/${KV1_MOUNT}`, { type: "kv", options: { version: "1" } });
     // KV v2 upgrades its mount in the background: wait until it serves.
-    await waitFor(async () => (await request("GET", `${KV2_MOUNT}/config`)).status === 200, startTimeoutMs);
+    await eventually(
+      async () => (await request("GET", `${KV2_MOUNT}/config`)).status === 200,
+      "the KV v2 mount to serve",
+      startTimeoutMs,
+    );
 
     // --- Kubernetes auth against the test kube-apiserver (real TokenReview) --------------
-    await kubectlOk(cp, ["create", "namespace", REVIEWER_NAMESPACE], true);
-    await kubectlOk(cp, ["create", "serviceaccount", REVIEWER_SA, "-n", REVIEWER_NAMESPACE], true);
-    await kubectlOk(
-      cp,
-      [
-        "create",
-        "clusterrolebinding",
-        "connector-controller-test-token-reviewer",
-        "--clusterrole=system:auth-delegator",
-        `--serviceaccount=${REVIEWER_NAMESPACE}:${REVIEWER_SA}`,
-      ],
-      true,
-    );
+    await createIfAbsent(cp, ["namespace", REVIEWER_NAMESPACE]);
+    await createIfAbsent(cp, ["serviceaccount", REVIEWER_SA, "-n", REVIEWER_NAMESPACE]);
+    await createIfAbsent(cp, [
+      "clusterrolebinding",
+      "connector-controller-test-token-reviewer",
+      "--clusterrole=system:auth-delegator",
+      `--serviceaccount=${REVIEWER_NAMESPACE}:${REVIEWER_SA}`,
+    ]);
     const reviewerJwt = (
       await kubectlOk(cp, ["create", "token", REVIEWER_SA, "-n", REVIEWER_NAMESPACE, "--duration=24h"])
     ).trim();
@@ -375,8 +310,8 @@ export async function startOpenBao(
       const sa = o.serviceAccount ?? "vault-reader";
       const policy = `tenant-${namespace}`;
       if (o.createServiceAccount !== false) {
-        await kubectlOk(cluster, ["create", "namespace", namespace], true);
-        await kubectlOk(cluster, ["create", "serviceaccount", sa, "-n", namespace], true);
+        await createIfAbsent(cluster, ["namespace", namespace]);
+        await createIfAbsent(cluster, ["serviceaccount", sa, "-n", namespace]);
       }
       await call("PUT", `sys/policies/acl/${policy}`, {
         policy: [
@@ -410,7 +345,7 @@ export async function startOpenBao(
 
     return {
       address,
-      caPem: pki.caPem,
+      caPem: ca.caPem,
       rootToken: ROOT_TOKEN,
       flavor,
       binary,
@@ -444,13 +379,13 @@ export async function startOpenBao(
         return r.body?.sealed === true;
       },
       async restart() {
-        await stopProcess("SIGTERM");
-        startProcess();
+        await server?.stop();
+        startServer();
         await waitListening();
         await unseal();
       },
       async kill() {
-        await stopProcess("SIGKILL");
+        await server?.stop("SIGKILL");
       },
       audit: readAudit,
       countAudit(filter) {
@@ -471,128 +406,6 @@ export async function startOpenBao(
     await stop().catch(() => undefined);
     throw new Error(`starting the Vault-API test server failed: ${(err as Error).message}`, { cause: err });
   }
-}
-
-// ---------------------------------------------------------------------------------------
-// helpers
-// ---------------------------------------------------------------------------------------
-
-async function kubectlOk(cp: ControlPlane, args: string[], allowExists = false): Promise<string> {
-  const r = await cp.kubectl(args);
-  if (r.code !== 0) {
-    if (allowExists && /AlreadyExists|already exists/.test(r.stderr)) return r.stdout;
-    throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr || r.stdout}`);
-  }
-  return r.stdout;
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error("timed out");
-    await sleep(100);
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function makePki(): Promise<{ caPem: string; certPem: string; keyPem: string }> {
-  x509.cryptoProvider.set(webcrypto);
-  const subtle = webcrypto.subtle;
-  const alg = { name: "ECDSA", namedCurve: "P-256" } as const;
-  const sign = { name: "ECDSA", hash: "SHA-256" } as const;
-  const notBefore = new Date(Date.now() - 3_600_000);
-  const notAfter = new Date(Date.now() + 7 * 86_400_000);
-  const caKeys = (await subtle.generateKey(alg, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
-  const ca = await x509.X509CertificateGenerator.createSelfSigned({
-    name: "CN=connector-controller-test-vault-ca",
-    keys: caKeys,
-    notBefore,
-    notAfter,
-    signingAlgorithm: sign,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
-    ],
-  });
-  const keys = (await subtle.generateKey(alg, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
-  const cert = await x509.X509CertificateGenerator.create({
-    subject: "CN=vault",
-    issuer: ca.subject,
-    publicKey: keys.publicKey,
-    signingKey: caKeys.privateKey,
-    notBefore,
-    notAfter,
-    signingAlgorithm: sign,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(
-        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
-        true,
-      ),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey),
-      new x509.SubjectAlternativeNameExtension([
-        { type: "ip", value: "127.0.0.1" },
-        { type: "dns", value: "localhost" },
-      ]),
-    ],
-  });
-  const keyPem = x509.PemConverter.encode(await subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY");
-  return { caPem: ca.toString("pem"), certPem: cert.toString("pem"), keyPem };
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, "127.0.0.1");
-  await once(s, "listening");
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function run(
-  cmd: string,
-  args: string[],
-  o: { timeoutMs?: number; stderrTo?: NodeJS.WritableStream } = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-    child.stderr.setEncoding("utf8").on("data", (c: string) => {
-      stderr += c;
-      o.stderrTo?.write(c);
-    });
-    const timer = o.timeoutMs ? setTimeout(() => child.kill("SIGKILL"), o.timeoutMs) : undefined;
-    child.on("error", (err) => {
-      clearTimeout(timer);
-      resolve({ code: 127, stdout, stderr: `${stderr}${cmd}: ${err.message}\n` });
-    });
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout, stderr });
-    });
-  });
-}
-
-function logTail(p: string, lines = 30): string {
-  try {
-    return tail(fs.readFileSync(p, "utf8"), lines);
-  } catch {
-    return "(no log)";
-  }
-}
-
-function tail(text: string, lines: number): string {
-  return text.trimEnd().split("\n").slice(-lines).join("\n");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -4,10 +4,8 @@
 //   outputSchema with ajv, and keeps every result and error as text for the secret scan;
 // - startFakeApi: an HTTPS server on loopback (certificate from a throwaway CA) whose handler
 //   sees each request with its body read, recording them, and counting open sockets.
-import { once } from "node:events";
 import * as https from "node:https";
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
-import type { Socket } from "node:net";
 import { join } from "node:path";
 import { expect } from "vitest";
 import { createAjv } from "../../controller/src/api/ajv.ts";
@@ -19,7 +17,8 @@ import type { ConnectorType, JsonObject, Operation } from "../../controller/src/
 import { parseYamlFile } from "../../controller/src/catalog/fileCatalog.ts";
 import type { OperationResult } from "../../controller/src/drivers/driver.ts";
 import { runOperation } from "../../controller/src/drivers/run.ts";
-import { createTestCa } from "./testCa.ts";
+import { countConnections, listen } from "./net.ts";
+import { createTestCa } from "./pki.ts";
 
 export function loadType(name: string): ConnectorType {
   return parseYamlFile(join(projectRoot, "examples", "types", `${name}.yaml`))[0]?.doc as ConnectorType;
@@ -126,7 +125,6 @@ export async function startFakeApi(
   const ca = await createTestCa("connector-controller-fake-api-ca");
   const cert = await ca.issueServerCert({ dns: ["localhost"], ips: ["127.0.0.1"] });
   const requests: FakeRequest[] = [];
-  const sockets = new Set<Socket>();
   const server = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -143,14 +141,8 @@ export async function startFakeApi(
       handler(recorded, res);
     });
   });
-  server.on("connection", (s: Socket) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const addr = server.address();
-  const port = typeof addr === "object" && addr !== null ? addr.port : 0;
+  const c = countConnections(server);
+  const { port } = await listen(server);
   return {
     url: `https://127.0.0.1:${port}`,
     caPem: ca.caPem,
@@ -160,17 +152,11 @@ export async function startFakeApi(
       if (!req) throw new Error("the fake API has received no request");
       return req;
     },
-    openSockets: () => sockets.size,
-    async waitForNoOpenSockets(timeoutMs = 2000) {
-      const deadline = Date.now() + timeoutMs;
-      while (sockets.size > 0) {
-        if (Date.now() > deadline) throw new Error(`${sockets.size} socket(s) still open on the fake API`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    },
+    openSockets: c.openSockets,
+    waitForNoOpenSockets: c.waitForNoOpenSockets,
     async stop() {
       server.closeAllConnections();
-      for (const s of sockets) s.destroy();
+      for (const s of c.sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

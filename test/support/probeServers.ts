@@ -4,21 +4,11 @@
 //   Discord (/api/v10/users/@me) shapes; it counts TCP connections and open sockets.
 // - startSilentServer: accepts TCP connections and never says a word (timeouts), counting
 //   connections and open sockets too.
-import { once } from "node:events";
 import * as https from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createServer, type Server, type Socket } from "node:net";
-import { createTestCa } from "./testCa.ts";
-
-export interface ConnectionCounter {
-  /** TCP connections accepted so far. */
-  connections(): number;
-  /** Sockets still open on the server side. */
-  openSockets(): number;
-  /** Resolves when no socket is open (or rejects after timeoutMs). */
-  waitForNoOpenSockets(timeoutMs?: number): Promise<void>;
-  resetCounts(): void;
-}
+import { createServer } from "node:net";
+import { countConnections, listen, type ConnectionCounter } from "./net.ts";
+import { createTestCa } from "./pki.ts";
 
 export interface TestHttpsServer extends ConnectionCounter {
   port: number;
@@ -34,31 +24,6 @@ export interface TestHttpsServer extends ConnectionCounter {
   /** Request paths seen (method and path), in order. */
   requests: string[];
   stop(): Promise<void>;
-}
-
-function counter(server: Server): ConnectionCounter & { sockets: Set<Socket> } {
-  let count = 0;
-  const sockets = new Set<Socket>();
-  server.on("connection", (s: Socket) => {
-    count++;
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
-  return {
-    sockets,
-    connections: () => count,
-    openSockets: () => sockets.size,
-    resetCounts: () => {
-      count = 0;
-    },
-    async waitForNoOpenSockets(timeoutMs = 2000) {
-      const deadline = Date.now() + timeoutMs;
-      while (sockets.size > 0) {
-        if (Date.now() > deadline) throw new Error(`${sockets.size} socket(s) still open on the test server`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    },
-  };
 }
 
 function json(
@@ -143,11 +108,8 @@ export async function startTestHttpsServer(opts: { token?: string } = {}): Promi
   };
 
   const server = https.createServer({ cert: cert.certPem, key: cert.keyPem }, handler);
-  const c = counter(server);
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const addr = server.address();
-  const port = typeof addr === "object" && addr !== null ? addr.port : 0;
+  const c = countConnections(server);
+  const { port } = await listen(server);
   return {
     port,
     url: `https://127.0.0.1:${port}`,
@@ -182,11 +144,8 @@ export interface SilentServer extends ConnectionCounter {
 export async function startSilentServer(): Promise<SilentServer> {
   // Reads (and drops) what the client sends, so the client's FIN is seen and counted.
   const server = createServer((s) => s.resume());
-  const c = counter(server);
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const addr = server.address();
-  const port = typeof addr === "object" && addr !== null ? addr.port : 0;
+  const c = countConnections(server);
+  const { port } = await listen(server);
   return {
     port,
     connections: c.connections,

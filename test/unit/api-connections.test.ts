@@ -1,11 +1,11 @@
 // The controller's API client keeps its TLS connections: one handshake for many calls, as
 // client-go does, instead of stock client-node's new connection per request.
 import * as https from "node:https";
-import type { AddressInfo } from "node:net";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reuseConnections } from "../../controller/src/kube/connections.ts";
-import { createTestCa } from "../support/testCa.ts";
+import { listen } from "../support/net.ts";
+import { createTestCa } from "../support/pki.ts";
 
 let server: https.Server;
 let handshakes = 0;
@@ -22,8 +22,7 @@ beforeAll(async () => {
     res.end(body);
   });
   server.on("secureConnection", () => handshakes++);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = `https://127.0.0.1:${(await listen(server)).port}`;
 });
 
 afterAll(async () => {

@@ -2,13 +2,14 @@
 // a few writes in flight, a bounded backlog written in order, the rest dropped and counted.
 import * as https from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Connector } from "../../controller/src/api/types.ts";
 import { reuseConnections } from "../../controller/src/kube/connections.ts";
 import { KubeEventRecorder } from "../../controller/src/kube/events.ts";
-import { createTestCa } from "../support/testCa.ts";
+import { listen } from "../support/net.ts";
+import { createTestCa } from "../support/pki.ts";
+import { eventually } from "../support/wait.ts";
 import { silentLogger } from "../support/memory.ts";
 
 let server: https.Server;
@@ -29,13 +30,13 @@ beforeAll(async () => {
       maxConcurrent = Math.max(maxConcurrent, held.length);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = await listen(server);
   kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [
       {
         name: "c",
-        server: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        server: `https://127.0.0.1:${port}`,
         caData: Buffer.from(ca.caPem).toString("base64"),
       },
     ],
@@ -65,13 +66,6 @@ async function releaseAll(recorder: KubeEventRecorder): Promise<void> {
   }
 }
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let waited = 0; !cond(); waited += 10) {
-    if (waited > 10_000) throw new Error("timed out waiting for the requests");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 function connector(i: number): Connector {
   return {
     apiVersion: "connectors.cynodeai.io/v1alpha1",
@@ -91,7 +85,7 @@ describe("KubeEventRecorder", () => {
     });
     for (let i = 0; i < 10; i++) recorder.record(connector(i), "Normal", `Ready${i}`, "ready");
     expect(dropped).toBe(5);
-    await until(() => held.length === 2);
+    await eventually(() => held.length === 2, "the requests", { timeoutMs: 10_000, intervalMs: 10 });
     await new Promise((resolve) => setTimeout(resolve, 200)); // time for a third, were it sent
     expect(held.length).toBe(2);
     await releaseAll(recorder);

@@ -2,14 +2,13 @@
 // requests it sends (paths, mount points, headers, bodies), how it classifies every status
 // Vault answers with, Retry-After, timeouts and aborts, and that no token or credential it
 // holds or sends ever shows up in an error. The real server is in test/integration/secrets.test.ts.
-import { once } from "node:events";
 import * as http from "node:http";
 import * as https from "node:https";
-import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ConnectorError } from "../../controller/src/api/errors.ts";
 import { VaultClient, vaultPool } from "../../controller/src/secrets/vaultClient.ts";
-import { createTestCa } from "../support/testCa.ts";
+import { freePort, listen } from "../support/net.ts";
+import { createTestCa } from "../support/pki.ts";
 
 interface Seen {
   method: string;
@@ -52,12 +51,6 @@ function serve(req: http.IncomingMessage, res: http.ServerResponse): void {
     res.writeHead(a.status, { "content-type": "application/json", ...a.headers });
     res.end(text);
   });
-}
-
-async function listen(s: http.Server): Promise<number> {
-  s.listen(0, "127.0.0.1");
-  await once(s, "listening");
-  return (s.address() as AddressInfo).port;
 }
 
 function client(opts: Partial<ConstructorParameters<typeof VaultClient>[0]> = {}): VaultClient {
@@ -112,7 +105,7 @@ async function loggedIn(): Promise<VaultClient> {
 
 beforeAll(async () => {
   server = http.createServer(serve);
-  address = `http://127.0.0.1:${await listen(server)}`;
+  address = `http://127.0.0.1:${(await listen(server)).port}`;
 });
 afterEach(() => {
   seen.length = 0;
@@ -387,9 +380,7 @@ describe("VaultClient errors", () => {
   });
 
   it("an unreachable server, a timeout and an abort are transient; a closed client refuses", async () => {
-    const closed = http.createServer();
-    const port = await listen(closed);
-    await new Promise((r) => closed.close(r));
+    const port = await freePort();
     const down = await failure(client({ address: `http://127.0.0.1:${port}` }).health());
     expect(down).toMatchObject({ errorClass: "transient", reason: "VaultUnavailable" });
     expect(down.message).toContain("ECONNREFUSED");
@@ -429,7 +420,7 @@ describe("VaultClient over TLS", () => {
     const cert = await ca.issueServerCert();
     caPem = ca.caPem;
     tls = https.createServer({ cert: cert.certPem, key: cert.keyPem }, serve);
-    tlsAddress = `https://127.0.0.1:${await listen(tls)}`;
+    tlsAddress = `https://127.0.0.1:${(await listen(tls)).port}`;
   });
   afterAll(async () => {
     tls.closeAllConnections();

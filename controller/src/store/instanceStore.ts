@@ -75,7 +75,7 @@ function toColumns(values: object, readOnly: ReadonlySet<string>): Record<string
   return out;
 }
 
-function fromInstanceRow(row: Selectable<ConnectorInstancesTable>): InstanceRow {
+export function fromInstanceRow(row: Selectable<ConnectorInstancesTable>): InstanceRow {
   const out: Record<string, unknown> = {};
   for (const [field, column] of Object.entries(INSTANCE_COLUMNS)) out[field] = row[column];
   return out as unknown as InstanceRow;
