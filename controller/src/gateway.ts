@@ -6,7 +6,7 @@
 import { hostname } from "node:os";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { aborted, serverRunnable, type Runnable } from "./api/runnable.ts";
+import { aborted, serverRunnable, stopOnSignals, type Runnable } from "./api/runnable.ts";
 import { systemClock } from "./api/clock.ts";
 import { ConnectorError } from "./api/errors.ts";
 import { ConfigError, informationRequested } from "./config.ts";
@@ -270,21 +270,7 @@ async function main(): Promise<void> {
     log.fatal({ err }, "start-up failed");
     process.exit(1);
   }
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "shutting down");
-    running.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  process.on("SIGINT", () => shutdown("SIGINT"));
+  stopOnSignals(log, () => running.stop());
 }
 
 if (import.meta.main) {

@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import pRetry from "p-retry";
-import { aborted, serverRunnable } from "./api/runnable.ts";
+import { aborted, serverRunnable, stopOnSignals } from "./api/runnable.ts";
 import { systemClock } from "./api/clock.ts";
 import { isRetryable, classify } from "./api/errors.ts";
 import { ConfigSchemaCache } from "./catalog/configSchemas.ts";
@@ -334,21 +334,7 @@ async function main(): Promise<void> {
     log.fatal({ err }, "start-up failed");
     process.exit(1);
   }
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "shutting down");
-    running.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  process.on("SIGINT", () => shutdown("SIGINT"));
+  stopOnSignals(log, () => running.stop());
 }
 
 if (import.meta.main) {

@@ -40,3 +40,25 @@ export function serverRunnable(
     },
   };
 }
+
+/** A process's end: on the first SIGTERM or SIGINT, stop, then exit 0 (1 when stopping failed). */
+export function stopOnSignals(
+  log: { info(o: object, m: string): void; error(o: object, m: string): void },
+  stop: () => Promise<void>,
+): void {
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+}

@@ -1,5 +1,5 @@
 import type { AuditEvent, InstanceRow } from "../api/model.ts";
-import type { Connector } from "../api/types.ts";
+import { ANNOTATION_APPLIED_BY, type Connector } from "../api/types.ts";
 
 /** What a step says about an audit row; the rest comes from the Connector and the reconcile. */
 export type AuditEntry = Pick<AuditEvent, "operation" | "outcome"> & Partial<AuditEvent>;
@@ -23,4 +23,13 @@ export function audit(
     executionMode: "reconcile",
     ...e,
   };
+}
+
+/** Who changed the spec: the applied-by annotation, else the field manager of the last spec update. */
+export function actorOf(c: Connector): string | null {
+  const annotated = c.metadata.annotations?.[ANNOTATION_APPLIED_BY];
+  if (annotated) return annotated;
+  const spec = (c.metadata.managedFields ?? []).filter((m) => m.subresource !== "status" && m.manager);
+  spec.sort((x, y) => (x.time ?? "").localeCompare(y.time ?? ""));
+  return spec.at(-1)?.manager ?? null;
 }

@@ -4,7 +4,7 @@
 //   a transient failure => degraded (was active) or error; an open breaker => error, and no
 //   probe until its cooldown ends.
 import { createHash } from "node:crypto";
-import type { ConnectorState, ErrorClass, HealthCheck } from "../api/types.ts";
+import type { Connector, ConnectorState, ErrorClass, HealthCheck } from "../api/types.ts";
 import {
   AUTHENTICATION_FAILED,
   type InstanceRow,
@@ -158,4 +158,12 @@ export function alignToGrid(nowMs: number, delayMs: number, intervalMs: number, 
   const sinceOffset = (((target - offset) % intervalMs) + intervalMs) % intervalMs;
   const at = sinceOffset === 0 ? target : target + intervalMs - sinceOffset;
   return Math.max(1000, at - nowMs);
+}
+
+/** Connectors that share a secret probe together (one read); the others spread by uid. */
+export function probeGridKey(c: Connector): string {
+  const ref = c.spec.credentials?.secretRef;
+  return ref
+    ? `${c.metadata.namespace}/${ref.provider}/${ref.name}/${ref.version ?? ""}`
+    : (c.metadata.uid ?? c.metadata.name);
 }

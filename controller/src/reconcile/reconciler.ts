@@ -7,20 +7,20 @@
 // still be written.
 import { jitter, type Clock } from "../api/clock.ts";
 import { deepEqual } from "../api/canonical.ts";
-import { statusEqual } from "../api/conditions.ts";
 import { ConnectorError, classify, isRetryable, terminal } from "../api/errors.ts";
 import type { Logger } from "../api/logger.ts";
 import type { InstancePatch, InstanceRow } from "../api/model.ts";
-import { ANNOTATION_APPLIED_BY, FINALIZER, type Connector, type ConnectorStatus } from "../api/types.ts";
-import { audit, type AuditEntry } from "./audit.ts";
+import { FINALIZER, type Connector, type ConnectorStatus } from "../api/types.ts";
+import { actorOf, audit, type AuditEntry } from "./audit.ts";
 import { CircuitBreakers } from "./breaker.ts";
-import { resolveCredentials, type CredentialOutcome } from "./credentials.ts";
+import { resolveCredentials, type CredentialOutcome, type OAuthClients } from "./credentials.ts";
 import { credentialFinding, findHealth, idle, notDue, type Finding, type ProbeSchedule } from "./findings.ts";
-import { alignToGrid, intervalMs, probePlan } from "./health.ts";
-import { planInstance, type InstancePlan } from "./plan.ts";
-import { DEPRECATED_ANNOTATION, managementPolicies } from "./policies.ts";
+import { alignToGrid, intervalMs, probeGridKey, probePlan } from "./health.ts";
+import { applyPlan, type Instance } from "./apply.ts";
+import { finalize } from "./finalize.ts";
+import { planInstance } from "./plan.ts";
+import { managementPolicies } from "./policies.ts";
 import type { ConfigSchemaCache } from "../catalog/configSchemas.ts";
-import type { OAuthClients } from "./credentials.ts";
 import type {
   ConnectorWriter,
   EventRecorder,
@@ -29,8 +29,8 @@ import type {
   ReconcileMetrics,
   SecretResolver,
 } from "./ports.ts";
-import { buildStatus, type DriftView } from "./status.ts";
-import { validateConnector, type ValidationContext, type ValidSpec } from "./validate.ts";
+import { buildStatus, publishStatus } from "./status.ts";
+import { validateConnector, withWarnings, type ValidationContext, type ValidSpec } from "./validate.ts";
 import type { CatalogReader } from "../catalog/reader.ts";
 
 export interface ReconcilerDeps {
@@ -78,13 +78,6 @@ interface Run extends ReconcileRequest {
   started: number;
 }
 
-/** The instance after the apply step. */
-export interface Instance {
-  row: InstanceRow;
-  specChanged: boolean;
-  drift?: DriftView;
-}
-
 /** How far a reconcile got, for the failure route. */
 interface Progress {
   valid?: ValidSpec;
@@ -92,28 +85,8 @@ interface Progress {
   resolvingCredentials?: boolean;
 }
 
-/** Connectors that share a secret probe together (one read); the others spread by uid. */
-export function probeGridKey(c: Connector): string {
-  const ref = c.spec.credentials?.secretRef;
-  return ref
-    ? `${c.metadata.namespace}/${ref.provider}/${ref.name}/${ref.version ?? ""}`
-    : (c.metadata.uid ?? c.metadata.name);
-}
-
-/** Who changed the spec: the applied-by annotation, else the field manager of the last spec update. */
-export function actorOf(c: Connector): string | null {
-  const annotated = c.metadata.annotations?.[ANNOTATION_APPLIED_BY];
-  if (annotated) return annotated;
-  const spec = (c.metadata.managedFields ?? []).filter((m) => m.subresource !== "status" && m.manager);
-  spec.sort((x, y) => (x.time ?? "").localeCompare(y.time ?? ""));
-  return spec.at(-1)?.manager ?? null;
-}
-
+export { actorOf, probeGridKey };
 export { diffDesired, specHash } from "./plan.ts";
-
-function withWarnings(valid: ValidSpec, warnings: ValidSpec["warnings"]): ValidSpec {
-  return warnings.length ? { ...valid, warnings: [...valid.warnings, ...warnings] } : valid;
-}
 
 export class Reconciler {
   readonly #d: ReconcilerDeps;
@@ -128,7 +101,14 @@ export class Reconciler {
     const run = this.#begin(req);
     const at: Progress = {};
     try {
-      if (run.c.metadata.deletionTimestamp) return await this.#finalize(run);
+      if (run.c.metadata.deletionTimestamp)
+        return await finalize({
+          ...this.#d,
+          connector: run.c,
+          log: run.log,
+          signal: run.work,
+          audit: (row, entry, tx) => this.#audit(run, row, entry, tx),
+        });
       await this.#ensureFinalizer(run);
       const policies = managementPolicies(run.c);
       const valid = (at.valid = withWarnings(validateConnector(run.c, this.#d), policies.warnings));
@@ -141,7 +121,17 @@ export class Reconciler {
         desired: valid.desired,
         observeOnly: policies.management === "Observe",
       });
-      const instance = (at.instance = await this.#apply(run, current, plan));
+      const instance = (at.instance = await applyPlan(
+        {
+          ...this.#d,
+          connector: run.c,
+          log: run.log,
+          signal: run.work,
+          audit: (row, entry, tx) => this.#audit(run, row, entry, tx),
+        },
+        current,
+        plan,
+      ));
       if (!instance.row.enabled) return await this.#record(run, valid, instance, idle());
       const schedule = await this.#schedule(run, instance);
       if (!schedule.run) return await this.#record(run, valid, instance, notDue(schedule, instance.row));
@@ -174,58 +164,6 @@ export class Reconciler {
 
   async #ensureFinalizer(run: Run): Promise<void> {
     if (!run.c.metadata.finalizers?.includes(FINALIZER)) await this.#d.writer.addFinalizer(run.c, run.work);
-  }
-
-  /** Runs the plan in one transaction (opened at its first write), with its audit rows. */
-  async #apply(run: Run, current: InstanceRow | undefined, plan: InstancePlan): Promise<Instance> {
-    const c = run.c;
-    const generation = c.metadata.generation ?? 0;
-    return this.#d.store.transaction(async (tx) => {
-      const write = (row: InstanceRow, e: AuditEntry) => this.#audit(run, row, e, tx);
-      switch (plan.kind) {
-        case "create": {
-          const created = await tx.insert(plan.row);
-          await write(created, { operation: "created", outcome: "success", details: { generation } });
-          run.log.info({ instanceId: created.id }, "instance created");
-          return { row: created, specChanged: true };
-        }
-        case "none":
-          return { row: current!, specChanged: false };
-        case "record-generation":
-          return { row: await tx.update(current!.id, plan.patch), specChanged: false };
-        case "report-drift":
-          return { row: current!, specChanged: false, drift: { fields: plan.fields, corrected: false } };
-        case "update": {
-          const updated = await tx.update(current!.id, plan.patch);
-          await write(updated, {
-            operation: "updated",
-            outcome: "success",
-            details: { fields: plan.fields, generation },
-          });
-          if (plan.enabledChanged)
-            await write(updated, { operation: updated.enabled ? "enabled" : "disabled", outcome: "success" });
-          run.log.info({ instanceId: updated.id, fields: plan.fields }, "instance updated");
-          return { row: updated, specChanged: true };
-        }
-        case "correct-drift": {
-          const updated = await tx.update(current!.id, plan.patch);
-          await write(updated, {
-            operation: "drift_corrected",
-            outcome: "success",
-            details: { fields: plan.fields },
-          });
-          this.#d.metrics?.driftCorrected(updated.type);
-          this.#d.events.record(
-            c,
-            "Warning",
-            "DriftCorrected",
-            `instance differed from the spec in ${plan.fields.join(", ")}; overwritten`,
-          );
-          run.log.warn({ instanceId: updated.id, fields: plan.fields }, "drift corrected");
-          return { row: updated, specChanged: false, drift: { fields: plan.fields, corrected: true } };
-        }
-      }
-    }, run.work);
   }
 
   /** Whether a probe is due now (the interval, the breaker, a changed spec), and when the next one is. */
@@ -434,48 +372,13 @@ export class Reconciler {
   }
 
   /** Patches status when it changed (with the whole deadline: the grace was kept for this). */
-  async #writeStatus(run: Run, status: ConnectorStatus): Promise<boolean> {
-    const c = run.c;
-    if (statusEqual(c.status, status)) return false;
-    const prevReady = c.status?.conditions?.find((x) => x.type === "Ready");
-    await this.#d.writer.writeStatus(c, status, run.signal);
-    const deprecated = status.conditions?.find((x) => x.type === DEPRECATED_ANNOTATION);
-    if (deprecated && !c.status?.conditions?.some((x) => x.type === DEPRECATED_ANNOTATION))
-      this.#d.events.record(c, "Warning", DEPRECATED_ANNOTATION, deprecated.message);
-    const ready = status.conditions?.find((x) => x.type === "Ready");
-    if (
-      ready &&
-      (ready.status !== prevReady?.status ||
-        ready.reason !== prevReady?.reason ||
-        ready.message !== prevReady?.message)
-    ) {
-      const warn = ready.status !== "True" || status.state === "degraded";
-      this.#d.events.record(c, warn ? "Warning" : "Normal", ready.reason, ready.message);
-    }
-    return true;
-  }
-
-  /** Deletion: disable and soft-delete the row (or orphan it), audit, then let the object go. */
-  async #finalize(run: Run): Promise<ReconcileResult> {
-    const c = run.c;
-    if (!c.metadata.finalizers?.includes(FINALIZER)) return {};
-    const orphan = managementPolicies(c).deletion === "Orphan";
-    const row = c.metadata.uid ? await this.#d.store.findByUid(c.metadata.uid, run.work) : undefined;
-    if (row) {
-      await this.#breakers.forget(row.id);
-      await this.#d.store.transaction(async (tx) => {
-        if (orphan) return this.#audit(run, row, { operation: "orphaned", outcome: "success" }, tx);
-        await tx.update(row.id, { enabled: false, state: "disabled" });
-        await tx.softDelete(row.id, this.#d.clock.now());
-        await this.#audit(run, row, { operation: "deleted", outcome: "success" }, tx);
-      }, run.work);
-      run.log.info({ instanceId: row.id, orphan }, orphan ? "instance orphaned" : "instance soft-deleted");
-    }
-    await this.#d.writer.removeFinalizer(c, run.work);
-    return {};
+  #writeStatus(run: Run, status: ConnectorStatus): Promise<boolean> {
+    return publishStatus(this.#d, run.c, status, run.signal);
   }
 
   #audit(run: Run, row: InstanceRow | undefined, e: AuditEntry, store = this.#d.store): Promise<void> {
-    return store.appendAudit(audit(run.c, run.reconcileId, row, actorOf(run.c), e));
+    // duration_ms: how long this reconcile had run when it wrote the row.
+    const durationMs = Math.round(performance.now() - run.started);
+    return store.appendAudit(audit(run.c, run.reconcileId, row, actorOf(run.c), { durationMs, ...e }));
   }
 }

@@ -18,6 +18,7 @@ export async function purgeExpired(
   log: Logger,
   runId: string,
 ) {
+  const started = performance.now();
   const purged = await store.transaction(async (tx) => {
     const rows = await tx.purgeDeletedInstances(new Date(now.getTime() - policy.instanceRetentionMs));
     for (const r of rows) {
@@ -30,6 +31,7 @@ export async function purgeExpired(
         namespace: r.namespace,
         name: r.name,
         operation: "purged",
+        durationMs: Math.round(performance.now() - started),
         executionMode: "retention",
         outcome: "success",
       });

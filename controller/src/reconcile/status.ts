@@ -1,6 +1,8 @@
 // Step 7: the status users and tools read, computed from what this reconcile found.
 // Pure: the same inputs give an equal status, so an unchanged status is never written.
-import { nextConditions, type ConditionInput } from "../api/conditions.ts";
+import { nextConditions, statusEqual, type ConditionInput } from "../api/conditions.ts";
+import { DEPRECATED_ANNOTATION } from "./policies.ts";
+import type { ConnectorWriter, EventRecorder } from "./ports.ts";
 import type { Connector, ConnectorState, ConnectorStatus, ErrorClass } from "../api/types.ts";
 import type { ConnectorError } from "../api/errors.ts";
 import type { InstanceRow } from "../api/model.ts";
@@ -244,4 +246,34 @@ export function buildStatus(input: StatusInput): ConnectorStatus {
   const auth = input.auth ?? (connector.spec.credentials?.mode === "oauth" ? prev.auth : undefined);
   if (auth) status.auth = auth;
   return status;
+}
+
+/**
+ * Patches status when it differs from what the Connector shows, and records the Events
+ * users watch for: Ready changing (Warning unless it became True and not degraded) and a
+ * deprecated annotation first noticed. Returns whether it wrote.
+ */
+export async function publishStatus(
+  d: { writer: ConnectorWriter; events: EventRecorder },
+  c: Connector,
+  status: ConnectorStatus,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  if (statusEqual(c.status, status)) return false;
+  const prevReady = c.status?.conditions?.find((x) => x.type === "Ready");
+  await d.writer.writeStatus(c, status, signal);
+  const deprecated = status.conditions?.find((x) => x.type === DEPRECATED_ANNOTATION);
+  if (deprecated && !c.status?.conditions?.some((x) => x.type === DEPRECATED_ANNOTATION))
+    d.events.record(c, "Warning", DEPRECATED_ANNOTATION, deprecated.message);
+  const ready = status.conditions?.find((x) => x.type === "Ready");
+  if (
+    ready &&
+    (ready.status !== prevReady?.status ||
+      ready.reason !== prevReady?.reason ||
+      ready.message !== prevReady?.message)
+  ) {
+    const warn = ready.status !== "True" || status.state === "degraded";
+    d.events.record(c, warn ? "Warning" : "Normal", ready.reason, ready.message);
+  }
+  return true;
 }

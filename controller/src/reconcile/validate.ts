@@ -282,3 +282,8 @@ export function validateConnector(c: Connector, ctx: ValidationContext): ValidSp
     },
   };
 }
+
+/** The spec with more warnings (conditions that warn without failing) added. */
+export function withWarnings(valid: ValidSpec, warnings: ValidSpec["warnings"]): ValidSpec {
+  return warnings.length ? { ...valid, warnings: [...valid.warnings, ...warnings] } : valid;
+}
