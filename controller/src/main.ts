@@ -28,7 +28,7 @@ import { createLogger, logStartup, type Logger } from "./observability/logger.ts
 import { Metrics } from "./observability/metrics.ts";
 import { startSecureMetricsServer } from "./observability/secureMetrics.ts";
 import { startProbeServer } from "./observability/server.ts";
-import { createProber } from "./drivers/run.ts";
+import { configProblems, createProber } from "./drivers/run.ts";
 import { reviewConnector } from "./reconcile/admission.ts";
 import { CircuitBreakers } from "./reconcile/breaker.ts";
 import { Reconciler } from "./reconcile/reconciler.ts";
@@ -75,7 +75,13 @@ export async function startController(config: Config, log: Logger, opts: StartOp
     caches.namespaces.get(ns)?.metadata.labels ?? (caches.namespaces.get(ns) ? {} : undefined);
   const schemas = new ConfigSchemaCache();
   const secretRefs = secretRefGuard(caches.providers, namespaceLabels);
-  const validation = { catalog: caches, schemas, enabledFeatures: config.enabledFeatures, secretRefs };
+  const validation = {
+    catalog: caches,
+    schemas,
+    enabledFeatures: config.enabledFeatures,
+    secretRefs,
+    configProblems,
+  };
   const hmacKey = await loadFingerprintKey(kc, config.leaderElectionNamespace, log);
   const resolver = new VaultSecretResolver({
     providers: caches.providers,

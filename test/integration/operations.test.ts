@@ -88,6 +88,13 @@ describe("metrics and probes", () => {
     expect(value('connector_instances{state="active",type="http"}')).toBe(1);
     expect(value('connector_instances{state="disabled",type="http"}')).toBe(1);
     expect(value("connector_health")).toBe(1);
+    // Per Connector, so an alert can name the one that is down.
+    expect(
+      value('connector_status_condition{namespace="team-metrics",name="m1",type="Ready",status="True"}'),
+    ).toBe(1);
+    expect(
+      value('connector_status_condition{namespace="team-metrics",name="m1",type="Ready",status="False"}'),
+    ).toBe(0);
     expect(
       value('connector_controller_relists_total{informer="connectors/team-metrics"}'),
     ).toBeGreaterThanOrEqual(1);

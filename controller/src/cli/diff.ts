@@ -5,6 +5,7 @@
 //   reconciler's own validation and comparison) against the row in the database now,
 //   field by field. A row changed by hand shows here too: the controller would overwrite it.
 // Exit codes as diff(1) uses them: 0 no differences, 1 differences, 2 trouble.
+import { configProblems } from "../drivers/run.ts";
 import * as yaml from "js-yaml";
 import { ConnectorError } from "../api/errors.ts";
 import { DESIRED_FIELDS, type DesiredInstance, type InstanceRow } from "../api/model.ts";
@@ -193,6 +194,7 @@ export async function diffDocuments(docs: LoadedDocument[], opts: DiffOptions): 
         catalog: await catalogFor(),
         schemas,
         enabledFeatures: opts.enabledFeatures ?? new Set<string>(),
+        configProblems,
       };
       desired = validateConnector(merged as unknown as Connector, ctx).desired;
     } catch (err) {

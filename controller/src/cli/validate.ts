@@ -1,5 +1,6 @@
 // `connectorctl validate`: the checks the API server and the controller would make, offline,
 // so a GitOps pull request can be refused before it merges.
+import { configProblems } from "../drivers/run.ts";
 import { relative } from "node:path";
 import { crdValidators } from "../api/crdSchema.ts";
 import { quote, type Problem } from "../api/problems.ts";
@@ -72,7 +73,12 @@ export function validateFiles(paths: string[], opts: ValidateOptions): Validatio
       catalog.templates.set(d.metadata.name, doc as PolicyTemplate);
   }
   const schemas = new ConfigSchemaCache();
-  const ctx = { catalog, schemas, enabledFeatures: opts.enabledFeatures ?? new Set<string>() };
+  const ctx = {
+    catalog,
+    schemas,
+    enabledFeatures: opts.enabledFeatures ?? new Set<string>(),
+    configProblems,
+  };
 
   for (const { file, index, doc } of parsed) {
     const at = { file, document: index };

@@ -8,7 +8,7 @@
 import { ConnectorError, classify } from "../api/errors.ts";
 import type { Logger } from "../api/logger.ts";
 import type { ProbeInput, ProbeResult } from "../api/model.ts";
-import { quote } from "../api/problems.ts";
+import { quote, type Problem } from "../api/problems.ts";
 import type { ConnectorType, JsonObject, ProbeKind, TypeVersion } from "../api/types.ts";
 import { discordDriver } from "./discord.ts";
 import type { Driver, DriverCall, OperationResult, Target } from "./driver.ts";
@@ -48,6 +48,24 @@ function resolve(connector: ConnectorCall): Resolved | undefined {
   const kind = version?.healthProbe.kind;
   const driver = kind !== undefined && Object.hasOwn(DRIVERS, kind) ? DRIVERS[kind] : undefined;
   return version && driver ? { version, driver } : undefined;
+}
+
+/**
+ * What the type's driver would refuse in this config as a permanent configuration error (a
+ * base URL without a host, an unusable caBundle), each naming its field: validation refuses
+ * it at once rather than letting every probe fail. [] when the driver takes it (or there is none).
+ */
+export function configProblems(type: ConnectorType, version: TypeVersion, config: JsonObject): Problem[] {
+  const kind = version.healthProbe.kind;
+  const driver = Object.hasOwn(DRIVERS, kind) ? DRIVERS[kind] : undefined;
+  if (!driver) return [];
+  try {
+    driver.target(config, version);
+    return [];
+  } catch (err) {
+    if (!(err instanceof ConnectorError) || err.reason !== "InvalidConfig") return [];
+    return err.problems.length ? err.problems : [{ path: "spec.config", message: err.message }];
+  }
 }
 
 function elapsed(started: number): number {

@@ -146,6 +146,24 @@ export class Metrics {
           this.inc({ state: c.status?.state ?? "unknown", type: c.spec.type });
       },
     });
+    // As External Secrets' externalsecret_status_condition: 1 for each condition's current
+    // status, 0 for the others, so an alert can name the Connector (and the reason is in status).
+    new Gauge({
+      name: "connector_status_condition",
+      help: "A Connector's conditions (type is the condition's): 1 for the status it has now, 0 for the others",
+      labelNames: ["namespace", "name", "type", "status"],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const c of sources().connectors?.() ?? [])
+          for (const cond of c.status?.conditions ?? [])
+            for (const status of ["True", "False", "Unknown"])
+              this.set(
+                { namespace: c.metadata.namespace ?? "", name: c.metadata.name, type: cond.type, status },
+                cond.status === status ? 1 : 0,
+              );
+      },
+    });
     new Gauge({
       name: "connector_health",
       help: "Connectors with state active / all enabled connectors (the spec's connector_health)",

@@ -30,6 +30,8 @@ export interface ValidationContext {
    * does not allow). Checked here, so such a spec never reaches the instance row.
    */
   secretRefs?: { check(namespace: string, ref: SecretRef): void };
+  /** The driver's own refusals of a config the schema allows, each naming its field (drivers/run.ts). */
+  configProblems?: (type: ConnectorType, version: TypeVersion, config: JsonObject) => Problem[];
 }
 
 export interface ValidSpec {
@@ -114,6 +116,9 @@ function validateConfig(
     );
   const config = structuredClone(c.spec.config ?? {}); // defaults are applied to the copy
   if (!check(config)) throw invalid("InvalidConfig", ajvProblems(check.errors, "spec.config"));
+  // What the schema allows but the type's driver could never use (a URL without a host).
+  const unusable = ctx.configProblems?.(type, version, config) ?? [];
+  if (unusable.length) throw invalid("InvalidConfig", unusable);
   return config;
 }
 
