@@ -151,7 +151,11 @@ export async function startGateway(config: GatewayConfig, log: Logger, opts: Gat
     onRetry: (type, operation) => metrics.retries.inc({ type, operation }),
     onQuotaExceeded: (scope) => metrics.quotaExceeded.inc({ scope }),
   };
-  metrics.observe({ inFlight: () => inFlight.current, auditPending: () => audit.pending });
+  metrics.observe({
+    inFlight: () => inFlight.current,
+    auditPending: () => audit.pending,
+    jobCounts: () => jobs.counts(),
+  });
 
   const app = await createHttpApi(deps, {
     bodyLimit: config.maxBodyBytes,

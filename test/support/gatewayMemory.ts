@@ -149,6 +149,9 @@ export class MemoryJobs implements JobQueue {
   async deadLetters() {
     return this.letters;
   }
+  async deadLetter(id: string) {
+    return this.letters.find((l) => l.id === id);
+  }
   async replay(id: string) {
     const letter = this.letters.find((l) => l.id === id)!;
     const j = this.jobs.get(letter.jobId)!;

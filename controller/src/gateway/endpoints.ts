@@ -84,7 +84,7 @@ export async function replayDeadLetter(
   id: string,
 ): Promise<Reply> {
   const principal = await caller(d, authorization);
-  const letter = (await d.jobs.deadLetters({ limit: 10_000 })).find((l) => l.id === id);
+  const letter = await d.jobs.deadLetter(id);
   if (!letter)
     throw new ConnectorError("validation_error", "DeadLetterNotFound", `dead letter ${id} does not exist`);
   await authorize(d, principal, "invoke", letter.target.namespace, letter.target.name);

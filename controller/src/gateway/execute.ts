@@ -37,6 +37,8 @@ export interface ExecuteDeps {
   maxRetries: number;
   onBreakerTrip?: (type: string) => void;
   onRetry?: (type: string, operation: string) => void;
+  /** A limit refused a call: ours (instance, user, project) or the provider's own 429 ("provider"). */
+  onQuotaExceeded?: (scope: string) => void;
 }
 
 export interface Execution {
@@ -99,6 +101,7 @@ export async function execute(d: ExecuteDeps, x: Execution): Promise<Executed> {
       );
     } catch (err) {
       const e = classify(err);
+      if (e.errorClass === "quota_exceeded") d.onQuotaExceeded?.("provider");
       if (countsAgainstBreaker(e) && (await d.breakers.failure(row.id, d.breakerSettings)))
         d.onBreakerTrip?.(x.type.metadata.name);
       // Anything not worth retrying leaves p-retry at once, as itself.

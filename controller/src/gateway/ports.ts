@@ -186,6 +186,7 @@ export interface JobQueue {
   /** Cancels a pending job, or aborts a running one (on whichever replica runs it). */
   cancel(id: string): Promise<JobRecord | undefined>;
   deadLetters(filter: { namespace?: string; limit?: number }): Promise<DeadLetter[]>;
+  deadLetter(id: string): Promise<DeadLetter | undefined>;
   /** Enqueues the dead letter's job again: same input, same idempotency key. */
   replay(deadLetterId: string): Promise<{ id: string }>;
   /** Runs jobs with `handler` on this replica (`concurrency` at once) until the signal aborts. */

@@ -34,6 +34,11 @@ const STATES: Record<BossState, JobState> = {
   cancelled: "canceled",
 };
 
+/** Our state of a pg-boss state (undefined for one we do not know). */
+export function ourState(bossState: string): JobState | undefined {
+  return Object.hasOwn(STATES, bossState) ? STATES[bossState as BossState] : undefined;
+}
+
 /** The pg-boss states that are our `state`, for filtering in SQL. */
 export function bossStates(state: JobState): BossState[] {
   return (Object.keys(STATES) as BossState[]).filter((s) => STATES[s] === state);

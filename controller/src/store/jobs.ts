@@ -20,6 +20,7 @@ import {
   toJobRecord,
   type BossJobRow,
   type ReplayOutput,
+  ourState,
 } from "./jobRecords.ts";
 import { JOB_CANCEL_CHANNEL, runWorker, type WorkHandler } from "./jobWorker.ts";
 
@@ -180,6 +181,38 @@ export class PgBossJobQueue implements JobQueue {
       filter.namespace === undefined ? sql`true` : sql`data->'target'->>'namespace' = ${filter.namespace}`;
     const rows = await this.#selectDeadLetters(sql`${ns}`, clampLimit(filter.limit));
     return rows.map(toDeadLetter);
+  }
+
+  async deadLetter(id: string): Promise<DeadLetter | undefined> {
+    if (!isUuid(id)) return undefined;
+    const rows = await this.#selectDeadLetters(sql`id = ${id}::uuid`, 1);
+    return rows[0] && toDeadLetter(rows[0]);
+  }
+
+  /** Jobs by our state, and the dead letters waiting (one query, for the metrics at scrape time). */
+  async counts(): Promise<{ byState: Record<JobRecord["state"], number>; deadLetters: number }> {
+    const r = await sql<{ name: string; state: string; n: number }>`
+      select name, state::text as state, count(*)::int as n
+        from ${sql.table(`${this.#schema}.job`)}
+       where name in (${this.#opts.queue}, ${this.#dlq})
+       group by name, state`.execute(this.#database.db);
+    const byState: Record<JobRecord["state"], number> = {
+      pending: 0,
+      running: 0,
+      succeeded: 0,
+      failed: 0,
+      canceled: 0,
+    };
+    let deadLetters = 0;
+    for (const row of r.rows) {
+      if (row.name === this.#dlq) {
+        if (row.state === "created" || row.state === "retry") deadLetters += row.n;
+        continue;
+      }
+      const state = ourState(row.state);
+      if (state) byState[state] += row.n;
+    }
+    return { byState, deadLetters };
   }
 
   async #selectDeadLetters(where: ReturnType<typeof sql>, limit: number): Promise<BossJobRow[]> {
