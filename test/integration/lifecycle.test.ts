@@ -144,7 +144,7 @@ describe("drift", () => {
     await apply(cp, connector("listener"));
     await ready("listener");
     const killed = await sql.query(
-      "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'connector-controller-listen' and datname = current_database()",
+      "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'connector-controller-listen' and datname = current_database() and query ilike '%connector_instance_changed%'",
     );
     expect(killed.rowCount).toBe(1);
     await eventually(

@@ -28,6 +28,8 @@ export interface ControllerProcessOptions {
    * benchmarks keep only counts, first times and warnings.
    */
   keepLines?: boolean;
+  /** Each parsed line as it comes (kept or not). */
+  onLine?: (line: LogLine) => void;
 }
 
 export interface LogLine {
@@ -84,7 +86,9 @@ export class ControllerProcess {
       env: { ...process.env, ...(o.name ? { HOSTNAME: o.name } : {}), ...o.env },
       onLine: (text, stream) => {
         if (keepLines) this.raw.push(stream === "stderr" ? `stderr: ${text}` : text);
-        this.#line(stream === "stderr" ? { msg: `stderr: ${text}` } : parse(text), keepLines);
+        const line = stream === "stderr" ? { msg: `stderr: ${text}` } : parse(text);
+        this.#line(line, keepLines);
+        o.onLine?.(line);
       },
     });
   }

@@ -7,7 +7,7 @@ import type { Principal } from "../api/invocation.ts";
 import type { InstanceRow } from "../api/model.ts";
 import type { Connector, ConnectorType, Operation, TypeVersion } from "../api/types.ts";
 import { typeVersionOf, type CatalogReader } from "../catalog/reader.ts";
-import { PolicyDenied } from "./problems.ts";
+import { invalidField, PolicyDenied } from "./problems.ts";
 import type { Authenticator, Authorizer, InstanceSource } from "./ports.ts";
 
 export interface CallerDeps {
@@ -33,17 +33,17 @@ export async function authenticate(
 ): Promise<Principal> {
   const m = /^Bearer ([^\s]{1,8192})$/i.exec(authorization ?? "");
   if (!m?.[1])
-    throw new ConnectorError(
-      "policy_denied",
-      "Unauthenticated",
+    throw new PolicyDenied(
+      "authentication",
       "a bearer token is required (Authorization: Bearer <token>)",
+      "Unauthenticated",
     );
   const principal = await d.authn.authenticate(m[1], signal);
   if (!principal)
-    throw new ConnectorError(
-      "policy_denied",
-      "Unauthenticated",
+    throw new PolicyDenied(
+      "authentication",
       "the bearer token was not accepted by the API server's TokenReview",
+      "Unauthenticated",
     );
   return principal;
 }
@@ -74,9 +74,10 @@ export async function authorize(
 export function resolveConnector(d: CallerDeps, namespace: string, name: string): Resolved {
   const connector = d.connectors.getConnector(`${namespace}/${name}`);
   if (!connector)
-    throw new ConnectorError(
-      "validation_error",
+    throw invalidField(
       "ConnectorNotFound",
+      "params.name",
+      "names no Connector in the namespace",
       `connector ${namespace}/${name} does not exist`,
     );
   const type = d.catalog.getType(connector.spec.type);

@@ -100,7 +100,8 @@ export async function execute(d: ExecuteDeps, x: Execution): Promise<Executed> {
         x.log,
       );
     } catch (err) {
-      const e = classify(err);
+      // Past the deadline the driver reports its own abort; the provider was too slow, and that counts.
+      const e = x.signal.aborted ? deadline(x.signal, op) : classify(err);
       if (e.errorClass === "quota_exceeded") d.onQuotaExceeded?.("provider");
       if (countsAgainstBreaker(e) && (await d.breakers.failure(row.id, d.breakerSettings)))
         d.onBreakerTrip?.(x.type.metadata.name);

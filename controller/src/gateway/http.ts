@@ -4,6 +4,7 @@
 // does not exist, an unexpected fault — into problem details. The handlers are plain
 // functions of invoke.ts and endpoints.ts.
 import { randomUUID } from "node:crypto";
+import type { Readable } from "node:stream";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { ConnectorError } from "../api/errors.ts";
@@ -23,7 +24,7 @@ import {
   type ApprovalRequest,
 } from "./endpoints.ts";
 import { invoke, type InvokeBody, type InvokeDeps, type Reply } from "./invoke.ts";
-import { DECLARED_ERROR_STATUSES, PROBLEM_CONTENT_TYPE, problemOf } from "./problems.ts";
+import { DECLARED_ERROR_STATUSES, invalidField, PROBLEM_CONTENT_TYPE, problemOf } from "./problems.ts";
 import * as S from "./schemas.ts";
 
 export interface HttpOptions {
@@ -39,10 +40,15 @@ export interface HttpOptions {
 
 function send(reply: FastifyReply, r: Reply): FastifyReply {
   reply.code(r.status);
+  // Here too, not only in onSend: fastify's own refusals of a URL (frameworkErrors) skip the hooks.
+  reply.header("x-request-id", reply.request.id);
   for (const [k, v] of Object.entries(r.headers ?? {})) reply.header(k, v);
   if (r.status >= 400) reply.type(PROBLEM_CONTENT_TYPE);
   return reply.send(r.body);
 }
+
+/** The longest path segment routed (three times a 253-character name, percent-encoded, and some). */
+const MAX_PARAM_LENGTH = 1024;
 
 /** Rejects bodies nested deeper than `max` before JSON.parse or ajv recurse into them. */
 export function nestingDepth(text: string): number {
@@ -59,6 +65,56 @@ export function nestingDepth(text: string): number {
     else if (c === 125 || c === 93) depth--;
   }
   return deepest;
+}
+
+function payloadTooLarge(): ConnectorError {
+  return invalidField(
+    "PayloadTooLarge",
+    "(root)",
+    "is larger than the gateway accepts",
+    "the request body is larger than the gateway accepts",
+  );
+}
+
+function invalidJson(what = "is not valid JSON"): ConnectorError {
+  return invalidField("InvalidJson", "(root)", what, `the request body ${what}`);
+}
+
+/**
+ * The body, up to `limit` bytes. A larger one is still read to its end (up to twice the
+ * limit) before it is refused: a caller that writes its whole body before reading the answer
+ * would otherwise lose the 413, as closing a socket with unread data resets the connection.
+ */
+export function readBody(payload: Readable, contentLength: number, limit: number): Promise<Buffer> {
+  if (contentLength > 2 * limit) return Promise.reject(payloadTooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const settle = (err?: Error) => {
+      payload.removeListener("data", onData);
+      payload.removeListener("end", onEnd);
+      payload.removeListener("error", onEnd);
+      if (err) reject(err);
+      else resolve(Buffer.concat(chunks, received));
+    };
+    const onData = (chunk: Buffer | string) => {
+      const b = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+      received += b.length;
+      if (received > 2 * limit) settle(payloadTooLarge());
+      else if (received <= limit) chunks.push(b);
+    };
+    const onEnd = (err?: Error) => {
+      if (err) settle(Object.assign(err, { statusCode: 400 }));
+      else if (received > limit) settle(payloadTooLarge());
+      else if (!Number.isNaN(contentLength) && received !== contentLength)
+        settle(invalidField("InvalidRequest", "headers.content-length", "is not the length of the body"));
+      else settle();
+    };
+    payload.on("data", onData);
+    payload.on("end", onEnd);
+    payload.on("error", onEnd);
+    payload.resume();
+  });
 }
 
 function fastifyProblems(err: { validation?: unknown[]; validationContext?: string }): Problem[] {
@@ -84,20 +140,26 @@ function classifyFastify(
   }
   switch (err.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new ConnectorError(
-        "validation_error",
-        "PayloadTooLarge",
-        "the request body is larger than the gateway accepts",
-      );
+      return payloadTooLarge();
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-      return new ConnectorError(
-        "validation_error",
+      return invalidField(
         "UnsupportedMediaType",
+        "headers.content-type",
+        "must be application/json",
         "the request body must be application/json",
+      );
+    // Through frameworkErrors: fastify answers these itself, in JSON of its own, otherwise.
+    case "FST_ERR_BAD_URL":
+      return invalidField("InvalidRequest", "(url)", "is not valid percent-encoding");
+    case "FST_ERR_MAX_PARAM_LENGTH":
+      return invalidField(
+        "InvalidRequest",
+        "(url)",
+        `has a path segment longer than ${MAX_PARAM_LENGTH} characters`,
       );
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
     case "FST_ERR_CTP_INVALID_JSON_BODY":
-      return new ConnectorError("validation_error", "InvalidJson", "the request body is not valid JSON");
+      return invalidJson();
   }
   if (err.statusCode && err.statusCode < 500)
     return new ConnectorError("validation_error", "InvalidRequest", err.message.slice(0, 300));
@@ -109,6 +171,12 @@ function classifyFastify(
 }
 
 export async function createHttpApi(d: InvokeDeps, o: HttpOptions): Promise<FastifyInstance> {
+  const onError = (err: unknown, req: FastifyRequest, reply: FastifyReply) => {
+    const e = classifyFastify(err as never);
+    if (e.reason === "InternalError") o.log.error({ requestId: req.id, err }, "unexpected gateway fault");
+    const problem = problemOf(e, req.id);
+    return send(reply, { status: problem.status, body: problem });
+  };
   const app = Fastify({
     bodyLimit: o.bodyLimit,
     genReqId: (req) => {
@@ -116,6 +184,9 @@ export async function createHttpApi(d: InvokeDeps, o: HttpOptions): Promise<Fast
       return typeof given === "string" && /^[\w.-]{1,128}$/.test(given) ? given : randomUUID();
     },
     disableRequestLogging: true,
+    // Above any name the params' schemas accept, percent-encoded: a longer one is refused by the schema.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors: (err, req, reply) => onError(err, req, reply),
     ajv: { customOptions: { allErrors: true, coerceTypes: false, removeAdditional: false } },
   });
   await app.register(swagger, {
@@ -126,44 +197,36 @@ export async function createHttpApi(d: InvokeDeps, o: HttpOptions): Promise<Fast
       security: [{ bearer: [] }],
     },
   });
-  app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => {
-    const text = body as string;
+  // JSON only: fastify's text/plain parser would hand a string to a route that wants an object.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("application/json", (req, payload, done) => {
+    readBody(payload, Number(req.headers["content-length"]), o.bodyLimit).then(
+      (raw) => parseJson(raw.toString("utf8"), done),
+      (err: Error) => done(err, undefined),
+    );
+  });
+  const parseJson = (text: string, done: (err: Error | null, body?: unknown) => void) => {
     if (text.length === 0) return done(null, {});
     if (nestingDepth(text) > o.maxDepth)
-      return done(
-        new ConnectorError(
-          "validation_error",
-          "InvalidJson",
-          `the request body is nested deeper than ${o.maxDepth} levels`,
-        ),
-        undefined,
-      );
+      return done(invalidJson(`is nested deeper than ${o.maxDepth} levels`), undefined);
     try {
       done(null, JSON.parse(text));
     } catch {
-      done(
-        new ConnectorError("validation_error", "InvalidJson", "the request body is not valid JSON"),
-        undefined,
-      );
+      done(invalidJson(), undefined);
     }
-  });
+  };
   app.addHook("onSend", async (req, reply) => {
     reply.header("x-request-id", req.id);
   });
-  app.setErrorHandler((err, req, reply) => {
-    const e = classifyFastify(err as never);
-    if (e.reason === "InternalError") o.log.error({ requestId: req.id, err }, "unexpected gateway fault");
-    const problem = problemOf(e, req.id);
-    return send(reply, { status: problem.status, body: problem });
-  });
+  app.setErrorHandler(onError);
   app.setNotFoundHandler((req, reply) =>
     send(reply, {
       status: 404,
       body: problemOf(
-        new ConnectorError(
-          "validation_error",
+        invalidField(
           "NotFound",
+          "(url)",
+          "is no route of this API",
           `no route ${req.method} ${req.url.split("?")[0]!.slice(0, 200)}`,
         ),
         req.id,

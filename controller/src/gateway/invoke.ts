@@ -8,7 +8,8 @@ import type { Clock } from "../api/clock.ts";
 import type { Logger } from "../api/logger.ts";
 import { ConnectorError, classify } from "../api/errors.ts";
 import type { ExecutionMode, NormalizedResponse } from "../api/invocation.ts";
-import type { JsonObject } from "../api/types.ts";
+import { joinPath } from "../api/problems.ts";
+import type { JsonObject, JsonValue, Operation } from "../api/types.ts";
 import { verifyApproval } from "./approvals.ts";
 import { invocationAudit, type AuditContext } from "./audit.ts";
 import {
@@ -32,7 +33,7 @@ import type {
   JobQueue,
   StoredOutcome,
 } from "./ports.ts";
-import { PolicyDenied, problemOf, statusOf } from "./problems.ts";
+import { invalidField, PolicyDenied, problemOf, statusOf } from "./problems.ts";
 
 export interface InvokeBody {
   input?: JsonObject;
@@ -102,19 +103,24 @@ export async function invoke(d: InvokeDeps, req: InvokeRequest): Promise<Reply> 
       req.signal,
     );
     if (!op)
-      throw new ConnectorError(
-        "validation_error",
+      throw invalidField(
         "UnknownOperation",
+        "params.op",
+        "is no operation of the Connector's type",
         `connector type ${ctx.type} version ${resolved.version.version} has no operation ${JSON.stringify(req.operation.slice(0, 128))}`,
       );
     const row = (ctx.row = await instanceOf(d, resolved, req.signal));
     const mode = (ctx.mode = req.body.mode ?? op.mode);
     const input = d.schemas.checkInput(resolved.type, resolved.version, op, req.body.input ?? {});
     if (op.maxPayloadBytes !== undefined && byteSize(input) > op.maxPayloadBytes)
-      throw new ConnectorError(
-        "validation_error",
-        "PayloadTooLarge",
-        `input is larger than ${op.maxPayloadBytes} bytes`,
+      throw invalidField("PayloadTooLarge", "input", `is larger than ${op.maxPayloadBytes} bytes`);
+    // A job's input is stored (jsonb), and PostgreSQL stores no U+0000 and no lone surrogate.
+    const unstorable = mode === "async" ? unstorablePath(input, "input") : undefined;
+    if (unstorable)
+      throw invalidField(
+        "InvalidInput",
+        unstorable,
+        "contains U+0000 or a lone surrogate, which a job cannot keep",
       );
     const approval = checkApproval(d, req, resolved.connector.metadata.uid ?? "", input, principal.user);
     ctx.approval = approval;
@@ -128,24 +134,32 @@ export async function invoke(d: InvokeDeps, req: InvokeRequest): Promise<Reply> 
     ctx.rule = decision.rule;
     if (!decision.allowed) throw new PolicyDenied(decision.rule, decision.message);
     if (mode !== op.mode)
-      throw new ConnectorError(
-        "validation_error",
+      throw invalidField(
         "ModeNotSupported",
+        "mode",
+        `must be ${op.mode}`,
         `operation ${op.name} runs ${op.mode === "async" ? "only as a job (mode: async)" : "only synchronously (mode: sync)"}`,
       );
     const active = requireActive(resolved, row);
-    if (approval.jti && !(await d.ledger.use(approval.jti, new Date(approval.expiresAt!))))
+
+    // The key first: a duplicate of a finished call is answered with its outcome, even though
+    // the approval it carries was used up by the call it duplicates.
+    const key = req.body.idempotencyKey;
+    if (key !== undefined) {
+      const scope: IdempotencyScope = { namespace: req.namespace, name: req.name, operation: op.name, key };
+      const hash = sha256(canonicalJson({ input, mode }));
+      const earlier = await claimIdempotency(d, scope, hash, leaseOf(op), req.signal);
+      if (earlier) return replayed(earlier);
+      claimed = scope;
+    }
+    if (approval.jti && !(await d.ledger.use(approval.jti, new Date(approval.expiresAt!)))) {
+      // Not the call's outcome: the key stays free for the same call with a fresh approval.
+      if (claimed) await d.idempotency.release(claimed);
+      claimed = undefined;
       throw new PolicyDenied(
         "approval-replayed",
         "this approval has already been used (approvals are accepted once)",
       );
-
-    const key = req.body.idempotencyKey;
-    if (key !== undefined) {
-      const scope: IdempotencyScope = { namespace: req.namespace, name: req.name, operation: op.name, key };
-      const earlier = await claimIdempotency(d, scope, sha256(canonicalJson({ input, mode })), req.signal);
-      if (earlier) return replayed(earlier);
-      claimed = scope;
     }
     const reply = await admit(d, { principal, row: active, op, mode }, req.signal, async (breaker) => {
       if (mode === "async") {
@@ -227,6 +241,22 @@ export async function invoke(d: InvokeDeps, req: InvokeRequest): Promise<Reply> 
   }
 }
 
+// eslint-disable-next-line no-control-regex
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** The path of the first string (value or key) PostgreSQL's jsonb cannot hold, if any. */
+function unstorablePath(value: JsonValue, at: string): string | undefined {
+  if (typeof value === "string") return UNSTORABLE.test(value) ? at : undefined;
+  if (value === null || typeof value !== "object") return undefined;
+  for (const [k, v] of Object.entries(value)) {
+    const path = Array.isArray(value) ? `${at}[${k}]` : joinPath(at, k);
+    if (!Array.isArray(value) && UNSTORABLE.test(k)) return path;
+    const found = unstorablePath(v, path);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 function checkApproval(
   d: InvokeDeps,
   req: InvokeRequest,
@@ -249,19 +279,33 @@ function checkApproval(
 }
 
 /** undefined: this call owns the key now; otherwise what an earlier call with it answered. */
+/** Past this margin beyond its longest run, a claim's replica is taken for dead. */
+const IDEMPOTENCY_LEASE_MARGIN_MS = 10_000;
+
+/**
+ * How long a call holds its idempotency key: a sync call may wait for a slot as long as the
+ * operation's timeout, then run that long. After it, the same call may be run again (its
+ * replica died), instead of every retry meeting IdempotencyInProgress for the store's default.
+ */
+function leaseOf(op: Operation): number {
+  return 2 * op.maxTimeoutMs + IDEMPOTENCY_LEASE_MARGIN_MS;
+}
+
 async function claimIdempotency(
   d: InvokeDeps,
   scope: IdempotencyScope,
   hash: string,
+  leaseMs: number,
   signal: AbortSignal,
 ): Promise<StoredOutcome | undefined> {
-  const claim = await d.idempotency.claim(scope, hash, d.idempotencyTtlMs);
+  const claim = await d.idempotency.claim(scope, hash, d.idempotencyTtlMs, leaseMs);
   if (claim.kind === "new") return undefined;
   if (claim.kind === "replay") return claim.outcome;
   if (claim.kind === "conflict")
-    throw new ConnectorError(
-      "validation_error",
+    throw invalidField(
       "IdempotencyConflict",
+      "idempotencyKey",
+      "was used with a different input",
       `idempotency key ${JSON.stringify(scope.key.slice(0, 64))} was used with a different input`,
     );
   const outcome = await d.idempotency.wait(scope, d.idempotencyWaitMs, signal);

@@ -93,6 +93,13 @@ function kebab(reason: string): string {
   return reason.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase();
 }
 
+/** A refusal of one field of the request (a problems entry names it), with `detail` as its message. */
+export function invalidField(reason: string, field: string, what: string, detail?: string): ConnectorError {
+  return new ConnectorError("validation_error", reason, detail ?? `${field}: ${what}`, {
+    problems: [{ path: field, message: what }],
+  });
+}
+
 /** A policy denial carries the rule that decided. */
 export class PolicyDenied extends ConnectorError {
   readonly rule: string;

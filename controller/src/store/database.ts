@@ -8,7 +8,66 @@ import { PGlite } from "@electric-sql/pglite";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import { PGliteDialect } from "kysely-pglite-dialect";
 import pg from "pg";
+import { ConnectorError } from "../api/errors.ts";
 import type { Database } from "./schema.ts";
+
+/** SQLSTATEs and socket errors that say the server is away, not that the statement was wrong. */
+const UNAVAILABLE_CODES = new Set([
+  "57P01",
+  "57P02",
+  "57P03",
+  "53300",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+]);
+const UNAVAILABLE_MESSAGES =
+  /Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|Client was closed/i;
+
+/**
+ * A lost or refused connection to PostgreSQL as a classed error (transient, DatabaseUnavailable:
+ * the gateway answers 503 with Retry-After); anything else as it is.
+ */
+export function databaseUnavailable(err: unknown): unknown {
+  if (err instanceof ConnectorError || !(err instanceof Error)) return err;
+  const code = (err as { code?: unknown }).code;
+  const lost =
+    (typeof code === "string" && (code.startsWith("08") || UNAVAILABLE_CODES.has(code))) ||
+    UNAVAILABLE_MESSAGES.test(err.message);
+  if (!lost) return err;
+  return new ConnectorError(
+    "transient",
+    "DatabaseUnavailable",
+    `PostgreSQL is unavailable${typeof code === "string" ? ` (${code})` : ""}; retry shortly`,
+    { retryAfterMs: 1000, cause: err },
+  );
+}
+
+/** The pool as Kysely sees it, with connection failures classed (databaseUnavailable). */
+function classedPool(pool: pg.Pool) {
+  const classed = (e: unknown) => {
+    throw databaseUnavailable(e);
+  };
+  return {
+    async connect() {
+      const client = await pool.connect().catch(classed);
+      return new Proxy(client, {
+        get(target, prop, receiver) {
+          if (prop !== "query") return Reflect.get(target, prop, receiver) as unknown;
+          return (...args: Parameters<pg.PoolClient["query"]>) => {
+            const r = (target.query as (...a: unknown[]) => unknown)(...args);
+            return r instanceof Promise ? r.catch(classed) : r;
+          };
+        },
+      });
+    },
+    end: () => pool.end(),
+    // Kysely's query cancellation opens a control connection with these.
+    options: pool.options,
+    Client: pg.Client,
+  };
+}
 
 export interface OpenDatabaseOptions {
   /** A postgres:// (or postgresql://) URL. When set, a pg.Pool is used. */
@@ -82,7 +141,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<OpenedDat
     // A pooled client whose server goes away while it is being ended (a database dropped or
     // restarted at shutdown) emits "error" with no pool listener left: report, never crash.
     pool.on("connect", (client) => client.on("error", (err) => opts.onError?.(err)));
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: classedPool(pool) }) });
     try {
       // Fail here, with the reason, rather than on the first query.
       const client = await pool.connect();

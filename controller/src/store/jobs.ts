@@ -11,7 +11,7 @@ import { sql } from "kysely";
 import type { PgBoss } from "pg-boss";
 import type { DeadLetter, JobRecord } from "../api/invocation.ts";
 import type { JobQueue, JobSpec } from "../gateway/ports.ts";
-import type { OpenedDatabase } from "./database.ts";
+import { databaseUnavailable, type OpenedDatabase } from "./database.ts";
 import { createBoss, DEFAULT_BOSS_SCHEMA, type JobEngineOptions } from "./jobEngine.ts";
 import {
   bossStates,
@@ -107,7 +107,11 @@ export class PgBossJobQueue implements JobQueue {
   }
 
   async enqueue(spec: JobSpec): Promise<{ id: string }> {
-    return { id: await this.#send(spec, randomUUID()) };
+    try {
+      return { id: await this.#send(spec, randomUUID()) };
+    } catch (err) {
+      throw databaseUnavailable(err);
+    }
   }
 
   async #send(spec: JobSpec, id: string): Promise<string> {
