@@ -10,11 +10,11 @@
 //
 //   make build && node bench/gateway.ts [--build dist|ts] [--seconds 10] [--callers 1,16,64]
 //        [--replicas 1,2] [--rate 500] [--jobs 2000] [--profile]
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import { projectRoot } from "../controller/src/api/paths.ts";
 import { apply, applyCatalog, ensureNamespace, kubectlOk } from "../test/support/cluster.ts";
 import { httpConnector, waitReady } from "../test/support/connectors.ts";
@@ -64,8 +64,11 @@ interface LoadResult {
   p99: number;
 }
 
-/** bench/lib/load.ts in a process of its own. */
-function runLoad(
+/**
+ * bench/lib/load.ts in a process of its own, awaited: the target answers in this process, so
+ * its event loop must stay free while the load runs.
+ */
+async function runLoad(
   urls: string[],
   path: string,
   opts: {
@@ -76,7 +79,7 @@ function runLoad(
     seconds: number;
     rate?: number;
   },
-): LoadResult {
+): Promise<LoadResult> {
   const args = [
     join(projectRoot, "bench/lib/load.ts"),
     "--urls",
@@ -93,7 +96,10 @@ function runLoad(
     ...(opts.token ? ["--header", `authorization: Bearer ${opts.token}`] : []),
     ...(opts.rate ? ["--rate", String(opts.rate)] : []),
   ];
-  const out = execFileSync(process.execPath, args, { encoding: "utf8", maxBuffer: 1 << 20 });
+  const { stdout: out } = await promisify(execFile)(process.execPath, args, {
+    encoding: "utf8",
+    maxBuffer: 1 << 20,
+  });
   return JSON.parse(out.trim().split("\n").pop()!) as LoadResult;
 }
 
@@ -184,12 +190,12 @@ try {
     await sleep(5000);
     const idle = (pgDelta(idle0, await statements(server, database)).statements ?? 0) / 5;
     for (const callers of CALLERS) {
-      const direct = runLoad([target.url], "/items/1", {
+      const direct = await runLoad([target.url], "/items/1", {
         concurrency: callers,
         seconds: Math.min(SECONDS, 5),
       });
       const before = await statements(server, database);
-      const r = runLoad(urls, invokePath, {
+      const r = await runLoad(urls, invokePath, {
         method: "POST",
         body: fetchBody,
         token,
@@ -229,8 +235,8 @@ try {
       );
     }
     // Added latency at a fixed rate.
-    const direct = runLoad([target.url], "/items/1", { concurrency: 64, seconds: SECONDS, rate: RATE });
-    const fixed = runLoad(urls, invokePath, {
+    const direct = await runLoad([target.url], "/items/1", { concurrency: 64, seconds: SECONDS, rate: RATE });
+    const fixed = await runLoad(urls, invokePath, {
       method: "POST",
       body: fetchBody,
       token,
@@ -252,15 +258,15 @@ try {
     ]);
     // Idempotent replays: the same key and input again, one caller.
     const keyed = { ...fetchBody, idempotencyKey: `replay-${n}` };
-    runLoad(urls, invokePath, { method: "POST", body: keyed, token, concurrency: 1, seconds: 1 });
-    const replays = runLoad(urls, invokePath, {
+    await runLoad(urls, invokePath, { method: "POST", body: keyed, token, concurrency: 1, seconds: 1 });
+    const replays = await runLoad(urls, invokePath, {
       method: "POST",
       body: keyed,
       token,
       concurrency: 1,
       seconds: SECONDS,
     });
-    const plain = runLoad(urls, invokePath, {
+    const plain = await runLoad(urls, invokePath, {
       method: "POST",
       body: fetchBody,
       token,
