@@ -2,6 +2,9 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
+    // Integration files mostly wait on their servers (each starts its own control plane and
+    // database, on ports of its own), so three at a time on two cores.
+    maxWorkers: 3,
     projects: [
       {
         test: {
@@ -15,7 +18,6 @@ export default defineConfig({
           include: ["test/integration/**/*.test.ts"],
           testTimeout: 120_000,
           hookTimeout: 300_000,
-          fileParallelism: false,
         },
       },
       {

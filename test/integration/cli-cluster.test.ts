@@ -189,7 +189,14 @@ describe("connectorctl diff", () => {
     const rowAfter = (
       await sql.query("select * from connector_instances where uid = $1", [before!.metadata.uid])
     ).rows[0];
-    expect(rowAfter.updated_at).toEqual(rowBefore.updated_at);
+    // The spec's columns: the controller's own probes may still touch health and updated_at.
+    const specOf = (row: Record<string, unknown>) => ({
+      config: row.config,
+      enabled: row.enabled,
+      applied_generation: row.applied_generation,
+      spec_hash: row.spec_hash,
+    });
+    expect(specOf(rowAfter)).toEqual(specOf(rowBefore));
   });
 
   it("shows a row changed by hand as what applying (or the controller) would overwrite, from stdin", async () => {

@@ -28,7 +28,7 @@ beforeAll(async () => {
   // As `make build` does: npm linked the bin before tsc wrote it, so nothing else marks it
   // executable, and `npx connectorctl` would fail with "Permission denied".
   chmodSync(bin, 0o755);
-}, 120_000);
+}, 300_000);
 
 describe("connectorctl", () => {
   it("validates the examples with exit code 0 (npx connectorctl validate)", async () => {

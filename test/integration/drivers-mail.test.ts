@@ -455,7 +455,9 @@ describe("operations run under the runner's deadline and the caller's signal", (
           reason: "Aborted",
         });
       }
-      expect(silent.connections()).toBe(4);
+      // Each Timeout run connected; an abort may land before its run's connection does.
+      expect(silent.connections()).toBeGreaterThanOrEqual(2);
+      expect(silent.connections()).toBeLessThanOrEqual(4);
       await silent.waitForNoOpenSockets(2000);
     } finally {
       await silent.stop();

@@ -166,7 +166,8 @@ describe("leader election between two processes", () => {
     );
     c.child.kill("SIGTERM");
     await c.exited;
-  });
+    // Three controller processes start one after another: on a busy machine that takes minutes.
+  }, 300_000);
 });
 
 describe("sharding", () => {

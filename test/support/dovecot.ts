@@ -82,14 +82,16 @@ export function ensureDovecot(): string {
           `Run: apt-get install -y --no-install-recommends ${PACKAGES.join(" ")}`,
       );
     const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-    let r = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", ...PACKAGES], {
+    // Test files run side by side: another may be installing the same packages right now.
+    const wait = ["-o", "DPkg::Lock::Timeout=600"];
+    let r = spawnSync("apt-get", [...wait, "install", "-y", "--no-install-recommends", ...PACKAGES], {
       env,
       encoding: "utf8",
     });
     if (r.status !== 0) {
       // The package lists may be missing or stale: update once and retry.
-      spawnSync("apt-get", ["update"], { env, encoding: "utf8" });
-      r = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", ...PACKAGES], {
+      spawnSync("apt-get", [...wait, "update"], { env, encoding: "utf8" });
+      r = spawnSync("apt-get", [...wait, "install", "-y", "--no-install-recommends", ...PACKAGES], {
         env,
         encoding: "utf8",
       });
@@ -108,7 +110,9 @@ function ensureSystemUser(name: string): void {
   const r = spawnSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], {
     encoding: "utf8",
   });
-  if (r.status !== 0) throw new Error(`Dovecot needs the system user ${name}; useradd failed: ${r.stderr}`);
+  // Another test file may have added it meanwhile.
+  if (r.status !== 0 && spawnSync("id", ["-u", name]).status !== 0)
+    throw new Error(`Dovecot needs the system user ${name}; useradd failed: ${r.stderr}`);
 }
 
 function idOf(flag: "-u" | "-g", name: string): number {
