@@ -200,13 +200,17 @@ function countOf(hay: string, needle: string): number {
 }
 
 /**
- * Bytes of the suite's secrets found in `places`: the whole value, its base64 form, or its
- * distinctive 16-hex-digit core (a truncated or partly masked copy still counts).
+ * Bytes of the suite's secrets (or of `secrets`, each with a run of 16 hex digits) found in
+ * `places`: the whole value, its base64 form, or its distinctive 16-hex-digit core (a
+ * truncated or partly masked copy still counts).
  */
-export function scanForSecrets(places: Map<string, string[]>): { hits: SecretHit[]; bytes: number } {
+export function scanForSecrets(
+  places: Map<string, string[]>,
+  secrets: readonly string[] = SECRETS,
+): { hits: SecretHit[]; bytes: number } {
   const hits: SecretHit[] = [];
   let bytes = 0;
-  for (const secret of SECRETS) {
+  for (const secret of secrets) {
     const core = /[0-9a-f]{16}/.exec(secret)![0];
     const b64 = Buffer.from(secret).toString("base64");
     for (const [where, texts] of places) {

@@ -172,7 +172,7 @@ export class MemoryJobs implements JobQueue {
       j.record.attempts++;
       const out = await handler(j.spec, {
         jobId: id,
-        attempt: j.record.attempts - 1,
+        attempt: j.record.attempts,
         signal: new AbortController().signal,
       });
       if (out.ok) {

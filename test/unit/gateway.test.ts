@@ -435,8 +435,42 @@ describe("the gateway's invocation pipeline", () => {
     expect(again.json().data).toEqual(first.json().data);
     expect(again.json().metadata.idempotentReplay).toBe(true);
     expect(calls.length).toBe(1);
+    // The duplicate is an invocation too: audited as answered from the store.
+    expect(audit.rows.find((r) => r.requestId === again.headers["x-request-id"])).toMatchObject({
+      actor: "alice",
+      outcome: "success",
+      providerStatusCode: null,
+      details: { idempotentReplay: true },
+    });
     const other = await call("fetch", { input: { path: "/b" }, idempotencyKey: "k-1" });
     expect(other.json()).toMatchObject({ status: 409, reason: "IdempotencyConflict" });
+    // A duplicate of a call that failed for good replays the failure, audited as one.
+    results.splice(0);
+    results.push(new ConnectorError("validation_error", "InvalidInput", "path: leaves baseUrl"));
+    const bad = await call("fetch", { input: { path: "/c" }, idempotencyKey: "k-2" });
+    const badAgain = await call("fetch", { input: { path: "/c" }, idempotencyKey: "k-2" });
+    expect(badAgain.json()).toEqual(bad.json());
+    expect(calls.length).toBe(2);
+    expect(audit.rows.find((r) => r.requestId === badAgain.headers["x-request-id"])).toMatchObject({
+      outcome: "failure",
+      details: { idempotentReplay: true, errorClass: "validation_error", reason: "InvalidInput" },
+    });
+    expect(audit.rows.filter((r) => r.operation === "fetch")).toHaveLength(5);
+  });
+
+  it("audits a failed call with the retries it made and the provider's last status", async () => {
+    // The provider answered 200, but with a result the outputSchema refuses.
+    results.push({ data: { nostatus: true }, providerStatusCode: 200 });
+    const refused = await call("fetch", { input: { path: "/" } });
+    expect(refused.json()).toMatchObject({ status: 502, reason: "InvalidProviderResponse" });
+    expect(audit.rows.at(-1)).toMatchObject({ outcome: "failure", retryCount: 0, providerStatusCode: 200 });
+    const unavailable = () =>
+      new ConnectorError("transient", "UnexpectedStatus", "HTTP 503", { providerStatusCode: 503 });
+    results.push(unavailable(), unavailable(), unavailable());
+    const spent = await call("fetch", { input: { path: "/" } });
+    expect(spent.json()).toMatchObject({ status: 502, reason: "UnexpectedStatus" });
+    expect(calls.length).toBe(4);
+    expect(audit.rows.at(-1)).toMatchObject({ outcome: "failure", retryCount: 2, providerStatusCode: 503 });
   });
 
   it("refuses a result that breaks the outputSchema, and cuts or refuses an oversized one", async () => {
@@ -483,8 +517,11 @@ describe("the gateway's invocation pipeline", () => {
     });
     expect(job.json()).toMatchObject({
       state: "succeeded",
-      result: { metadata: { executionMode: "async" } },
+      attempts: 1,
+      // The first run is no retry: the job engine counts runs from 1.
+      result: { metadata: { executionMode: "async", retryCount: 0 } },
     });
+    expect(audit.rows.at(-1)).toMatchObject({ executionMode: "async", outcome: "success", retryCount: 0 });
     const stranger = await app.inject({
       method: "GET",
       url: `/v1/jobs/${jobId}`,

@@ -19,6 +19,8 @@ export interface AuditContext {
   providerStatusCode?: number | null;
   retryCount?: number;
   jobId?: string;
+  /** Answered from the idempotency store: the provider was not called. */
+  idempotentReplay?: boolean;
 }
 
 export function invocationAudit(ctx: AuditContext, durationMs: number, err?: ConnectorError): AuditEvent {
@@ -52,6 +54,7 @@ export function invocationAudit(ctx: AuditContext, durationMs: number, err?: Con
       ...(ctx.rule ? { policyRule: ctx.rule } : {}),
       ...(ctx.approval?.jti ? { approvalId: ctx.approval.jti, approver: ctx.approval.approver ?? null } : {}),
       ...(ctx.jobId ? { jobId: ctx.jobId } : {}),
+      ...(ctx.idempotentReplay ? { idempotentReplay: true } : {}),
       ...(err ? { errorClass: err.errorClass, reason: err.reason, message: err.message } : {}),
     },
   };

@@ -54,6 +54,12 @@ export interface Execution {
   retries: "policy" | "none";
   /** What admission found the breaker to be: closed, or half-open with this call as the trial. */
   breaker: BreakerState;
+  /**
+   * Told of each attempt as it ends: its number (0 the first, 1 the first retry…) and the
+   * provider's status when it answered, so that a call that fails (retries spent, a result
+   * refused) is audited with what happened too.
+   */
+  onAttempt?: (retryCount: number, providerStatusCode: number | undefined) => void;
 }
 
 export interface Executed {
@@ -86,7 +92,7 @@ export async function execute(d: ExecuteDeps, x: Execution): Promise<Executed> {
   const attempt = async (): Promise<Awaited<ReturnType<OperationRunner>>> => {
     attempts++;
     try {
-      return await d.run(
+      const result = await d.run(
         op.name,
         x.input,
         {
@@ -99,9 +105,12 @@ export async function execute(d: ExecuteDeps, x: Execution): Promise<Executed> {
         },
         x.log,
       );
+      x.onAttempt?.(attempts - 1, result.providerStatusCode);
+      return result;
     } catch (err) {
       // Past the deadline the driver reports its own abort; the provider was too slow, and that counts.
       const e = x.signal.aborted ? deadline(x.signal, op) : classify(err);
+      x.onAttempt?.(attempts - 1, e.providerStatusCode);
       if (e.errorClass === "quota_exceeded") d.onQuotaExceeded?.("provider");
       if (countsAgainstBreaker(e) && (await d.breakers.failure(row.id, d.breakerSettings)))
         d.onBreakerTrip?.(x.type.metadata.name);

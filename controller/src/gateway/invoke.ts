@@ -149,7 +149,13 @@ export async function invoke(d: InvokeDeps, req: InvokeRequest): Promise<Reply> 
       const scope: IdempotencyScope = { namespace: req.namespace, name: req.name, operation: op.name, key };
       const hash = sha256(canonicalJson({ input, mode }));
       const earlier = await claimIdempotency(d, scope, hash, leaseOf(op), req.signal);
-      if (earlier) return replayed(earlier);
+      if (earlier) {
+        // Audited as itself: a duplicate answered from the store, the provider not called.
+        ctx.idempotentReplay = true;
+        const failed = earlier.status >= 400 ? storedFailure(earlier) : undefined;
+        finish(d, ctx, started, failed?.errorClass ?? "success", failed);
+        return replayed(earlier);
+      }
       claimed = scope;
     }
     if (approval.jti && !(await d.ledger.use(approval.jti, new Date(approval.expiresAt!)))) {
@@ -194,6 +200,10 @@ export async function invoke(d: InvokeDeps, req: InvokeRequest): Promise<Reply> 
         log: d.log,
         retries: "policy",
         breaker,
+        onAttempt: (retryCount, status) => {
+          ctx.retryCount = retryCount;
+          ctx.providerStatusCode = status ?? null;
+        },
       });
       ctx.providerStatusCode = done.providerStatusCode;
       ctx.retryCount = done.retryCount;
@@ -327,6 +337,16 @@ function replayed(outcome: StoredOutcome): Reply {
     body: outcome.body,
     ...(outcome.jobId ? { headers: { location: `/v1/jobs/${outcome.jobId}` } } : {}),
   };
+}
+
+/** The failure a stored problem document describes (a duplicate of a call that failed for good). */
+function storedFailure(outcome: StoredOutcome): ConnectorError {
+  const p = outcome.body as { errorClass?: ConnectorError["errorClass"]; reason?: string; detail?: string };
+  return new ConnectorError(
+    p.errorClass ?? "permanent",
+    p.reason ?? "IdempotentReplay",
+    p.detail ?? `the call with this idempotency key answered ${outcome.status}`,
+  );
 }
 
 /** A failure that would happen again is the answer for the key; a passing one frees it for a retry. */

@@ -189,7 +189,10 @@ export interface JobQueue {
   deadLetter(id: string): Promise<DeadLetter | undefined>;
   /** Enqueues the dead letter's job again: same input, same idempotency key. */
   replay(deadLetterId: string): Promise<{ id: string }>;
-  /** Runs jobs with `handler` on this replica (`concurrency` at once) until the signal aborts. */
+  /**
+   * Runs jobs with `handler` on this replica (`concurrency` at once) until the signal aborts.
+   * `attempt` counts the job's runs: 1 for its first, 2 for its first retry.
+   */
   work(
     handler: (
       spec: JobSpec,

@@ -28,7 +28,7 @@ export async function runJob(
     principal: spec.requester,
     mode: "async",
     jobId: job.jobId,
-    retryCount: job.attempt,
+    retryCount: retriesBefore(job.attempt),
   };
   let op;
   try {
@@ -76,6 +76,7 @@ export async function runJob(
         log: d.log,
         retries: "none",
         breaker: slot.breaker ?? { phase: "closed", failures: 0 },
+        onAttempt: (_retry, status) => (ctx.providerStatusCode = status ?? null),
       });
       ctx.providerStatusCode = done.providerStatusCode;
       const result: NormalizedResponse = {
@@ -90,7 +91,7 @@ export async function runJob(
           executionMode: "async",
           durationMs: Math.round(performance.now() - started),
           providerStatusCode: done.providerStatusCode,
-          retryCount: job.attempt,
+          retryCount: retriesBefore(job.attempt),
         },
         data: done.data,
         warnings: done.warnings,
@@ -116,4 +117,9 @@ export async function runJob(
         (op ? retryable(e, op) || ["InstanceNotActive", "Busy", "CircuitOpen"].includes(e.reason) : true),
     };
   }
+}
+
+/** The retries before this run: the job engine counts runs from 1 (the first is no retry). */
+function retriesBefore(attempt: number): number {
+  return Math.max(0, attempt - 1);
 }
