@@ -2212,8 +2212,11 @@ describe("on the test control plane", () => {
       const gateway = await startGateway({ ...config, databaseUrl: db.url }, log);
       try {
         const base = `http://${gateway.addresses.api}`;
-        const ready = await fetch(`http://${gateway.addresses.health}/readyz`);
-        expect(ready.status, await ready.text()).toBe(200);
+        // Ready: its informer caches listed and watch with these grants, PostgreSQL answers.
+        await eventually(
+          async () => (await fetch(`http://${gateway.addresses.health}/readyz`)).status === 200,
+          "the gateway's /readyz",
+        );
         const get = async (p: string, bearer?: string) => {
           const res = await fetch(base + p, bearer ? { headers: { authorization: `Bearer ${bearer}` } } : {});
           return { status: res.status, body: (await res.json()) as Record<string, unknown> };
