@@ -25,5 +25,8 @@ COPY examples/policy-templates/ examples/policy-templates/
 # Non-root (the distroless "nonroot" id, which the chart's securityContext also uses); the
 # chart mounts a read-only root filesystem with writable /tmp and the PGlite data dir.
 USER 65532:65532
-EXPOSE 8080 8081 9443
+# The controller's metrics, health and webhook ports; the gateway's API, metrics and health.
+EXPOSE 8080 8081 9443 8090 8082 8083
+# The controller. The gateway is the same image with `node dist/controller/src/gateway.js`
+# (the chart's gateway Deployment sets that command).
 ENTRYPOINT ["node", "dist/controller/src/main.js"]

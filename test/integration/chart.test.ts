@@ -2,7 +2,10 @@
 // proxy) and the real test control plane: it lints, renders, is accepted by the API
 // server (PodSecurity "restricted" included), and its ServiceAccount can do exactly what
 // the controller needs (charts/connector-controller/rbac-expectations.yaml), proven with
-// `kubectl auth can-i --as=system:serviceaccount:...`, and nothing it must not.
+// `kubectl auth can-i --as=system:serviceaccount:...`, and nothing it must not. The same for
+// the gateway (gateway.enabled): its own Deployment, ServiceAccount and RBAC (the section
+// `gateway` of rbac-expectations.yaml), and the real gateway run with those grants alone, the
+// API server's audit log of its requests matched against them.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -13,11 +16,16 @@ import { load, loadAll } from "js-yaml";
 import { Counter, Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FLAGS, loadConfig } from "../../controller/src/config.ts";
+import { startGateway } from "../../controller/src/gateway.ts";
+import { GATEWAY_FLAGS, loadGatewayConfig } from "../../controller/src/gatewayConfig.ts";
 import { kubeAccessReviews } from "../../controller/src/kube/accessReviews.ts";
+import { createLogger } from "../../controller/src/observability/logger.ts";
 import { startSecureMetricsServer } from "../../controller/src/observability/secureMetrics.ts";
 import { REPO_ROOT, startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
+import { startPostgres } from "../support/postgres.ts";
 import { runCommand, type CommandResult } from "../support/process.ts";
 import { testbinDir } from "../support/testbin.ts";
+import { eventually } from "../support/wait.ts";
 
 const CHART = path.join(REPO_ROOT, "charts", "connector-controller");
 const RELEASE = "connector-controller";
@@ -26,6 +34,9 @@ const TENANT_NS = "team-a";
 const SA = "connector-controller";
 const AS = `system:serviceaccount:${NS}:${SA}`;
 const FINGERPRINT_SECRET = "connector-controller-fingerprint-key";
+const APPROVAL_SECRET = "connector-gateway-approval-key";
+const GATEWAY = `${RELEASE}-gateway`;
+const GW_AS = `system:serviceaccount:${NS}:${GATEWAY}`;
 // Flags the Deployment passes that config.ts does not define yet (issue 7's lead adds them).
 const COMING_FLAGS = [
   "leader-elect",
@@ -39,6 +50,17 @@ const COMING_FLAGS = [
 const PROD = ["--set", "database.existingSecret=connector-db", "--set", "webhook.enabled=true"];
 /** PROD with the test CA as the webhook's caBundle (known once the control plane runs). */
 const prodWithCa = (): string[] => [...PROD, "--set", `webhook.caBundle=${caBundle}`];
+/** The gateway on, on the external database (it refuses the embedded one). */
+const GW = ["--set", "database.existingSecret=connector-db", "--set", "gateway.enabled=true"];
+// The API server's audit log of the gateway's ServiceAccount (and nothing else).
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    users: ["${GW_AS}"]
+  - level: None
+`;
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -77,11 +99,15 @@ interface Expectation {
   why: string;
 }
 
-const EXPECTATIONS = load(fs.readFileSync(path.join(CHART, "rbac-expectations.yaml"), "utf8")) as {
+interface Grants {
   clusterRole: Expectation[];
   role: Expectation[];
+}
+const EXPECTATIONS = load(fs.readFileSync(path.join(CHART, "rbac-expectations.yaml"), "utf8")) as Grants & {
   /** Only with metrics.secure.enabled. */
   metricsAuth?: Expectation[];
+  /** The gateway's own ServiceAccount (gateway.enabled). */
+  gateway: Grants;
 };
 
 interface SchemaNode {
@@ -125,11 +151,15 @@ const one = (docs: K8sObject[], kind: string): K8sObject => {
 };
 
 interface Container {
+  name: string;
+  command?: string[];
   args: string[];
   env?: Array<{ name: string; value?: string; valueFrom?: unknown }>;
   ports: Array<{ name: string; containerPort: number }>;
   livenessProbe: { httpGet: { path: string; port: string } };
   readinessProbe: { httpGet: { path: string; port: string } };
+  startupProbe?: { httpGet: { path: string; port: string } };
+  lifecycle?: unknown;
   resources: { requests?: Record<string, string>; limits?: Record<string, string> };
   securityContext: Record<string, unknown>;
   volumeMounts: Array<{ name: string; mountPath: string }>;
@@ -137,24 +167,53 @@ interface Container {
 }
 interface DeploymentSpec {
   replicas: number;
-  strategy?: { type: string };
+  strategy?: { type: string; rollingUpdate?: unknown };
+  selector: { matchLabels: Record<string, string> };
   template: {
+    metadata: { labels: Record<string, string> };
     spec: {
       serviceAccountName: string;
+      automountServiceAccountToken?: boolean;
       securityContext: Record<string, unknown>;
+      terminationGracePeriodSeconds?: number;
+      affinity?: unknown;
       containers: Container[];
-      volumes: Array<{ name: string; emptyDir?: object; persistentVolumeClaim?: { claimName: string } }>;
+      volumes: Array<{
+        name: string;
+        emptyDir?: object;
+        persistentVolumeClaim?: { claimName: string };
+        secret?: { secretName: string };
+      }>;
     };
   };
 }
-const deploymentOf = (docs: K8sObject[]) => one(docs, "Deployment").spec as DeploymentSpec;
+/** The controller's Deployment (the gateway's has a name of its own). */
+const deploymentOf = (docs: K8sObject[]) =>
+  one(
+    byKind(docs, "Deployment").filter((d) => d.metadata.name !== GATEWAY),
+    "Deployment",
+  ).spec as DeploymentSpec;
 const containerOf = (docs: K8sObject[]) => deploymentOf(docs).template.spec.containers[0]!;
+const named = (docs: K8sObject[], kind: string, name: string): K8sObject => {
+  const found = byKind(docs, kind).find((d) => d.metadata.name === name);
+  expect(found, `${kind} ${name}`).toBeDefined();
+  return found!;
+};
+const gatewayDeploymentOf = (docs: K8sObject[]) => named(docs, "Deployment", GATEWAY).spec as DeploymentSpec;
+const gatewayContainerOf = (docs: K8sObject[]) => gatewayDeploymentOf(docs).template.spec.containers[0]!;
+/** Objects the gateway brings (its component label), by kind/name. */
+const gatewayObjects = (docs: K8sObject[]) =>
+  docs
+    .filter((d) => d.metadata.labels?.["app.kubernetes.io/component"]?.startsWith("gateway"))
+    .map((d) => `${d.kind}/${d.metadata.name}`)
+    .sort();
 
 // ---------------------------------------------------------------------------------------
 let helmBin: string;
 let helmHome: string;
 let cp: ControlPlane;
 let caBundle: string;
+let auditLog: string;
 
 async function helm(args: string[]): Promise<Result> {
   return runCommand(helmBin, args, {
@@ -205,8 +264,18 @@ async function kubectlOk(args: string[], input?: string): Promise<Result> {
 beforeAll(async () => {
   helmBin = path.join(await testbinDir("helm", ["helm"], { timeoutMs: HELM_BUILD_TIMEOUT_MS }), "helm");
   helmHome = fs.mkdtempSync(path.join(os.tmpdir(), "connector-controller-helm-"));
+  fs.writeFileSync(path.join(helmHome, "audit-policy.yaml"), AUDIT_POLICY);
+  auditLog = path.join(helmHome, "audit.log");
   // The chart's own copies of the CRDs, installed first (what `helm install` does).
-  cp = await startControlPlane({ crdDir: path.join(CHART, "crds") });
+  cp = await startControlPlane({
+    crdDir: path.join(CHART, "crds"),
+    apiServerArgs: [
+      `--audit-policy-file=${path.join(helmHome, "audit-policy.yaml")}`,
+      `--audit-log-path=${auditLog}`,
+      "--audit-log-format=json",
+      "--audit-log-mode=blocking",
+    ],
+  });
   caBundle = Buffer.from(cp.caPem).toString("base64");
 }, HELM_BUILD_TIMEOUT_MS + 300_000);
 
@@ -236,6 +305,24 @@ describe("helm lint", () => {
       "watchNamespaces={team-a,team-b}",
       "--set",
       "labelSelector=shard=a",
+    ]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+  });
+
+  it("passes --strict with the gateway on (TLS, a ServiceMonitor, its egress limited and rate limits)", async () => {
+    const r = await helm([
+      "lint",
+      "--strict",
+      CHART,
+      ...GW,
+      "--set",
+      "gateway.tls.enabled=true",
+      "--set",
+      "metrics.serviceMonitor.enabled=true",
+      "--set",
+      "gateway.rateLimitPerUser=20/40",
+      "--set",
+      "gateway.watchNamespaces={team-a}",
     ]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
   });
@@ -581,6 +668,29 @@ describe("values.schema.json", () => {
     await render(["--set", "concurrency=8", "--set", "replicaCount=3", "--set", "logLevel=debug"]);
   });
 
+  it("refuses misspelt and malformed gateway values, naming them", async () => {
+    for (const [bad, name] of [
+      ["gateway.enable=true", "enable"],
+      ["gateway.replicas=3", "replicas"],
+      ["gateway.tls.enable=true", "enable"],
+      ["gateway.networkPolicy.egress.extras=[]", "extras"],
+      ["gateway.replicaCount=two", "replicaCount"],
+      ["gateway.replicaCount=0", "replicaCount"],
+      ["gateway.logLevel=verbose", "logLevel"],
+      ["gateway.rateLimitPerUser=fast", "rateLimitPerUser"],
+      ["gateway.rateLimitPerUser=0/10", "rateLimitPerUser"],
+      ["gateway.rateLimitPerUser=20/0", "rateLimitPerUser"],
+      ["gateway.idempotencyTtl=a-day", "idempotencyTtl"],
+      ["gateway.maxRetries=11", "maxRetries"],
+      ["gateway.service.type=Ingress", "type"],
+    ]) {
+      const r = await helm(["template", RELEASE, CHART, "-n", NS, ...GW, "--set", bad!]);
+      expect({ bad, code: r.code === 0 ? 0 : 1 }).toEqual({ bad, code: 1 });
+      expect(r.stderr, bad).toMatch(/values don't meet the specifications of the schema/);
+      expect(r.stderr, bad).toContain(name);
+    }
+  });
+
   it("covers every value of values.yaml (no key the schema does not name)", () => {
     const values = load(fs.readFileSync(path.join(CHART, "values.yaml"), "utf8")) as Record<string, unknown>;
     const schema = JSON.parse(fs.readFileSync(path.join(CHART, "values.schema.json"), "utf8")) as SchemaNode;
@@ -836,6 +946,519 @@ describe("secure metrics", () => {
   });
 });
 
+describe("the gateway", () => {
+  it("is off by default, and refused on the embedded database with the reason and the fix", async () => {
+    expect(gatewayObjects(await render())).toEqual([]);
+    expect(gatewayObjects(await render(prodWithCa()))).toEqual([]);
+    for (const extra of [[], ["--set", "database.embedded.persistence.enabled=false"]]) {
+      const r = await helm(["template", RELEASE, CHART, "-n", NS, "--set", "gateway.enabled=true", ...extra]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain("gateway.enabled=true needs an external PostgreSQL");
+      expect(r.stderr).toContain("set database.existingSecret");
+      expect(r.stderr).toMatch(/cannot open the controller's embedded PGlite database/);
+    }
+  });
+
+  it("renders its own Deployment, ServiceAccount, RBAC, Services, PodDisruptionBudget and NetworkPolicy", async () => {
+    const docs = await render(GW);
+    expect(gatewayObjects(docs)).toEqual(
+      [
+        `ClusterRole/${GATEWAY}`,
+        `ClusterRoleBinding/${GATEWAY}`,
+        `Deployment/${GATEWAY}`,
+        `NetworkPolicy/${GATEWAY}`,
+        `PodDisruptionBudget/${GATEWAY}`,
+        `Role/${GATEWAY}`,
+        `RoleBinding/${GATEWAY}`,
+        `Service/${GATEWAY}`,
+        `Service/${GATEWAY}-metrics`,
+        `ServiceAccount/${GATEWAY}`,
+      ].sort(),
+    );
+    // The controller's objects are what they were without it.
+    const without = await render(PROD.slice(0, 2));
+    const notGateway = (d: K8sObject[]) =>
+      d.filter((o) => !o.metadata.labels?.["app.kubernetes.io/component"]?.startsWith("gateway"));
+    expect(notGateway(docs)).toEqual(without);
+  });
+
+  it("runs 2 replicas of the gateway process from the controller's image, on the controller's database Secret", async () => {
+    const docs = await render(GW);
+    const d = gatewayDeploymentOf(docs);
+    const c = gatewayContainerOf(docs);
+    expect(d.replicas).toBe(2);
+    // Never below the replicas asked for while rolling.
+    expect(d.strategy).toEqual({ type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+    expect(c.name).toBe("gateway");
+    expect(c.image).toBe(containerOf(docs).image);
+    // The image's entrypoint is the controller (Dockerfile); the gateway is the compiled
+    // controller/src/gateway.ts (tsconfig.build.json keeps the path under dist/).
+    expect(c.command).toEqual(["node", "dist/controller/src/gateway.js"]);
+    expect(fs.existsSync(path.join(REPO_ROOT, "controller/src/gateway.ts"))).toBe(true);
+    expect(fs.readFileSync(path.join(REPO_ROOT, "Dockerfile"), "utf8")).toMatch(
+      /^COPY --from=build \/src\/dist\/ dist\/$/m,
+    );
+    expect(c.env).toContainEqual({
+      name: "DATABASE_URL",
+      valueFrom: { secretKeyRef: { name: "connector-db", key: "url" } },
+    });
+    // --key-namespace (env POD_NAMESPACE): the release namespace, where the HMAC keys live.
+    expect(c.env).toContainEqual({
+      name: "POD_NAMESPACE",
+      valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } },
+    });
+    expect(c.args.join(" ")).not.toMatch(/postgres/);
+    // Its pods are not the controller's, and the other way round.
+    const labels = d.template.metadata.labels;
+    expect(labels["app.kubernetes.io/component"]).toBe("gateway");
+    expect(labels).toMatchObject(d.selector.matchLabels);
+    expect(deploymentOf(docs).template.metadata.labels).not.toMatchObject(d.selector.matchLabels);
+    expect(labels).not.toMatchObject(deploymentOf(docs).selector.matchLabels);
+    // Spread across nodes.
+    expect(d.template.spec.affinity).toMatchObject({
+      podAntiAffinity: {
+        preferredDuringSchedulingIgnoredDuringExecution: [
+          {
+            podAffinityTerm: {
+              topologyKey: "kubernetes.io/hostname",
+              labelSelector: { matchLabels: d.selector.matchLabels },
+            },
+          },
+        ],
+      },
+    });
+    // The PodDisruptionBudget keeps all but one replica through a drain, and selects exactly its pods.
+    const pdb = named(docs, "PodDisruptionBudget", GATEWAY).spec as {
+      maxUnavailable: number;
+      selector: { matchLabels: Record<string, string> };
+    };
+    expect(pdb.maxUnavailable).toBe(1);
+    expect(pdb.selector.matchLabels).toEqual(d.selector.matchLabels);
+
+    const three = await render([...GW, "--set", "gateway.replicaCount=3"]);
+    expect(gatewayDeploymentOf(three).replicas).toBe(3);
+    const single = await render([...GW, "--set", "gateway.replicaCount=1"]);
+    expect(gatewayDeploymentOf(single).replicas).toBe(1);
+    expect(byKind(single, "PodDisruptionBudget").map((p) => p.metadata.name)).not.toContain(GATEWAY);
+    const off = await render([...GW, "--set", "gateway.podDisruptionBudget.enabled=false"]);
+    expect(byKind(off, "PodDisruptionBudget").map((p) => p.metadata.name)).not.toContain(GATEWAY);
+  });
+
+  it("passes only flags the gateway knows (GATEWAY_FLAGS), which its own parser accepts as they are", async () => {
+    const docs = await render([
+      ...GW,
+      "--set",
+      "gateway.tls.enabled=true",
+      "--set",
+      "gateway.watchNamespaces={team-a,team-b}",
+      "--set",
+      "gateway.rateLimitPerUser=20/40",
+      "--set",
+      "gateway.rateLimitPerProject=0.5/10",
+      "--set",
+      "gateway.logLevel=debug",
+      "--set",
+      "gateway.maxInFlight=64",
+      "--set",
+      "gateway.idempotencyTtl=12h",
+      "--set",
+      "gateway.maxRetries=3",
+      "--set",
+      "gateway.maxResultBytes=1048576",
+      "--set",
+      "gateway.maxBodyBytes=2097152",
+      "--set",
+      "gateway.jobConcurrency=4",
+      "--set",
+      "gateway.reviewCacheTtl=5s",
+      "--set",
+      "gateway.breakerThreshold=5",
+      "--set",
+      "gateway.breakerCooldown=2m",
+      "--set",
+      "gateway.port=9000",
+      "--set",
+      "gateway.metrics.port=9001",
+      "--set",
+      "gateway.health.port=9002",
+      "--set",
+      "gateway.extraArgs={--log-format=console}",
+    ]);
+    const args = gatewayContainerOf(docs).args;
+    const names = args.map((a) => /^--([a-z-]+)/.exec(a)?.[1] ?? a);
+    expect(names.filter((n) => !(n in GATEWAY_FLAGS))).toEqual([]);
+    // The environment the chart gives it: POD_NAMESPACE is --key-namespace's variable.
+    const config = loadGatewayConfig(args, { POD_NAMESPACE: NS });
+    expect(config).toMatchObject({
+      bindAddress: { port: 9000 },
+      metricsAddress: { port: 9001 },
+      healthAddress: { port: 9002 },
+      tlsCertDir: "/tmp/connector-gateway/serving-certs",
+      logLevel: "debug",
+      logFormat: "console",
+      watchNamespaces: ["team-a", "team-b"],
+      maxInFlight: 64,
+      perUser: { rps: 20, burst: 40 },
+      perProject: { rps: 0.5, burst: 10 },
+      idempotencyTtlMs: 12 * 3600_000,
+      maxRetries: 3,
+      maxResultBytes: 1048576,
+      maxBodyBytes: 2097152,
+      jobConcurrency: 4,
+      reviewCacheTtlMs: 5000,
+      breakerThreshold: 5,
+      breakerCooldownMs: 120_000,
+      keyNamespace: NS,
+    });
+    // The defaults are the gateway's own defaults, and the ports match the container's.
+    const plain = await render(GW);
+    const defaults = gatewayContainerOf(plain);
+    expect(loadGatewayConfig(defaults.args, {})).toEqual(loadGatewayConfig([], {}));
+    expect(defaults.args.some((a) => a.startsWith("--tls-cert-dir") || a.startsWith("--rate-limit"))).toBe(
+      false,
+    );
+    expect(defaults.ports).toEqual([
+      { name: "api", containerPort: 8090, protocol: "TCP" },
+      { name: "metrics", containerPort: 8082, protocol: "TCP" },
+      { name: "health", containerPort: 8083, protocol: "TCP" },
+    ]);
+    // It serves the namespaces the controller watches, unless told otherwise.
+    const shard = gatewayContainerOf(await render([...GW, "--set", "watchNamespaces={team-c}"]));
+    expect(shard.args).toContain("--watch-namespaces=team-c");
+  });
+
+  it("locks the container down as the controller's: non-root, read-only root, no privilege escalation, no capabilities", async () => {
+    const docs = await render(GW);
+    const pod = gatewayDeploymentOf(docs).template.spec;
+    const c = gatewayContainerOf(docs);
+    expect(pod.securityContext).toEqual(deploymentOf(docs).template.spec.securityContext);
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    expect(c.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    expect(pod.volumes).toContainEqual({ name: "tmp", emptyDir: {} });
+    expect(c.volumeMounts).toContainEqual({ name: "tmp", mountPath: "/tmp" });
+    expect(c.startupProbe?.httpGet).toEqual({ path: "/healthz", port: "health" });
+    expect(c.livenessProbe.httpGet).toEqual({ path: "/healthz", port: "health" });
+    expect(c.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "health" });
+    expect(c.resources.requests).toBeDefined();
+    expect(c.resources.limits?.memory).toBeDefined();
+    expect(c.env).toContainEqual({
+      name: "NODE_OPTIONS",
+      value: "--max-old-space-size=384 --max-semi-space-size=16",
+    });
+    expect(
+      gatewayContainerOf(await render([...GW, "--set", "gateway.nodeOptions="])).env?.some(
+        (e) => e.name === "NODE_OPTIONS",
+      ),
+    ).toBe(false);
+    // Drains: the Service drops the pod before SIGTERM closes the listener.
+    expect(c.lifecycle).toEqual({ preStop: { sleep: { seconds: 5 } } });
+    expect(pod.terminationGracePeriodSeconds).toBe(60);
+    expect(pod.serviceAccountName).toBe(GATEWAY);
+    expect(pod.serviceAccountName).not.toBe(deploymentOf(docs).template.spec.serviceAccountName);
+    expect(pod.automountServiceAccountToken).toBe(true);
+  });
+
+  it("serves the API over HTTPS from a TLS Secret when asked", async () => {
+    const plain = await render(GW);
+    expect(gatewayContainerOf(plain).args.some((a) => a.startsWith("--tls-cert-dir"))).toBe(false);
+    expect(gatewayDeploymentOf(plain).template.spec.volumes.map((v) => v.name)).toEqual(["tmp"]);
+    for (const [extra, secret] of [
+      [[], `${GATEWAY}-tls`],
+      [["--set", "gateway.tls.certSecretName=my-gateway-cert"], "my-gateway-cert"],
+    ] as const) {
+      const docs = await render([...GW, "--set", "gateway.tls.enabled=true", ...extra]);
+      const c = gatewayContainerOf(docs);
+      expect(c.args).toContain("--tls-cert-dir=/tmp/connector-gateway/serving-certs");
+      expect(c.volumeMounts).toContainEqual({
+        name: "tls",
+        mountPath: "/tmp/connector-gateway/serving-certs",
+        readOnly: true,
+      });
+      expect(gatewayDeploymentOf(docs).template.spec.volumes).toContainEqual({
+        name: "tls",
+        secret: { secretName: secret, defaultMode: 0o440 },
+      });
+      expect((named(docs, "Service", GATEWAY).spec as { ports: unknown[] }).ports).toEqual([
+        { name: "https", port: 8090, targetPort: "api", protocol: "TCP", appProtocol: "https" },
+      ]);
+    }
+  });
+
+  it("puts the API and /metrics behind Services of their own, and a ServiceMonitor on /metrics when asked", async () => {
+    const docs = await render([...GW, "--set", "gateway.service.port=80"]);
+    const pods = gatewayDeploymentOf(docs).template.metadata.labels;
+    const api = named(docs, "Service", GATEWAY).spec as {
+      selector: Record<string, string>;
+      ports: unknown[];
+    };
+    expect(api.ports).toEqual([
+      { name: "http", port: 80, targetPort: "api", protocol: "TCP", appProtocol: "http" },
+    ]);
+    const metrics = named(docs, "Service", `${GATEWAY}-metrics`).spec as {
+      selector: Record<string, string>;
+      ports: unknown[];
+    };
+    expect(metrics.ports).toEqual([{ name: "metrics", port: 8082, targetPort: "metrics", protocol: "TCP" }]);
+    for (const s of [api, metrics]) {
+      expect(pods).toMatchObject(s.selector);
+      expect(deploymentOf(docs).template.metadata.labels).not.toMatchObject(s.selector);
+    }
+    // The controller's metrics Service does not select the gateway's pods.
+    const controllerMetrics = named(docs, "Service", `${RELEASE}-metrics`).spec as {
+      selector: Record<string, string>;
+    };
+    expect(pods).not.toMatchObject(controllerMetrics.selector);
+
+    expect(byKind(docs, "ServiceMonitor")).toEqual([]);
+    const monitored = await render([...GW, "--set", "metrics.serviceMonitor.enabled=true"]);
+    const sm = named(monitored, "ServiceMonitor", GATEWAY).spec as {
+      selector: { matchLabels: Record<string, string> };
+      endpoints: Array<Record<string, unknown>>;
+    };
+    expect(sm.endpoints).toEqual([expect.objectContaining({ port: "metrics", path: "/metrics" })]);
+    expect(named(monitored, "Service", `${GATEWAY}-metrics`).metadata.labels).toMatchObject(
+      sm.selector.matchLabels,
+    );
+    expect(named(monitored, "Service", `${RELEASE}-metrics`).metadata.labels).not.toMatchObject(
+      sm.selector.matchLabels,
+    );
+    // And the controller's ServiceMonitor does not pick up the gateway's Service.
+    const controllerSm = named(monitored, "ServiceMonitor", RELEASE).spec as {
+      selector: { matchLabels: Record<string, string> };
+    };
+    expect(named(monitored, "Service", `${GATEWAY}-metrics`).metadata.labels).not.toMatchObject(
+      controllerSm.selector.matchLabels,
+    );
+  });
+
+  it("grants its own ServiceAccount exactly the gateway section of rbac-expectations.yaml", async () => {
+    const docs = await render(GW);
+    const clusterRole = named(docs, "ClusterRole", GATEWAY) as unknown as { rules: PolicyRule[] };
+    const role = named(docs, "Role", GATEWAY) as unknown as {
+      metadata: { namespace: string };
+      rules: PolicyRule[];
+    };
+    expect(role.metadata.namespace).toBe(NS);
+    expect(grants(clusterRole.rules)).toEqual(expectedGrants(EXPECTATIONS.gateway.clusterRole));
+    expect(grants(role.rules)).toEqual(expectedGrants(EXPECTATIONS.gateway.role));
+    const all = [...grants(clusterRole.rules), ...grants(role.rules)];
+    for (const r of [...clusterRole.rules, ...role.rules]) {
+      expect(r.verbs).not.toContain("*");
+      expect(r.resources).not.toContain("*");
+      expect(r.apiGroups).not.toContain("*");
+    }
+    // It reads our kinds from caches and writes none of them; no get, no Events, no Lease.
+    expect(all.filter((g) => g.startsWith("cynodeai.io|") && !/\|(list|watch)$/.test(g))).toEqual([]);
+    expect(all.filter((g) => /\|(update|patch|delete|deletecollection)$/.test(g))).toEqual([]);
+    expect(all.filter((g) => /^(core\|events|coordination)/.test(g))).toEqual([]);
+    // Secrets: only its two HMAC keys, by name, and only in the release namespace.
+    expect(grants(clusterRole.rules).some((g) => g.startsWith("core|secrets|"))).toBe(false);
+    expect(grants(role.rules).filter((g) => g.startsWith("core|secrets|") && g.endsWith("|get"))).toEqual([
+      `core|secrets|${FINGERPRINT_SECRET}|get`,
+      `core|secrets|${APPROVAL_SECRET}|get`,
+    ]);
+    // Bound to the gateway's ServiceAccount alone; the controller's bindings do not name it.
+    for (const b of [named(docs, "ClusterRoleBinding", GATEWAY), named(docs, "RoleBinding", GATEWAY)]) {
+      expect(b.subjects).toEqual([{ kind: "ServiceAccount", name: GATEWAY, namespace: NS }]);
+      expect((b as { roleRef?: { name: string } }).roleRef?.name).toBe(GATEWAY);
+    }
+    for (const b of [named(docs, "ClusterRoleBinding", RELEASE), named(docs, "RoleBinding", RELEASE)])
+      expect(b.subjects).toEqual([{ kind: "ServiceAccount", name: SA, namespace: NS }]);
+    // Turned off, none of it.
+    const noRbac = await render([
+      ...GW,
+      "--set",
+      "gateway.rbac.create=false",
+      "--set",
+      "gateway.serviceAccount.create=false",
+      "--set",
+      "gateway.serviceAccount.name=gw",
+    ]);
+    expect(gatewayObjects(noRbac).filter((o) => /^(Cluster)?Role|ServiceAccount/.test(o))).toEqual([]);
+    expect(gatewayDeploymentOf(noRbac).template.spec.serviceAccountName).toBe("gw");
+  });
+
+  describe("NetworkPolicy", () => {
+    interface Rule {
+      ports?: Array<{ port: string | number; protocol: string }>;
+      from?: unknown[];
+      to?: unknown[];
+    }
+    const policyOf = (docs: K8sObject[]) =>
+      named(docs, "NetworkPolicy", GATEWAY) as K8sObject & {
+        spec: {
+          podSelector: { matchLabels: Record<string, string> };
+          policyTypes: string[];
+          ingress: Rule[];
+          egress?: Rule[];
+        };
+      };
+
+    it("admits callers to the API, scrapers to /metrics and the kubelet to the probes: nothing else", async () => {
+      const docs = await render(GW);
+      const np = policyOf(docs);
+      // It selects exactly the gateway's pods (and the controller's policy does not).
+      const pods = gatewayDeploymentOf(docs).template.metadata.labels;
+      expect(pods).toMatchObject(np.spec.podSelector.matchLabels);
+      expect(deploymentOf(docs).template.metadata.labels).not.toMatchObject(np.spec.podSelector.matchLabels);
+      const controllerPolicy = named(docs, "NetworkPolicy", RELEASE).spec as {
+        podSelector: { matchLabels: Record<string, string> };
+      };
+      expect(pods).not.toMatchObject(controllerPolicy.podSelector.matchLabels);
+      expect(np.spec.ingress).toEqual([
+        { ports: [{ port: "api", protocol: "TCP" }] },
+        { ports: [{ port: "metrics", protocol: "TCP" }] },
+        { ports: [{ port: "health", protocol: "TCP" }] },
+      ]);
+      const ports = new Set(gatewayContainerOf(docs).ports.map((p) => p.name));
+      for (const r of np.spec.ingress) for (const p of r.ports ?? []) expect(ports).toContain(p.port);
+
+      const monitoring = {
+        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } },
+      };
+      const agents = { namespaceSelector: { matchLabels: { "cynodeai.io/agents": "true" } } };
+      // The callers it admits; scrapers default to the controller's networkPolicy.metricsFrom.
+      const limited = policyOf(
+        await render([
+          ...GW,
+          "--set-json",
+          `gateway.networkPolicy.apiFrom=${JSON.stringify([agents])}`,
+          "--set-json",
+          `networkPolicy.metricsFrom=${JSON.stringify([monitoring])}`,
+        ]),
+      );
+      expect(limited.spec.ingress[0]!.from).toEqual([agents]);
+      expect(limited.spec.ingress[1]!.from).toEqual([monitoring]);
+      expect(limited.spec.ingress[2]!.from).toBeUndefined();
+      const own = policyOf(
+        await render([...GW, "--set-json", `gateway.networkPolicy.metricsFrom=${JSON.stringify([agents])}`]),
+      );
+      expect(own.spec.ingress[1]!.from).toEqual([agents]);
+      const off = await render([...GW, "--set", "gateway.networkPolicy.enabled=false"]);
+      expect(byKind(off, "NetworkPolicy").map((p) => p.metadata.name)).toEqual([RELEASE]);
+    });
+
+    it("limits egress by default to DNS, the API server, the database, Vault, the catalog's addresses and extra", async () => {
+      // The default: egress limited (the controller's stays open unless asked).
+      const defaults = policyOf(await render(GW));
+      expect(defaults.spec.policyTypes).toEqual(["Ingress", "Egress"]);
+      expect(defaults.spec.egress).toEqual([
+        {
+          to: [{ namespaceSelector: {}, podSelector: { matchLabels: { "k8s-app": "kube-dns" } } }],
+          ports: [
+            { port: 53, protocol: "UDP" },
+            { port: 53, protocol: "TCP" },
+          ],
+        },
+        {
+          ports: [
+            { port: 443, protocol: "TCP" },
+            { port: 6443, protocol: "TCP" },
+          ],
+        },
+        { ports: [{ port: 5432, protocol: "TCP" }] },
+        { ports: [{ port: 8200, protocol: "TCP" }] },
+      ]);
+      // Host names of the real catalog are listed for the operator to translate into extra.
+      expect(defaults.metadata.annotations?.["cynodeai.io/egress-hosts"]).toContain("imap.gmail.com");
+
+      // A copy of the chart whose catalog declares IP addresses, as a type may.
+      const chartCopy = path.join(helmHome, "chart-with-ip-type-gateway");
+      fs.cpSync(CHART, chartCopy, { recursive: true });
+      fs.writeFileSync(
+        path.join(chartCopy, "files/catalog/types/zz-ip.yaml"),
+        [
+          "apiVersion: cynodeai.io/v1alpha1",
+          "kind: ConnectorType",
+          "metadata: { name: zz-ip }",
+          "spec:",
+          "  displayName: IP",
+          "  dataClassification: internal",
+          "  approvalPolicy: auto",
+          "  versions:",
+          "    - version: 1",
+          "      schemaVersion: 1.0.0",
+          "      lifecycle: approved",
+          "      configSchema: { type: object }",
+          "      operations: []",
+          "      healthProbe: { kind: none }",
+          "      egressAllowlist: [198.51.100.9, 127.0.0.1, localhost, api.example.net]",
+          "",
+        ].join("\n"),
+      );
+      const provider = {
+        to: [{ ipBlock: { cidr: "192.0.2.0/24" } }],
+        ports: [{ port: 993, protocol: "TCP" }],
+      };
+      const shared = { to: [{ ipBlock: { cidr: "203.0.113.0/24" } }] };
+      const res = await helm([
+        "template",
+        RELEASE,
+        chartCopy,
+        "-n",
+        NS,
+        ...GW,
+        "--set",
+        "networkPolicy.egress.apiServer.cidrs={10.96.0.1/32}",
+        "--set-json",
+        'networkPolicy.egress.database.to=[{"ipBlock":{"cidr":"10.20.0.0/16"}}]',
+        "--set-json",
+        'networkPolicy.egress.vault.to=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"vault"}}}]',
+        "--set-json",
+        `networkPolicy.egress.extra=${JSON.stringify([shared])}`,
+        "--set-json",
+        `gateway.networkPolicy.egress.extra=${JSON.stringify([provider])}`,
+      ]);
+      expect(res.code, res.stderr).toBe(0);
+      const docs = (loadAll(res.stdout) as Array<K8sObject | null>).filter((d): d is K8sObject => d !== null);
+      const np = policyOf(docs);
+      expect(np.spec.egress).toEqual([
+        defaults.spec.egress![0],
+        {
+          to: [{ ipBlock: { cidr: "10.96.0.1/32" } }],
+          ports: [
+            { port: 443, protocol: "TCP" },
+            { port: 6443, protocol: "TCP" },
+          ],
+        },
+        { to: [{ ipBlock: { cidr: "10.20.0.0/16" } }], ports: [{ port: 5432, protocol: "TCP" }] },
+        {
+          to: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "vault" } } }],
+          ports: [{ port: 8200, protocol: "TCP" }],
+        },
+        // The IP literals become ipBlocks (loopback needs none); host names cannot, and are listed.
+        { to: [{ ipBlock: { cidr: "198.51.100.9/32" } }] },
+        shared,
+        provider,
+      ]);
+      expect(np.metadata.annotations?.["cynodeai.io/egress-hosts"]).toContain("api.example.net");
+      expect(np.metadata.annotations?.["cynodeai.io/egress-hosts"]).not.toContain("localhost");
+      // The controller's own policy is unchanged by the gateway's extra rules.
+      const controller = named(docs, "NetworkPolicy", RELEASE).spec as { policyTypes: string[] };
+      expect(controller.policyTypes).toEqual(["Ingress"]);
+      // Egress left open only when asked.
+      const open = policyOf(await render([...GW, "--set", "gateway.networkPolicy.egress.enabled=false"]));
+      expect(open.spec.policyTypes).toEqual(["Ingress"]);
+      expect(open.spec.egress).toBeUndefined();
+      // And the API server accepts it as a NetworkPolicy.
+      const { namespace: _ns, ...meta } = np.metadata;
+      await kubectlOk(
+        ["apply", "--dry-run=server", "-n", "default", "-f", "-"],
+        JSON.stringify({ ...np, metadata: meta }),
+      );
+    });
+  });
+});
+
 describe("on the test control plane", () => {
   let manifests: string;
 
@@ -850,7 +1473,8 @@ describe("on the test control plane", () => {
       "pod-security.kubernetes.io/warn=restricted",
     ]);
     await kubectlOk(["create", "namespace", TENANT_NS]);
-    manifests = await renderText([...PROD, "--set", `webhook.caBundle=${caBundle}`], true);
+    // The production-like release, the gateway on.
+    manifests = await renderText([...PROD, "--set", `webhook.caBundle=${caBundle}`, ...GW], true);
   });
 
   it("accepts the rendered manifests (server-side dry run, CRDs first) without PodSecurity warnings", async () => {
@@ -869,8 +1493,31 @@ describe("on the test control plane", () => {
         `validatingwebhookconfiguration.admissionregistration.k8s.io/${RELEASE}`,
         "connectortype.cynodeai.io/imap",
         "customresourcedefinition.apiextensions.k8s.io/connectors.cynodeai.io",
+        `deployment.apps/${GATEWAY}`,
+        `serviceaccount/${GATEWAY}`,
+        `clusterrole.rbac.authorization.k8s.io/${GATEWAY}`,
+        `clusterrolebinding.rbac.authorization.k8s.io/${GATEWAY}`,
+        `role.rbac.authorization.k8s.io/${GATEWAY}`,
+        `rolebinding.rbac.authorization.k8s.io/${GATEWAY}`,
+        `service/${GATEWAY}`,
+        `service/${GATEWAY}-metrics`,
+        `poddisruptionbudget.policy/${GATEWAY}`,
+        `networkpolicy.networking.k8s.io/${GATEWAY}`,
       ]),
     );
+    // The gateway's variants too: HTTPS from a Secret, one replica, its egress left open.
+    for (const variant of [
+      ["--set", "gateway.tls.enabled=true", "--set", "gateway.preStopSleepSeconds=0"],
+      ["--set", "gateway.replicaCount=1", "--set", "gateway.networkPolicy.egress.enabled=false"],
+    ]) {
+      const text = await renderText([...GW, ...variant]);
+      const v = await kubectlOk(
+        ["apply", "--server-side", "--dry-run=server", "-f", "-", "-o", "name"],
+        text,
+      );
+      expect(v.stderr, variant.join(" ")).not.toMatch(/would violate PodSecurity|Warning/i);
+      expect(v.stdout).toContain(`deployment.apps/${GATEWAY}`);
+    }
   });
 
   it("installs with helm itself (--dry-run=server) and explains itself in NOTES", async () => {
@@ -892,6 +1539,44 @@ describe("on the test control plane", () => {
     expect(notes).toContain("Replicas: 2 (leader election on");
     expect(notes).toContain("PostgreSQL, URL from Secret connector-db");
     expect(notes).toContain(`${RELEASE}-webhook.${NS}.svc/validate-connector (failurePolicy Fail)`);
+    expect(notes).toContain("Gateway: not installed (gateway.enabled=false)");
+    const gateway = await helm([
+      "install",
+      RELEASE,
+      CHART,
+      "-n",
+      NS,
+      "--kubeconfig",
+      cp.kubeconfigPath,
+      "--dry-run=server",
+      ...GW,
+    ]);
+    expect(gateway.code, gateway.stderr).toBe(0);
+    const gwNotes = gateway.stdout.slice(gateway.stdout.indexOf("NOTES:"));
+    expect(gwNotes).toContain(
+      `Gateway: 2 replicas of deployment/${GATEWAY}, the API at http://${GATEWAY}.${NS}.svc:8090`,
+    );
+    expect(gwNotes).toContain(`kubectl -n ${NS} port-forward svc/${GATEWAY} 8090`);
+    expect(gwNotes).toContain(
+      "-X POST http://localhost:8090/v1/namespaces/team-a/connectors/<name>/operations/<operation>",
+    );
+    expect(gwNotes).toContain("gateway.networkPolicy.egress.extra");
+    const tls = await helm([
+      "install",
+      RELEASE,
+      CHART,
+      "-n",
+      NS,
+      "--kubeconfig",
+      cp.kubeconfigPath,
+      "--dry-run=server",
+      ...GW,
+      "--set",
+      "gateway.tls.enabled=true",
+    ]);
+    expect(tls.code, tls.stderr).toBe(0);
+    expect(tls.stdout).toContain(`HTTPS with the certificate of Secret ${GATEWAY}-tls`);
+    expect(tls.stdout).toContain("https://localhost:8090/v1/catalog");
     const dryRun = (extra: string[] = []) =>
       helm([
         "install",
@@ -953,6 +1638,13 @@ describe("on the test control plane", () => {
       rules: PolicyRule[];
     };
     expect(grants(live.rules)).toEqual(expectedGrants(EXPECTATIONS.clusterRole));
+    await kubectlOk(["get", "serviceaccount", GATEWAY, "-n", NS]);
+    const liveGateway = JSON.parse(
+      (await kubectlOk(["get", "clusterrole", GATEWAY, "-o", "json"])).stdout,
+    ) as {
+      rules: PolicyRule[];
+    };
+    expect(grants(liveGateway.rules)).toEqual(expectedGrants(EXPECTATIONS.gateway.clusterRole));
   });
 
   it("lists all four kinds under the cynodeai category and explains every Connector field", async () => {
@@ -1185,66 +1877,69 @@ describe("on the test control plane", () => {
     }
   });
 
-  describe("kubectl auth can-i as the controller's ServiceAccount", () => {
-    // Our resources whose CRD the chart does not ship yet (kubectl cannot resolve them, so
-    // they are asked about with a SubjectAccessReview, which RBAC answers the same way).
-    const unserved = new Set(
-      ["secretproviders"].filter((p) => !fs.existsSync(path.join(CHART, "crds", `${p}.cynodeai.io.yaml`))),
-    );
+  // Our resources whose CRD the chart does not ship yet (kubectl cannot resolve them, so
+  // they are asked about with a SubjectAccessReview, which RBAC answers the same way).
+  const unserved = new Set(
+    ["secretproviders"].filter((p) => !fs.existsSync(path.join(CHART, "crds", `${p}.cynodeai.io.yaml`))),
+  );
 
-    /** The same question as `kubectl auth can-i <args>`, as a SubjectAccessReview. */
-    const review = async (args: string[]): Promise<string> => {
-      const [verb, what] = args as [string, string];
-      const [typed, name] = what.split("/") as [string, string | undefined];
-      const dot = typed.indexOf(".");
-      const ns = args.includes("-A") ? "" : (args[args.indexOf("-n") + 1] ?? "");
-      const sub = args.find((a) => a.startsWith("--subresource="))?.slice("--subresource=".length);
-      const sar = {
-        apiVersion: "authorization.k8s.io/v1",
-        kind: "SubjectAccessReview",
-        spec: {
-          user: AS,
-          groups: ["system:serviceaccounts", `system:serviceaccounts:${NS}`, "system:authenticated"],
-          resourceAttributes: {
-            verb,
-            group: dot < 0 ? "" : typed.slice(dot + 1),
-            resource: dot < 0 ? typed : typed.slice(0, dot),
-            ...(sub ? { subresource: sub } : {}),
-            ...(name ? { name } : {}),
-            namespace: ns,
-          },
+  /** The same question as `kubectl auth can-i <args> --as=<as>`, as a SubjectAccessReview. */
+  const review = async (as: string, args: string[]): Promise<string> => {
+    const [verb, what] = args as [string, string];
+    const [typed, name] = what.split("/") as [string, string | undefined];
+    const dot = typed.indexOf(".");
+    const ns = args.includes("-A") ? "" : (args[args.indexOf("-n") + 1] ?? "");
+    const sub = args.find((a) => a.startsWith("--subresource="))?.slice("--subresource=".length);
+    const sar = {
+      apiVersion: "authorization.k8s.io/v1",
+      kind: "SubjectAccessReview",
+      spec: {
+        user: as,
+        groups: ["system:serviceaccounts", `system:serviceaccounts:${NS}`, "system:authenticated"],
+        resourceAttributes: {
+          verb,
+          group: dot < 0 ? "" : typed.slice(dot + 1),
+          resource: dot < 0 ? typed : typed.slice(0, dot),
+          ...(sub ? { subresource: sub } : {}),
+          ...(name ? { name } : {}),
+          namespace: ns,
         },
-      };
-      const r = await kubectlOk(["create", "-f", "-", "-o", "json"], JSON.stringify(sar));
-      return (JSON.parse(r.stdout) as { status: { allowed: boolean } }).status.allowed ? "yes" : "no";
+      },
     };
+    const r = await kubectlOk(["create", "-f", "-", "-o", "json"], JSON.stringify(sar));
+    return (JSON.parse(r.stdout) as { status: { allowed: boolean } }).status.allowed ? "yes" : "no";
+  };
 
-    const canI = async (args: string[]): Promise<string> => {
-      const resource = args[1]!.split(/[./]/)[0]!;
-      if (unserved.has(resource)) return review(args);
-      const r = await cp.kubectl(["auth", "can-i", ...args, `--as=${AS}`]);
-      // exit 0 = yes, 1 = no; anything else (or other output) is an error of the check itself.
-      const answer = r.stdout.trim();
-      expect(["yes", "no"], `can-i ${args.join(" ")}: ${r.stderr}`).toContain(answer);
-      // A "no" about a resource the server does not serve would prove nothing (users, for
-      // impersonation, is the one virtual resource asked about).
-      if (resource !== "users")
-        expect(r.stderr, `can-i ${args.join(" ")}`).not.toMatch(/doesn't have a resource type/);
-      return answer;
-    };
+  /** `kubectl auth can-i <args> --as=<as>`: "yes" or "no". */
+  const canIAs = async (as: string, args: string[]): Promise<string> => {
+    const resource = args[1]!.split(/[./]/)[0]!;
+    if (unserved.has(resource)) return review(as, args);
+    const r = await cp.kubectl(["auth", "can-i", ...args, `--as=${as}`]);
+    // exit 0 = yes, 1 = no; anything else (or other output) is an error of the check itself.
+    const answer = r.stdout.trim();
+    expect(["yes", "no"], `can-i ${args.join(" ")}: ${r.stderr}`).toContain(answer);
+    // A "no" about a resource the server does not serve would prove nothing (users, for
+    // impersonation, is the one virtual resource asked about).
+    if (resource !== "users")
+      expect(r.stderr, `can-i ${args.join(" ")}`).not.toMatch(/doesn't have a resource type/);
+    return answer;
+  };
 
-    /** can-i arguments for one expectation's verb, in a namespace or cluster-wide. */
-    const target = (e: Expectation, verb: string, where: string[]): string[][] => {
-      const [resource, sub] = e.resource.split("/") as [string, string | undefined];
-      const qualified = e.apiGroup ? `${resource}.${e.apiGroup}` : resource;
-      const names = e.resourceNames ?? [undefined];
-      return names.map((n) => [
-        verb,
-        n ? `${qualified}/${n}` : qualified,
-        ...(sub ? [`--subresource=${sub}`] : []),
-        ...where,
-      ]);
-    };
+  /** can-i arguments for one expectation's verb, in a namespace or cluster-wide. */
+  const target = (e: Expectation, verb: string, where: string[]): string[][] => {
+    const [resource, sub] = e.resource.split("/") as [string, string | undefined];
+    const qualified = e.apiGroup ? `${resource}.${e.apiGroup}` : resource;
+    const names = e.resourceNames ?? [undefined];
+    return names.map((n) => [
+      verb,
+      n ? `${qualified}/${n}` : qualified,
+      ...(sub ? [`--subresource=${sub}`] : []),
+      ...where,
+    ]);
+  };
+
+  describe("kubectl auth can-i as the controller's ServiceAccount", () => {
+    const canI = (args: string[]) => canIAs(AS, args);
 
     it("can do everything the controller needs, everywhere (ClusterRole)", async () => {
       const checks = EXPECTATIONS.clusterRole.flatMap((e) =>
@@ -1334,5 +2029,276 @@ describe("on the test control plane", () => {
       const answers = await Promise.all(checks.map(async (c) => [c.join(" "), await canI(c)]));
       expect(answers.filter(([, a]) => a !== "no")).toEqual([]);
     });
+  });
+
+  describe("the gateway, as its own ServiceAccount", () => {
+    const canI = (args: string[]) => canIAs(GW_AS, args);
+
+    it("can do everything the gateway needs, everywhere (ClusterRole)", async () => {
+      const checks = EXPECTATIONS.gateway.clusterRole.flatMap((e) =>
+        e.verbs.flatMap((v) => [...target(e, v, ["-A"]), ...target(e, v, ["-n", TENANT_NS])]),
+      );
+      expect(checks.length).toBeGreaterThan(15);
+      const answers = await Promise.all(checks.map(async (c) => [c.join(" "), await canI(c)]));
+      expect(answers.filter(([, a]) => a !== "yes")).toEqual([]);
+    });
+
+    it("can do what its Role grants in the release namespace only", async () => {
+      const role = EXPECTATIONS.gateway.role;
+      const checks = role.flatMap((e) => e.verbs.flatMap((v) => target(e, v, ["-n", NS])));
+      const elsewhere = role.flatMap((e) =>
+        e.verbs.flatMap((v) => [...target(e, v, ["-n", TENANT_NS]), ...target(e, v, ["-A"])]),
+      );
+      const yes = await Promise.all(checks.map(async (c) => [c.join(" "), await canI(c)]));
+      expect(yes.filter(([, a]) => a !== "yes")).toEqual([]);
+      const no = await Promise.all(elsewhere.map(async (c) => [c.join(" "), await canI(c)]));
+      expect(no.filter(([, a]) => a !== "no")).toEqual([]);
+    });
+
+    it("cannot read Secrets: none cluster-wide, none elsewhere, none in its namespace but its two keys", async () => {
+      const checks = [
+        ["get", "secrets", "-A"],
+        ["list", "secrets", "-A"],
+        ["watch", "secrets", "-A"],
+        ["get", "secrets", "-n", TENANT_NS],
+        ["list", "secrets", "-n", TENANT_NS],
+        ["get", `secrets/${APPROVAL_SECRET}`, "-n", TENANT_NS],
+        ["list", "secrets", "-n", NS],
+        ["watch", "secrets", "-n", NS],
+        // The database URL and the TLS certificate reach it from the kubelet, not the API.
+        ["get", "secrets/connector-db", "-n", NS],
+        ["get", `secrets/${GATEWAY}-tls`, "-n", NS],
+        ["get", `secrets/${RELEASE}-webhook-tls`, "-n", NS],
+        ["update", `secrets/${APPROVAL_SECRET}`, "-n", NS],
+        ["patch", `secrets/${APPROVAL_SECRET}`, "-n", NS],
+        ["delete", `secrets/${APPROVAL_SECRET}`, "-n", NS],
+        ["delete", `secrets/${FINGERPRINT_SECRET}`, "-n", NS],
+        ["create", "secrets", "-n", TENANT_NS],
+      ];
+      const answers = await Promise.all(checks.map(async (c) => [c.join(" "), await canI(c)]));
+      expect(answers.filter(([, a]) => a !== "no")).toEqual([]);
+    });
+
+    it("cannot write Connectors or their status, get them past its caches, write Events or Leases, or anything else", async () => {
+      const checks = [
+        ["get", "connectors.cynodeai.io", "-n", TENANT_NS],
+        ["create", "connectors.cynodeai.io", "-n", TENANT_NS],
+        ["update", "connectors.cynodeai.io", "-n", TENANT_NS],
+        ["patch", "connectors.cynodeai.io", "-n", TENANT_NS],
+        ["delete", "connectors.cynodeai.io", "-n", TENANT_NS],
+        ["deletecollection", "connectors.cynodeai.io", "-n", TENANT_NS],
+        ["update", "connectors.cynodeai.io", "--subresource=status", "-n", TENANT_NS],
+        ["patch", "connectors.cynodeai.io", "--subresource=status", "-n", TENANT_NS],
+        ["patch", "connectors.cynodeai.io", "--subresource=status", "-A"],
+        // The verbs callers need: the gateway asks RBAC about them, it does not hold them.
+        ["invoke", "connectors.cynodeai.io", "-n", TENANT_NS],
+        ["approve", "connectors.cynodeai.io", "-n", TENANT_NS],
+        ["get", "connectortypes.cynodeai.io", "-A"],
+        ["update", "connectortypes.cynodeai.io", "-A"],
+        ["patch", "connectorpolicytemplates.cynodeai.io", "-A"],
+        ["patch", "secretproviders.cynodeai.io", "-A"],
+        ["patch", "secretproviders.cynodeai.io", "--subresource=status", "-A"],
+        ["create", "events", "-n", TENANT_NS],
+        ["create", "events", "-n", NS],
+        ["create", "events.events.k8s.io", "-n", TENANT_NS],
+        ["get", "leases.coordination.k8s.io", "-n", NS],
+        ["create", "leases.coordination.k8s.io", "-n", NS],
+        ["update", "leases.coordination.k8s.io", "-n", NS],
+        ["get", "namespaces", "-A"],
+        ["update", "namespaces", "-A"],
+        ["create", "serviceaccounts", "-n", TENANT_NS],
+        ["get", "serviceaccounts", "-n", TENANT_NS],
+        ["create", "pods", "-n", NS],
+        ["get", "pods", "-n", NS],
+        ["create", "pods", "--subresource=exec", "-n", NS],
+        ["create", "deployments.apps", "-n", NS],
+        ["impersonate", "users", "-A"],
+        ["impersonate", "serviceaccounts", "-A"],
+        ["bind", "clusterroles.rbac.authorization.k8s.io", "-A"],
+        ["escalate", "clusterroles.rbac.authorization.k8s.io", "-A"],
+        ["create", "rolebindings.rbac.authorization.k8s.io", "-n", NS],
+        ["update", "customresourcedefinitions.apiextensions.k8s.io", "-A"],
+        ["create", "certificatesigningrequests.certificates.k8s.io", "-A"],
+        ["*", "*", "-A"],
+        ["*", "*", "-n", NS],
+        ["*", "connectors.cynodeai.io", "-n", TENANT_NS],
+        ["*", "secrets", "-n", NS],
+        ["get", "*", "-A"],
+        ["create", "*", "-n", TENANT_NS],
+      ];
+      const answers = await Promise.all(checks.map(async (c) => [c.join(" "), await canI(c)]));
+      expect(answers.filter(([, a]) => a !== "no")).toEqual([]);
+    });
+
+    it("runs with these grants alone: ready, serves callers, and asks the API server only for what they grant", async () => {
+      const docs = (loadAll(manifests) as Array<K8sObject | null>).filter((d): d is K8sObject => d !== null);
+      const rbac = {
+        cluster: (named(docs, "ClusterRole", GATEWAY) as unknown as { rules: PolicyRule[] }).rules,
+        role: (named(docs, "Role", GATEWAY) as unknown as { rules: PolicyRule[] }).rules,
+      };
+      // Callers: one allowed to get a Connector, one allowed nothing; and a Connector to ask about.
+      // (No controller serves the webhook "installs for real" applied: it goes first.)
+      await kubectlOk(["delete", "validatingwebhookconfiguration", RELEASE, "--ignore-not-found"]);
+      await kubectlOk(["create", "serviceaccount", "gw-reader", "-n", TENANT_NS]);
+      await kubectlOk(["create", "serviceaccount", "gw-stranger", "-n", TENANT_NS]);
+      await kubectlOk([
+        "create",
+        "role",
+        "gw-reader",
+        "-n",
+        TENANT_NS,
+        "--verb=get",
+        "--resource=connectors.cynodeai.io",
+      ]);
+      await kubectlOk([
+        "create",
+        "rolebinding",
+        "gw-reader",
+        "-n",
+        TENANT_NS,
+        "--role=gw-reader",
+        `--serviceaccount=${TENANT_NS}:gw-reader`,
+      ]);
+      await kubectlOk(
+        ["apply", "-f", "-"],
+        JSON.stringify({
+          apiVersion: "cynodeai.io/v1alpha1",
+          kind: "Connector",
+          metadata: { name: "gw-probe", namespace: TENANT_NS },
+          spec: { type: "http", typeVersion: 2, owner: { type: "group", id: "ops" }, policyTemplate: "x" },
+        }),
+      );
+      const tokenOf = async (ns: string, sa: string) =>
+        (await kubectlOk(["create", "token", sa, "-n", ns, "--duration=1h"])).stdout.trim();
+
+      // A kubeconfig that is the gateway's ServiceAccount and nothing else.
+      const kubeconfig = path.join(helmHome, "gateway-sa.kubeconfig");
+      fs.writeFileSync(
+        kubeconfig,
+        JSON.stringify({
+          apiVersion: "v1",
+          kind: "Config",
+          clusters: [
+            { name: "test", cluster: { server: cp.server, "certificate-authority-data": caBundle } },
+          ],
+          users: [{ name: GATEWAY, user: { token: await tokenOf(NS, GATEWAY) } }],
+          contexts: [{ name: "gateway", context: { cluster: "test", user: GATEWAY } }],
+          "current-context": "gateway",
+        }),
+        { mode: 0o600 },
+      );
+      // The chart's own arguments and environment (POD_NAMESPACE = the release namespace), on
+      // loopback ports.
+      const container = gatewayContainerOf(docs);
+      const config = loadGatewayConfig(
+        [
+          ...container.args,
+          "--kubeconfig",
+          kubeconfig,
+          "--bind-address=127.0.0.1:0",
+          "--metrics-bind-address=127.0.0.1:0",
+          "--health-probe-bind-address=127.0.0.1:0",
+        ],
+        { POD_NAMESPACE: NS, DATABASE_URL: "" },
+      );
+      expect(config.keyNamespace).toBe(NS);
+      const db = await startPostgres();
+      const lines: string[] = [];
+      const log = createLogger({
+        level: "debug",
+        name: "connector-gateway",
+        destination: { write: (l: string) => void lines.push(l) } as unknown as NodeJS.WritableStream,
+      });
+      const gateway = await startGateway({ ...config, databaseUrl: db.url }, log);
+      try {
+        const base = `http://${gateway.addresses.api}`;
+        // Ready: its informer caches listed and watch with these grants, PostgreSQL answers.
+        await eventually(
+          async () => (await fetch(`http://${gateway.addresses.health}/readyz`)).status === 200,
+          "the gateway's /readyz",
+        );
+        const get = async (p: string, bearer?: string) => {
+          const res = await fetch(base + p, bearer ? { headers: { authorization: `Bearer ${bearer}` } } : {});
+          return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+        };
+        const reader = await tokenOf(TENANT_NS, "gw-reader");
+        const stranger = await tokenOf(TENANT_NS, "gw-stranger");
+        // Who the caller is: TokenReview, as the gateway.
+        expect((await get("/v1/catalog")).status).toBe(401);
+        expect((await get("/v1/catalog", "not-a-token")).status).toBe(401);
+        const catalog = await get("/v1/catalog", stranger);
+        expect(catalog.status, JSON.stringify(catalog.body)).toBe(200);
+        expect((catalog.body.types as Array<{ name: string }>).map((t) => t.name)).toContain("http");
+        // What they may do: SubjectAccessReview, as the gateway; the Connector from its cache.
+        const denied = await get(`/v1/namespaces/${TENANT_NS}/connectors/gw-probe`, stranger);
+        expect(denied.status, JSON.stringify(denied.body)).toBe(403);
+        expect(JSON.stringify(denied.body)).toContain(
+          `system:serviceaccount:${TENANT_NS}:gw-stranger may not get`,
+        );
+        const allowed = await eventually(async () => {
+          const r = await get(`/v1/namespaces/${TENANT_NS}/connectors/gw-probe`, reader);
+          return r.status === 200 ? r : undefined;
+        }, "the reader's GET of the Connector through the gateway");
+        expect(allowed.body).toMatchObject({ namespace: TENANT_NS, name: "gw-probe", type: "http" });
+      } finally {
+        await gateway.stop();
+        await db.stop();
+      }
+      // It made its HMAC keys in the release namespace (the approval key is its own).
+      await kubectlOk(["get", "secret", APPROVAL_SECRET, FINGERPRINT_SECRET, "-n", NS]);
+      expect(lines.filter((l) => l.includes(GW_AS) && /forbidden|cannot/i.test(l))).toEqual([]);
+
+      // The audit log: every request it made is granted by the chart's rules, and every rule
+      // was used but one: TokenRequest, made only when a call resolves credentials through
+      // Vault (proven above with can-i; the controller's least-privilege suite exercises it).
+      const cells = (where: string, rules: PolicyRule[]) =>
+        grants(rules).map((g) => `${where}|${g.replace(/\|\*any\*\|/, "|*|")}`);
+      const all = [...cells("cluster", rbac.cluster), ...cells("role", rbac.role)];
+      const used = new Set<string>();
+      const outside = new Set<string>();
+      const nonResource = new Set<string>();
+      let requests = 0;
+      for (const line of fs.readFileSync(auditLog, "utf8").split("\n")) {
+        if (!line.trim()) continue;
+        const e = JSON.parse(line) as {
+          stage: string;
+          verb: string;
+          requestURI: string;
+          user: { username: string };
+          objectRef?: {
+            apiGroup?: string;
+            resource?: string;
+            subresource?: string;
+            namespace?: string;
+            name?: string;
+          };
+          responseStatus?: { code?: number };
+        };
+        if (e.user.username !== GW_AS) continue;
+        if (e.stage !== "ResponseComplete" && e.stage !== "ResponseStarted") continue;
+        const o = e.objectRef;
+        if (!o?.resource) {
+          nonResource.add(`${e.verb} ${e.requestURI.split("?")[0]}`);
+          continue;
+        }
+        requests++;
+        const group = o.apiGroup || "core";
+        const resource = o.subresource ? `${o.resource}/${o.subresource}` : o.resource;
+        const granting = all.filter((c) => {
+          const [where, g, res, n, v] = c.split("|") as [string, string, string, string, string];
+          if (where === "role" && o.namespace !== NS) return false;
+          return g === group && res === resource && v === e.verb && (n === "*" || n === o.name);
+        });
+        if (granting.length === 0 || e.responseStatus?.code === 403)
+          outside.add(
+            `${e.verb} ${group}/${resource} ns=${o.namespace ?? ""} name=${o.name ?? ""} (${e.responseStatus?.code})`,
+          );
+        granting.forEach((c) => used.add(c));
+      }
+      expect(requests, "the audit log recorded the gateway's requests").toBeGreaterThan(10);
+      expect([...outside], "requests the chart's RBAC does not grant").toEqual([]);
+      expect(all.filter((c) => !used.has(c))).toEqual(["cluster|core|serviceaccounts/token|*|create"]);
+      expect([...nonResource].filter((p) => !/^get \/(api|apis|version|openapi)(\/|$)/.test(p))).toEqual([]);
+    }, 240_000);
   });
 });

@@ -125,6 +125,8 @@ describe("Dockerfile", () => {
     const build = JSON.parse(read("tsconfig.build.json")) as { compilerOptions: { outDir: string } };
     expect(build.compilerOptions.outDir).toBe("dist");
     expect(fs.existsSync(path.join(ROOT, "controller/src/main.ts"))).toBe(true);
+    // The gateway is the same image's other entry point (the chart's gateway Deployment).
+    expect(fs.existsSync(path.join(ROOT, "controller/src/gateway.ts"))).toBe(true);
   });
 
   it("puts no secret into the image", () => {
@@ -148,18 +150,26 @@ describe("Dockerfile", () => {
     expect(dockerfile).not.toMatch(/--mount=type=secret.*\bCOPY\b/);
   });
 
-  it("exposes the ports the chart uses (metrics, health, webhook)", () => {
+  it("exposes the ports the chart uses (metrics, health, webhook; the gateway's API, metrics, health)", () => {
     const values = load(read("charts/connector-controller/values.yaml")) as {
       metrics: { port: number };
       health: { port: number };
       webhook: { port: number };
+      gateway: { port: number; metrics: { port: number }; health: { port: number } };
     };
     const exposed = runtime.body
       .filter((i) => i.op === "EXPOSE")
       .flatMap((i) => i.args.split(/\s+/))
       .map((p) => Number(p.split("/")[0]));
     expect(exposed).toEqual(
-      expect.arrayContaining([values.metrics.port, values.health.port, values.webhook.port]),
+      expect.arrayContaining([
+        values.metrics.port,
+        values.health.port,
+        values.webhook.port,
+        values.gateway.port,
+        values.gateway.metrics.port,
+        values.gateway.health.port,
+      ]),
     );
   });
 

@@ -117,3 +117,134 @@ sees only its own Connectors. Empty when both are empty.
 {{- define "connector-controller.metricsCertDir" -}}
 /tmp/k8s-metrics-server/serving-certs
 {{- end }}
+
+{{/*
+The catalog's (files/catalog) egressAllowlist entries, as JSON {"addresses": [...], "hosts": [...]}:
+IP literals become /32 (/128) CIDRs (loopback needs none); host names cannot be expressed in a
+NetworkPolicy and are listed for the cynodeai.io/egress-hosts annotation.
+*/}}
+{{- define "connector-controller.catalogEgress" -}}
+{{- $addresses := list }}
+{{- $hosts := list }}
+{{- if .Values.catalog.enabled }}
+{{- range $path, $_ := .Files.Glob "files/catalog/types/*.yaml" }}
+{{- $type := fromYaml ($.Files.Get $path) }}
+{{- range $v := $type.spec.versions }}
+{{- range $h := ($v.egressAllowlist | default list) }}
+{{- if regexMatch "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" $h }}
+{{- if not (hasPrefix "127." $h) }}{{ $addresses = append $addresses (printf "%s/32" $h) }}{{ end }}
+{{- else if and (contains ":" $h) (regexMatch "^[0-9A-Fa-f:]+$" $h) }}
+{{- if ne $h "::1" }}{{ $addresses = append $addresses (printf "%s/128" $h) }}{{ end }}
+{{- else if ne $h "localhost" }}
+{{- $hosts = append $hosts $h }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson (dict "addresses" (uniq $addresses) "hosts" (uniq $hosts)) }}
+{{- end }}
+
+{{/*
+NetworkPolicyEgressRules to DNS, the API server, the external database, Vault and the
+catalog's IP-literal hosts (networkPolicy.egress describes where they are), then `extra`.
+Shared by the controller's and the gateway's NetworkPolicy. Argument: dict "root" $ "extra" list.
+*/}}
+{{- define "connector-controller.egressRules" -}}
+{{- $root := .root }}
+{{- $eg := $root.Values.networkPolicy.egress }}
+{{- $catalog := include "connector-controller.catalogEgress" $root | fromJson }}
+{{- if $eg.dns.enabled }}
+- to:
+    - namespaceSelector: {}
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  ports:
+    - { port: 53, protocol: UDP }
+    - { port: 53, protocol: TCP }
+{{- end }}
+# The Kubernetes API server.
+- ports:
+    {{- range $eg.apiServer.ports }}
+    - { port: {{ . }}, protocol: TCP }
+    {{- end }}
+  {{- with $eg.apiServer.cidrs }}
+  to:
+    {{- range . }}
+    - ipBlock: { cidr: {{ . | quote }} }
+    {{- end }}
+  {{- end }}
+{{- if not (include "connector-controller.embeddedDatabase" $root) }}
+# PostgreSQL.
+- ports:
+    - { port: {{ $eg.database.port }}, protocol: TCP }
+  {{- with $eg.database.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+# Vault.
+- ports:
+    - { port: {{ $eg.vault.port }}, protocol: TCP }
+  {{- with $eg.vault.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- if and $eg.catalogAddresses $catalog.addresses }}
+# The catalog's IP-literal egressAllowlist entries (any port: the Connector's config picks it).
+- to:
+    {{- range $catalog.addresses }}
+    - ipBlock: { cidr: {{ . | quote }} }
+    {{- end }}
+{{- end }}
+{{- with .extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The gateway (DESIGN.md §9): its own names, labels and settings. */}}
+{{- define "connector-controller.gatewayFullname" -}}
+{{- printf "%s-gateway" (include "connector-controller.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "connector-controller.gatewaySelectorLabels" -}}
+{{ include "connector-controller.selectorLabels" . }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
+{{- define "connector-controller.gatewayServiceAccountName" -}}
+{{- if .Values.gateway.serviceAccount.create }}
+{{- default (include "connector-controller.gatewayFullname" .) .Values.gateway.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.gateway.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "connector-controller.gatewayTlsSecret" -}}
+{{- default (printf "%s-tls" (include "connector-controller.gatewayFullname" .)) .Values.gateway.tls.certSecretName }}
+{{- end }}
+
+{{/* Where the gateway's serving certificate is mounted (--tls-cert-dir). */}}
+{{- define "connector-controller.gatewayTlsDir" -}}
+/tmp/connector-gateway/serving-certs
+{{- end }}
+
+{{/* The HMAC key the gateway's replicas sign approvals with (controller/src/kube/hmacKey.ts). */}}
+{{- define "connector-controller.approvalKeySecret" -}}
+connector-gateway-approval-key
+{{- end }}
+
+{{/*
+Whether the gateway is rendered. It needs the external PostgreSQL it shares with the
+controller: it cannot open the controller's embedded PGlite database (which belongs to the
+controller's one process), so gateway.enabled without database.existingSecret is refused.
+*/}}
+{{- define "connector-controller.gatewayEnabled" -}}
+{{- if .Values.gateway.enabled }}
+{{- if include "connector-controller.embeddedDatabase" . }}
+{{- fail "gateway.enabled=true needs an external PostgreSQL: set database.existingSecret to the Secret holding its URL (the controller uses the same one). The gateway runs as separate pods and cannot open the controller's embedded PGlite database, which belongs to the controller's single process; see docs/install.md (\"Move to an external PostgreSQL\")." }}
+{{- end }}
+{{- true }}
+{{- end }}
+{{- end }}
