@@ -378,9 +378,10 @@ const namesArb: fc.Arbitrary<(f: GatewayFixture) => BadCall> = fc
     const body = Buffer.from(JSON.stringify({ input: validInput.fetch }));
     const routed = !(extraSlash && which === "op") && !/%2f|%5c/i.test(segment);
     const expect: Expect =
-      // A name that fits the patterns is looked up: no such Connector or operation.
+      // A name that fits the patterns is looked up: no such Connector or operation, or (in a
+      // namespace where the caller may not get Connectors) a refusal that says neither.
       routed && fields !== undefined && fields.length === 0
-        ? { status: [404], reasons: ["ConnectorNotFound", "UnknownOperation"] }
+        ? { status: [403, 404], reasons: ["ConnectorNotFound", "UnknownOperation", "Forbidden"] }
         : routed && fields?.length
           ? { status: [400], fields }
           : { status: [400, 404] };

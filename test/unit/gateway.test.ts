@@ -244,6 +244,23 @@ describe("the gateway's invocation pipeline", () => {
     expect(JSON.stringify(audit.rows)).not.toContain("t0ps3cret");
   });
 
+  it("says a Connector does not exist (404) only to a caller RBAC lets get it; to others 403", async () => {
+    const missing = (user: string) =>
+      app.inject({
+        method: "POST",
+        url: "/v1/namespaces/team-a/connectors/nope/operations/fetch",
+        payload: { input: { path: "/" } },
+        headers: { authorization: `Bearer token-${user}` },
+      });
+    const alice = await missing("alice");
+    expect(alice.statusCode).toBe(404);
+    expect(alice.json()).toMatchObject({ reason: "ConnectorNotFound" });
+    const mallory = await missing("mallory");
+    expect(mallory.statusCode).toBe(403);
+    expect(mallory.json()).toMatchObject({ rule: "rbac", reason: "Forbidden" });
+    expect(JSON.stringify(mallory.json())).not.toContain("does not exist");
+  });
+
   it("refuses without a token (401) and without RBAC (403), naming the verb", async () => {
     const anon = await app.inject({
       method: "POST",

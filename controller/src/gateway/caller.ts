@@ -92,6 +92,25 @@ export function resolveConnector(d: CallerDeps, namespace: string, name: string)
   return { connector, type, version };
 }
 
+/**
+ * resolveConnector for a caller: a refusal that would say whether the name exists (404) or how
+ * it stands (503) is given only to a caller RBAC lets `get` it; to any other, 403.
+ */
+export async function resolveForCaller(
+  d: CallerDeps,
+  principal: Principal,
+  namespace: string,
+  name: string,
+  signal?: AbortSignal,
+): Promise<Resolved> {
+  try {
+    return resolveConnector(d, namespace, name);
+  } catch (err) {
+    await authorize(d, principal, "get", namespace, name, signal);
+    throw err;
+  }
+}
+
 export function findOperation(version: TypeVersion, name: string): Operation | undefined {
   return version.operations.find((o) => o.name === name);
 }

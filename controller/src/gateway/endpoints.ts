@@ -5,7 +5,7 @@ import { ConnectorError, classify } from "../api/errors.ts";
 import type { Principal } from "../api/invocation.ts";
 import type { ConnectorType, JsonObject } from "../api/types.ts";
 import { DEFAULT_APPROVAL_TTL_MS, inputHash, issueApproval } from "./approvals.ts";
-import { authenticate, authorize, findOperation, resolveConnector } from "./caller.ts";
+import { authenticate, authorize, findOperation, resolveConnector, resolveForCaller } from "./caller.ts";
 import type { InvokeDeps, Reply } from "./invoke.ts";
 import { APPROVE_VERB, VERB_OF_ACTION } from "./policy.ts";
 import { PolicyDenied, problemOf } from "./problems.ts";
@@ -113,7 +113,7 @@ export async function approve(
   req: ApprovalRequest,
 ) {
   const approver = await caller(d, authorization);
-  const { connector, type, version } = resolveConnector(d, ns, name);
+  const { connector, type, version } = await resolveForCaller(d, approver, ns, name);
   await authorize(d, approver, APPROVE_VERB, ns, name);
   const op = findOperation(version, req.operation);
   if (!op)

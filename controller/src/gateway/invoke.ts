@@ -18,7 +18,7 @@ import {
   requireActive,
   authorize,
   findOperation,
-  resolveConnector,
+  resolveForCaller,
   type CallerDeps,
 } from "./caller.ts";
 import { execute, type ExecuteDeps } from "./execute.ts";
@@ -91,7 +91,7 @@ export async function invoke(d: InvokeDeps, req: InvokeRequest): Promise<Reply> 
   let claimed: IdempotencyScope | undefined;
   try {
     const principal = (ctx.principal = await authenticate(d, req.authorization, req.signal));
-    const resolved = resolveConnector(d, req.namespace, req.name);
+    const resolved = await resolveForCaller(d, principal, req.namespace, req.name, req.signal);
     const op = findOperation(resolved.version, req.operation);
     ctx.type = resolved.type.metadata.name;
     await authorize(
