@@ -38,7 +38,7 @@ import { secretRefGuard } from "./secrets/pathGuard.ts";
 import { VaultSecretResolver } from "./secrets/resolver.ts";
 import { breakerChanges, externalChanges } from "./store/changeListener.ts";
 import { PgBreakerStore } from "./store/pgBreakerStore.ts";
-import { openDatabase } from "./store/database.ts";
+import { openDatabase, type OpenedDatabase } from "./store/database.ts";
 import { createInstanceStore } from "./store/instanceStore.ts";
 import { databaseFence } from "./store/leaderFence.ts";
 import { migrateToLatest } from "./store/migrations.ts";
@@ -46,14 +46,16 @@ import { migrateToLatest } from "./store/migrations.ts";
 export interface StartOptions {
   /** Called when leadership is lost; the default exits the process, as client-go's users do. */
   onLostLeadership?: () => void;
+  /** A database opened by the caller, who closes it (make run shares its embedded one with the gateway). */
+  database?: OpenedDatabase;
 }
 
 export type Running = Awaited<ReturnType<typeof startController>>;
 
 export async function startController(config: Config, log: Logger, opts: StartOptions = {}) {
-  const database = await openDatabase(
-    config.databaseUrl ? { url: config.databaseUrl } : { dataDir: config.dataDir },
-  );
+  const database =
+    opts.database ??
+    (await openDatabase(config.databaseUrl ? { url: config.databaseUrl } : { dataDir: config.dataDir }));
   const applied = await migrateToLatest(database.db);
   log.info({ dialect: database.dialect, migrations: applied.map((m) => m.migrationName) }, "database ready");
   const store = createInstanceStore(database.db);
@@ -279,7 +281,7 @@ export async function startController(config: Config, log: Logger, opts: StartOp
     async stop(): Promise<void> {
       log.info("draining: finishing running reconciles");
       await mgr.stop();
-      await database.close();
+      if (!opts.database) await database.close();
       log.info("stopped");
     },
   };

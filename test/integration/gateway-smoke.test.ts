@@ -3,12 +3,10 @@
 // controller (which makes the Connector active) and a loopback HTTP target the http
 // driver calls. A ServiceAccount's token is the caller; a Role grants it `invoke`.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type RunningGateway } from "../../controller/src/gateway.ts";
-import { loadGatewayConfig } from "../../controller/src/gatewayConfig.ts";
-import { createLogger } from "../../controller/src/observability/logger.ts";
-import { apply, kubectlOk } from "../support/cluster.ts";
+import { apply } from "../support/cluster.ts";
 import { condition, httpConnector, waitConnector } from "../support/connectors.ts";
 import type { ControlPlane } from "../support/controlPlane.ts";
+import { callerToken, startTestGateway, type TestGateway } from "../support/gateway.ts";
 import type { HttpTarget } from "../support/httpTarget.ts";
 import { openPool, type TestPostgres } from "../support/postgres.ts";
 import { eventually } from "../support/wait.ts";
@@ -19,12 +17,11 @@ let world: World;
 let cp: ControlPlane;
 let db: TestPostgres;
 let target: HttpTarget;
-let gateway: RunningGateway;
-const gatewayLog: string[] = [];
+let gateway: TestGateway;
 let token = "";
 
 async function call(path: string, body: unknown, bearer = token) {
-  const res = await fetch(`http://${gateway.addresses.api}${path}`, {
+  const res = await fetch(`${gateway.url}${path}`, {
     method: "POST",
     headers: { "content-type": "application/json", ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
     body: JSON.stringify(body),
@@ -44,48 +41,10 @@ beforeAll(async () => {
     allowOperations: ["fetch", "deliverEvent"],
     actionScope: ["connector.operation.read", "connector.operation.invoke"],
   };
-  await apply(cp, [
-    c,
-    { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "agent", namespace: NS } },
-    {
-      apiVersion: "rbac.authorization.k8s.io/v1",
-      kind: "Role",
-      metadata: { name: "connector-invoker", namespace: NS },
-      rules: [{ apiGroups: ["cynodeai.io"], resources: ["connectors"], verbs: ["get", "invoke"] }],
-    },
-    {
-      apiVersion: "rbac.authorization.k8s.io/v1",
-      kind: "RoleBinding",
-      metadata: { name: "agent-invokes", namespace: NS },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "connector-invoker" },
-      subjects: [{ kind: "ServiceAccount", name: "agent", namespace: NS }],
-    },
-  ]);
-  token = (await kubectlOk(cp, ["create", "token", "agent", "-n", NS])).trim();
+  await apply(cp, c);
+  token = await callerToken(cp, NS, "agent", ["get", "invoke"]);
   await waitConnector(cp, NS, "web", (c) => condition(c, "Ready")?.status === "True", "Ready", 60_000);
-  const config = loadGatewayConfig([
-    "--kubeconfig",
-    cp.kubeconfigPath,
-    "--database-url",
-    db.url,
-    "--bind-address",
-    "127.0.0.1:0",
-    "--metrics-bind-address",
-    "127.0.0.1:0",
-    "--health-probe-bind-address",
-    "127.0.0.1:0",
-    "--watch-namespaces",
-    NS,
-    "--log-level",
-    "debug",
-  ]);
-  const destination = {
-    write: (line: string) => void gatewayLog.push(line),
-  } as unknown as NodeJS.WritableStream;
-  gateway = await startGateway(
-    config,
-    createLogger({ level: "debug", destination, name: "connector-gateway" }),
-  );
+  gateway = await startTestGateway(cp, db.url, ["--watch-namespaces", NS]);
   world.defer("the gateway", () => gateway.stop());
 }, 600_000);
 
@@ -126,12 +85,7 @@ describe("the gateway against a real API server and PostgreSQL", () => {
     );
     expect(anon.status).toBe(401);
     expect(anon.type).toContain("application/problem+json");
-    await apply(cp, {
-      apiVersion: "v1",
-      kind: "ServiceAccount",
-      metadata: { name: "stranger", namespace: NS },
-    });
-    const stranger = (await kubectlOk(cp, ["create", "token", "stranger", "-n", NS])).trim();
+    const stranger = await callerToken(cp, NS, "stranger", []);
     const denied = await call(
       `/v1/namespaces/${NS}/connectors/web/operations/fetch`,
       { input: { path: "/" } },
@@ -149,7 +103,7 @@ describe("the gateway against a real API server and PostgreSQL", () => {
     const id = accepted.body.jobId as string;
     const job = await eventually(
       async () => {
-        const r = await fetch(`http://${gateway.addresses.api}/v1/jobs/${id}`, {
+        const r = await fetch(`${gateway.url}/v1/jobs/${id}`, {
           headers: { authorization: `Bearer ${token}` },
         });
         const j = (await r.json()) as { state: string };

@@ -1,6 +1,7 @@
 // The platform team's docs (docs/): every condition reason the controller can set is in
 // the troubleshooting guide, and the guides link each other and the chart's README links
-// them. (docs/upgrading.md's CRD step is run by test/integration/chart.test.ts.)
+// them. The README's connectorctl invoke/jobs/approve lines are ones the CLI accepts, and its
+// exit-code table is the CLI's. (docs/upgrading.md's CRD step is run by test/integration/chart.test.ts.)
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -56,5 +57,50 @@ describe("the platform team's guides", () => {
   it("are linked from the chart's README and the project's", () => {
     for (const readme of ["charts/connector-controller/README.md", "README.md"])
       for (const g of guides) expect(read(readme), `${readme} links docs/${g}`).toContain(`docs/${g}`);
+  });
+});
+
+/** Shell words of a command line: quotes removed, stopping at an unquoted `#`, `)` or `;`. */
+function shellWords(line: string): string[] {
+  const words: string[] = [];
+  let word: string | undefined;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (c === "'" || c === '"') {
+      const end = line.indexOf(c, i + 1);
+      word = (word ?? "") + line.slice(i + 1, end);
+      i = end;
+    } else if (/\s/.test(c)) {
+      if (word !== undefined) words.push(word);
+      word = undefined;
+    } else if ("#);".includes(c)) break;
+    else word = (word ?? "") + c;
+  }
+  if (word !== undefined) words.push(word);
+  return words;
+}
+
+describe("README: Invoking operations", () => {
+  const readme = read("README.md").replace(/\\\n\s*/g, " ");
+  // Command lines only: at a line's start, after npx, or inside $( ).
+  const calls = [...readme.matchAll(/(?:^|npx |\$\()connectorctl (invoke|jobs|approve)\b([^\n]*)/gm)].map(
+    (m) => ({
+      command: m[1]!,
+      line: m[0],
+      args: shellWords(m[2]!),
+    }),
+  );
+
+  it("shows only command lines connectorctl accepts", async () => {
+    const g = await import("../../controller/src/cli/gatewayCommands.ts");
+    const parse = { invoke: g.parseInvokeArgs, jobs: g.parseJobsArgs, approve: g.parseApproveArgs };
+    expect(new Set(calls.map((c) => c.command))).toEqual(new Set(["invoke", "jobs", "approve"]));
+    for (const c of calls) expect(() => parse[c.command as keyof typeof parse](c.args), c.line).not.toThrow();
+  });
+
+  it("lists the exit codes connectorctl uses, class by class", async () => {
+    const { EXIT_CODE_BY_CLASS } = await import("../../controller/src/cli/gatewayFailure.ts");
+    for (const [cls, code] of Object.entries(EXIT_CODE_BY_CLASS))
+      expect(readme, `${cls} exits ${code}`).toMatch(new RegExp(`^\\| ${code} +\\| \`${cls}\`:`, "m"));
   });
 });

@@ -545,6 +545,24 @@ describe("the gateway's invocation pipeline", () => {
       headers: { authorization: "Bearer token-mallory" },
     });
     expect(stranger.statusCode).toBe(403);
+    identity.grant("alice", "list", "team-a");
+    const queries: unknown[] = [];
+    const list = jobs.list.bind(jobs);
+    Object.assign(jobs, { list: async (q: unknown) => (queries.push(q), list()) });
+    // A query string is text: limit=1 is the number 1 (connectorctl jobs --limit sends it so).
+    const listed = await app.inject({
+      method: "GET",
+      url: "/v1/jobs?namespace=team-a&state=succeeded&limit=1",
+      headers: { authorization: "Bearer token-alice" },
+    });
+    expect(listed.statusCode, listed.body).toBe(200);
+    expect(queries).toEqual([{ namespace: "team-a", state: "succeeded", limit: 1 }]);
+    const notANumber = await app.inject({
+      method: "GET",
+      url: "/v1/jobs?namespace=team-a&limit=many",
+      headers: { authorization: "Bearer token-alice" },
+    });
+    expect(notANumber.json()).toMatchObject({ status: 400, problems: [{ path: "querystring.limit" }] });
   });
 
   it("publishes the routes as OpenAPI and answers unknown routes with problem details", async () => {

@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 // connectorctl: offline validation for GitOps checks, what the cluster says (status), what an
-// apply would change (diff), and database chores.
+// apply would change (diff), operations run through the gateway (invoke, jobs, approve), and
+// database chores.
 import { parseArgs } from "node:util";
 import { existsSync } from "node:fs";
 import { errorChainMessage } from "../api/errors.ts";
 import { defaultCatalogDirs } from "../api/paths.ts";
 import { buildInfo, versionLine } from "../observability/logger.ts";
 import { readDocuments, readStdin, STDIN_ARG } from "./documents.ts";
+import { DEFAULT_GATEWAY_URL } from "./gatewayClient.ts";
+import { EXIT_CODES_HELP, exitCodeOf, formatFailure, GatewayError } from "./gatewayFailure.ts";
+import { UsageError } from "./usageError.ts";
 
 const USAGE = `usage: connectorctl <command> [options]
 
@@ -36,8 +40,35 @@ commands:
   audit <namespace/name>        the audit trail of one Connector
       --database-url URL | --data-dir DIR
       --output table|json
+  invoke <ns/name> <operation>  run an operation through the gateway; prints the normalized response
+                                (JSON), or the job id when the operation runs as a job
+      --input JSON | @FILE | @-   the operation's input (default {}); @- reads standard input
+      --idempotency-key KEY       a repeat within the key's time to live returns the first result
+      --approval TOKEN            for a class B operation (from connectorctl approve)
+      --async                     run it as a job (mode async) and print the job id
+      --wait                      when it runs as a job, wait until it ends and print its result
+  jobs [ID]                     a namespace's async jobs (a table), or one job (JSON)
+      -n, --namespace NS          (default: the kubeconfig context's namespace)
+      --connector NAME            only this Connector's jobs
+      --state STATE               pending, running, succeeded, failed or canceled
+      --limit N                   at most N jobs, newest first
+      --cancel                    cancel job ID (pending or running)
+      --output table|json
+  approve <ns/name> <operation> approve one class B call another principal will make (needs the
+                                approve verb); prints the approval token for their --approval
+      --input JSON | @FILE | @-   the exact input the call will carry
+      --requester USER            who will make the call, as the API server names them
+                                  (system:serviceaccount:NS:NAME for a ServiceAccount)
+      --ttl DURATION              how long it holds (default 10m, at most 1h)
+    gateway options of invoke, jobs and approve:
+      --gateway URL               (default CONNECTOR_GATEWAY, then ${DEFAULT_GATEWAY_URL})
+      --token TOKEN               a Kubernetes bearer token (default CONNECTOR_TOKEN, then the
+                                  kubeconfig's current user's, e.g. from kubectl create token)
+      --kubeconfig FILE, --context NAME
+      --timeout DURATION          the longest one request may take (default 2m)
   version                       the version and commit (also --version)
-`;
+
+${EXIT_CODES_HELP}`;
 
 async function validate(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -224,7 +255,32 @@ async function migrate(argv: string[]): Promise<number> {
   return 0;
 }
 
-class UsageError extends Error {}
+async function invoke(argv: string[]): Promise<number> {
+  const g = await import("./gatewayCommands.ts");
+  const args = g.parseInvokeArgs(argv);
+  return g.runInvoke(
+    args,
+    g.processContext(args, () => readStdin()),
+  );
+}
+
+async function jobs(argv: string[]): Promise<number> {
+  const g = await import("./gatewayCommands.ts");
+  const args = g.parseJobsArgs(argv);
+  return g.runJobs(
+    args,
+    g.processContext(args, () => readStdin()),
+  );
+}
+
+async function approve(argv: string[]): Promise<number> {
+  const g = await import("./gatewayCommands.ts");
+  const args = g.parseApproveArgs(argv);
+  return g.runApprove(
+    args,
+    g.processContext(args, () => readStdin()),
+  );
+}
 
 async function version(): Promise<number> {
   process.stdout.write(versionLine("connectorctl", buildInfo()));
@@ -237,6 +293,9 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   diff,
   migrate,
   audit,
+  invoke,
+  jobs,
+  approve,
   version,
 };
 
@@ -263,6 +322,11 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
+    if (err instanceof GatewayError) {
+      process.stderr.write(`connectorctl: ${formatFailure(err.failure)}\n`);
+      process.exitCode = exitCodeOf(err.failure);
+      return;
+    }
     const usage = err instanceof UsageError || (err as { code?: string })?.code?.startsWith("ERR_PARSE_ARGS");
     process.stderr.write(`connectorctl: ${errorChainMessage(err)}\n${usage ? USAGE : ""}`);
     process.exitCode = 2;

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { Readable } from "node:stream";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import { createAjv } from "../api/ajv.ts";
 import { ConnectorError } from "../api/errors.ts";
 import type { Logger } from "../api/logger.ts";
 import { ajvProblems, type Problem } from "../api/problems.ts";
@@ -46,6 +47,14 @@ function send(reply: FastifyReply, r: Reply): FastifyReply {
   if (r.status >= 400) reply.type(PROBLEM_CONTENT_TYPE);
   return reply.send(r.body);
 }
+
+/**
+ * A query string is text: the routes that take one validate it with type coercion, so
+ * `?limit=5` is the integer its schema asks for. Nothing else is coerced (a body's "5" stays
+ * a string), which is why this is a compiler of those routes only.
+ */
+const queryAjv = createAjv({ coerceTypes: true });
+const queryValidator = ({ schema }: { schema: object }) => queryAjv.compile(schema);
 
 /** The longest path segment routed (three times a 253-character name, percent-encoded, and some). */
 const MAX_PARAM_LENGTH = 1024;
@@ -338,6 +347,7 @@ export async function createHttpApi(d: InvokeDeps, o: HttpOptions): Promise<Fast
         querystring: S.jobQuery,
         response: { 200: S.anyObject, ...errors },
       },
+      validatorCompiler: queryValidator,
     },
     async (req, reply) => send(reply, await answer(req.id, () => listJobs(d, auth(req), req.query))),
   );
@@ -349,6 +359,7 @@ export async function createHttpApi(d: InvokeDeps, o: HttpOptions): Promise<Fast
         querystring: S.deadLetterQuery,
         response: { 200: S.anyObject, ...errors },
       },
+      validatorCompiler: queryValidator,
     },
     async (req, reply) => send(reply, await answer(req.id, () => listDeadLetters(d, auth(req), req.query))),
   );

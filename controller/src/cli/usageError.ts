@@ -1,0 +1,2 @@
+/** Bad arguments: connectorctl prints the message and its usage, and exits 2. */
+export class UsageError extends Error {}
