@@ -10,6 +10,8 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/unit/**/*.test.ts"],
+          // They share two cores with the integration files' servers.
+          testTimeout: 30_000,
         },
       },
       {

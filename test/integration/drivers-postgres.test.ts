@@ -69,7 +69,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (!server) return;
-  // Roles belong to the server, not the database: dropped once the database (and its grants) is gone.
+  // Roles belong to the server, not the database: dropped once the database (and its grants) is
+  // gone, on a server that outlives this file (an embedded one goes with its roles).
+  if (!server.sharedServer) return server.stop();
   const adminUrl = new URL(server.url);
   adminUrl.pathname = "/postgres";
   await server.stop();

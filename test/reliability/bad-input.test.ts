@@ -17,7 +17,7 @@ import type { Connector } from "../../controller/src/api/types.ts";
 import { ConfigSchemaCache } from "../../controller/src/catalog/configSchemas.ts";
 import { loadFileCatalog } from "../../controller/src/catalog/fileCatalog.ts";
 import { validateFiles } from "../../controller/src/cli/validate.ts";
-import { ConnectorError } from "../../controller/src/api/errors.ts";
+import { ConnectorError, isRetryable, TerminalError } from "../../controller/src/api/errors.ts";
 import type { InstanceStore } from "../../controller/src/reconcile/ports.ts";
 import { Reconciler } from "../../controller/src/reconcile/reconciler.ts";
 import { validateConnector } from "../../controller/src/reconcile/validate.ts";
@@ -152,7 +152,11 @@ async function reconcileOne(
     await r.reconcile({ connector: c, reconcileId: randomUUID(), log: silentLogger });
   } catch (err) {
     threw = true;
-    if (!(err instanceof ConnectorError))
+    // A TerminalError is the reconciler refusing for good (status says why; never requeued).
+    if (err instanceof TerminalError && err.error instanceof ConnectorError) {
+      if (isRetryable(err.error.errorClass))
+        violations.push(`${label}: a ${err.error.errorClass} ${err.error.reason} marked terminal`);
+    } else if (!(err instanceof ConnectorError))
       violations.push(`${label}: crashed: ${(err as Error)?.stack ?? err}`);
     else
       violations.push(
@@ -357,7 +361,7 @@ describe("bad input", () => {
             } catch (err) {
               // Only ever seen for objects without a spec, which the API server refuses (spec is
               // required); the controller's worker would catch it and retry. Counted, not a violation.
-              if (!(err instanceof ConnectorError)) {
+              if (!(err instanceof ConnectorError || err instanceof TerminalError)) {
                 outOfContractThrows++;
                 outOfContractSample ||= `spec #${k}:${i} (${describeOps(g)}): ${String(err)}`;
               }

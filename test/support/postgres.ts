@@ -21,6 +21,8 @@ export interface TestPostgres {
   /** postgres:// URL of a fresh, empty database. */
   url: string;
   stop(): Promise<void>;
+  /** The server outlives stop() (TEST_DATABASE_URL's): what a test made there beyond its database (roles) is its to drop. */
+  sharedServer?: boolean;
 }
 
 /** A server of the test's own that it can stop and start again with the same data. */
@@ -126,7 +128,7 @@ export async function createDatabaseOn(
 
 async function createDatabase(adminUrl: string): Promise<TestPostgres> {
   const db = await createDatabaseOn(adminUrl);
-  return { url: db.url, stop: db.drop };
+  return { url: db.url, stop: db.drop, sharedServer: true };
 }
 
 async function startEmbedded(persistent: boolean): Promise<PersistentPostgres> {
