@@ -5,6 +5,8 @@
 // nothing else. A CA that does not sign Vault's certificate fails the TLS handshake; putting
 // the right one into the ConfigMap is picked up without touching the provider; a missing
 // ConfigMap makes the provider's Ready InvalidConfig, and Connectors keep the CA last read.
+// Last, through the running controller (its namespace from --leader-election-namespace): a
+// Connector whose provider names its CA by caBundleRef goes active.
 import { KubeConfig } from "@kubernetes/client-node";
 import * as yaml from "js-yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,7 +19,11 @@ import { KubeCaBundles } from "../../controller/src/kube/tenantSecrets.ts";
 import { createLogger } from "../../controller/src/observability/logger.ts";
 import { secretProviderReconciler } from "../../controller/src/reconcile/secretProvider.ts";
 import { VaultSecretResolver } from "../../controller/src/secrets/resolver.ts";
-import { apply, createIfAbsent, kubectlOk } from "../support/cluster.ts";
+import { startBearerTarget, type BearerTarget } from "../support/bearerTarget.ts";
+import { apply, applyCatalog, createIfAbsent, kubectlOk } from "../support/cluster.ts";
+import { condition, httpConnector, waitConnector } from "../support/connectors.ts";
+import { startTestController, type TestController } from "../support/controller.ts";
+import { startPostgres, type TestPostgres } from "../support/postgres.ts";
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
 import { startOpenBao, type OpenBao } from "../support/openbao.ts";
 import { createTestCa } from "../support/pki.ts";
@@ -31,6 +37,9 @@ let cp: ControlPlane;
 let bao: OpenBao;
 let resolver: VaultSecretResolver;
 let otherCaPem: string;
+let db: TestPostgres | undefined;
+let target: BearerTarget | undefined;
+let running: TestController | undefined;
 const providers = new Map<string, SecretProvider>();
 const logLines: string[] = [];
 
@@ -147,6 +156,9 @@ beforeAll(async () => {
 }, 45 * 60_000);
 
 afterAll(async () => {
+  await running?.stop();
+  await db?.stop();
+  await target?.stop();
   await resolver?.close();
   await bao?.stop();
   await cp?.stop();
@@ -232,6 +244,43 @@ describe("Vault's CA from a ConfigMap or Secret of the controller's namespace (c
     const out = await kubectlOk(cp, ["get", "sp", "vca-configmap", "-o", "wide"]);
     expect(out).toMatch(/vault\s+https:\/\/127\.0\.0\.1:\d+\s+False\s+InvalidConfig/);
     expect(out).toContain("ConfigMap");
+  });
+
+  it("through the running controller: a Connector whose provider names its CA by caBundleRef goes active", async () => {
+    [db, target] = await Promise.all([startPostgres(), startBearerTarget()]);
+    await applyCatalog(cp);
+    const token = "vca-bearer-token";
+    target.accepted.add(token);
+    await bao.writeKv2(`connectors/${TENANT}/web`, { token });
+    running = await startTestController(cp, db.url, ["--leader-election-namespace", CTL_NS]);
+    const c = httpConnector(TENANT, "web", target.url);
+    c.spec.config = {
+      baseUrl: `${target.url}/c/${TENANT}/web`,
+      healthPath: "/health",
+      method: "POST",
+      auth: { scheme: "bearer" },
+      timeoutMs: 5000,
+    };
+    c.spec.credentials = { mode: "secretRef", secretRef: { provider: "vca-secret", name: "web" } };
+    await apply(cp, c);
+    await waitConnector(
+      cp,
+      TENANT,
+      "web",
+      (x) => x.status?.state === "active" && condition(x, "Ready")?.status === "True",
+      "active through the CA from the Secret",
+      60_000,
+    );
+    expect(target.tokensAt(`/c/${TENANT}/web/health`)).toContain(token);
+    const sp = await eventually(
+      async () => {
+        const out = await kubectlOk(cp, ["get", "sp", "vca-secret"]);
+        return /True\s+Ready/.test(out) ? out : undefined;
+      },
+      "the controller's own check of the provider to say Ready",
+      60_000,
+    );
+    expect(sp).toContain("vca-secret");
   });
 
   it("the API server refuses a provider with both caBundle and caBundleRef", async () => {
