@@ -363,8 +363,6 @@ export interface SecretProvider {
   status?: SecretProviderStatus;
 }
 
-export type SecretProviderType = NonNullable<SecretProviderStatus["type"]>;
-
 export const DEFAULT_PATH_TEMPLATE = "connectors/{namespace}/{name}";
 
 /** Reasons of a SecretProvider's Ready condition. */
