@@ -4,6 +4,7 @@ import * as nodePath from "node:path";
 import { DEFAULT_PATH_TEMPLATE, type SecretProvider, type VaultProviderSpec } from "../api/types.ts";
 import { ConnectorError } from "../api/errors.ts";
 import { checkFileProvider } from "./fileProvider.ts";
+import { checkKubernetesProvider } from "./kubernetesProvider.ts";
 import { checkPathTemplate } from "./pathGuard.ts";
 import type { ProviderCheck } from "../reconcile/ports.ts";
 import { VaultClient } from "./vaultClient.ts";
@@ -67,7 +68,8 @@ export interface ProviderCheckOptions {
 /**
  * A provider's Ready check: config, reachability, seal status and, where a platform
  * identity exists (appRole, token), that it can log in. Kubernetes-auth providers have no
- * identity of their own (tenants log in), so reachable and unsealed is Ready.
+ * identity of their own (tenants log in), so reachable and unsealed is Ready; a kubernetes
+ * provider is Ready once its spec is valid (RBAC answers each read).
  */
 export async function checkProvider(
   provider: SecretProvider,
@@ -80,6 +82,7 @@ export async function checkProvider(
     return { ready: false, reason: "InvalidConfig", message: (err as Error).message };
   }
   if (provider.spec.file) return checkFileProvider(provider.spec.file);
+  if (provider.spec.kubernetes) return checkKubernetesProvider(provider);
   const vault = provider.spec.vault as VaultProviderSpec;
   let caBundle = vault.caBundle;
   if (vault.caBundleRef && opts.caBundle)

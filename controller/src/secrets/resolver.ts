@@ -10,10 +10,14 @@ import { ConnectorError } from "../api/errors.ts";
 import type { ResolvedSecret } from "../api/model.ts";
 import type { ProviderCheck, SecretProviderChecker, SecretResolver } from "../reconcile/ports.ts";
 import { readSecretFile } from "./fileProvider.ts";
-import { checkNamespaceAllowed, FILE_PATH_TEMPLATE, renderSecretPath } from "./pathGuard.ts";
+import {
+  checkNamespaceAllowed,
+  FILE_PATH_TEMPLATE,
+  kubernetesSecretName,
+  renderSecretPath,
+} from "./pathGuard.ts";
 import { CaBundles } from "./caBundles.ts";
-import { kubernetesSecretName } from "./pathGuard.ts";
-import { checkKubernetesProvider, readerOf } from "./kubernetesProvider.ts";
+import { readerOf } from "./kubernetesProvider.ts";
 import type { CaBundleSource, SecretProviderLookup, TenantSecretSource } from "./ports.ts";
 import { checkProvider, checkProviderSpec, providerInvalid } from "./providerCheck.ts";
 import { fingerprint, mapSecretKeys } from "./values.ts";
@@ -231,7 +235,6 @@ export class VaultSecretResolver implements SecretResolver, SecretProviderChecke
 
   /** The provider's Ready check (providerCheck.ts), logging in with its platform identity if it has one. */
   checkProvider(provider: SecretProvider, signal?: AbortSignal): Promise<ProviderCheck> {
-    if (provider.spec.kubernetes) return Promise.resolve(checkKubernetesProvider(provider));
     return checkProvider(
       provider,
       {
