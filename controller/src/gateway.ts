@@ -25,6 +25,7 @@ import { APPROVAL_KEY_SECRET, loadOrCreateFingerprintKey, loadOrCreateKey } from
 import { CachedReviews } from "./kube/reviews.ts";
 import { Manager } from "./kube/runtime/manager.ts";
 import { KubeSecretKeys, KubeServiceAccountTokens } from "./kube/serviceAccountTokens.ts";
+import { KubeCaBundles, KubeTenantSecrets } from "./kube/tenantSecrets.ts";
 import { GatewayMetrics } from "./observability/gatewayMetrics.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { startProbeServer } from "./observability/server.ts";
@@ -82,6 +83,8 @@ export async function startGateway(config: GatewayConfig, log: Logger, opts: Gat
     providers: caches.providers,
     tokens: new KubeServiceAccountTokens(kc),
     kubeSecrets: new KubeSecretKeys(kc),
+    tenantSecrets: new KubeTenantSecrets(kc),
+    caBundleSource: new KubeCaBundles(kc, config.keyNamespace),
     namespaceLabels,
     hmacKey: keys.fingerprint,
     log,

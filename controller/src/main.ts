@@ -23,6 +23,7 @@ import { Manager } from "./kube/runtime/manager.ts";
 import { objectKey } from "./kube/runtime/informer.ts";
 import { KubeSecretProviderStatusWriter } from "./kube/secretProviderStatus.ts";
 import { KubeSecretKeys, KubeServiceAccountTokens } from "./kube/serviceAccountTokens.ts";
+import { KubeCaBundles, KubeTenantSecrets } from "./kube/tenantSecrets.ts";
 import { startWebhookServer } from "./kube/webhook.ts";
 import { createLogger, logStartup, type Logger } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
@@ -89,6 +90,8 @@ export async function startController(config: Config, log: Logger, opts: StartOp
     providers: caches.providers,
     tokens: new KubeServiceAccountTokens(kc),
     kubeSecrets: new KubeSecretKeys(kc),
+    tenantSecrets: new KubeTenantSecrets(kc),
+    caBundleSource: new KubeCaBundles(kc, config.leaderElectionNamespace),
     namespaceLabels,
     hmacKey,
     log,

@@ -622,6 +622,69 @@ describe("helm template", () => {
     });
   });
 
+  it("renders the Vault CA from a ConfigMap or Secret of the release namespace, granting get on that one object", async () => {
+    const vault = ["--set", "vault.secretProvider.create=true", "--set", "vault.address=https://vault:8200"];
+    for (const kind of ["ConfigMap", "Secret"] as const) {
+      const docs = await render([
+        ...vault,
+        "--set",
+        `vault.caBundleRef.kind=${kind}`,
+        "--set",
+        "vault.caBundleRef.name=vault-ca",
+      ]);
+      expect((one(docs, "SecretProvider").spec as { vault: unknown }).vault).toMatchObject({
+        caBundleRef: { kind, name: "vault-ca", key: "ca.crt" },
+      });
+      expect((one(docs, "SecretProvider").spec as { vault: object }).vault).not.toHaveProperty("caBundle");
+      const role = one(docs, "Role") as unknown as { rules: PolicyRule[] };
+      const resource = kind === "Secret" ? "secrets" : "configmaps";
+      expect(grants(role.rules)).toEqual(
+        [...expectedGrants(EXPECTATIONS.role), `core|${resource}|vault-ca|get`].sort(),
+      );
+    }
+    const both = await helm([
+      "template",
+      RELEASE,
+      CHART,
+      "-n",
+      NS,
+      ...vault,
+      "--set",
+      "vault.caBundle=PEM",
+      "--set",
+      "vault.caBundleRef.name=vault-ca",
+    ]);
+    expect(both.code).not.toBe(0);
+    expect(both.stderr).toContain("set at most one of vault.caBundle and vault.caBundleRef.name");
+  });
+
+  it("renders a kubernetes SecretProvider when asked, and impersonates only the reader service accounts named", async () => {
+    const docs = await render([
+      "--set",
+      "kubernetesSecrets.secretProvider.create=true",
+      "--set",
+      "kubernetesSecrets.readerServiceAccounts={team-reader,connector-reader}",
+      "--set",
+      "kubernetesSecrets.secretProvider.allowedNamespaces={team-a}",
+    ]);
+    expect(one(docs, "SecretProvider")).toMatchObject({
+      metadata: { name: "kubernetes-secrets" },
+      spec: { kubernetes: { serviceAccountName: "team-reader" }, allowedNamespaces: ["team-a"] },
+    });
+    const impersonation = (d: K8sObject[]) =>
+      grants((one(d, "ClusterRole") as unknown as { rules: PolicyRule[] }).rules).filter((g) =>
+        g.endsWith("|impersonate"),
+      );
+    expect(impersonation(docs)).toEqual([
+      "core|serviceaccounts|connector-reader|impersonate",
+      "core|serviceaccounts|team-reader|impersonate",
+    ]);
+    // Without kubernetes providers, no impersonation at all.
+    expect(impersonation(await render(["--set", "kubernetesSecrets.readerServiceAccounts=null"]))).toEqual(
+      [],
+    );
+  });
+
   it("grants in its ClusterRole and Role exactly the rules of rbac-expectations.yaml", async () => {
     const docs = await render(PROD.concat("--set", `webhook.caBundle=${caBundle}`));
     const clusterRole = one(docs, "ClusterRole") as unknown as { rules: PolicyRule[] };
@@ -1619,6 +1682,19 @@ describe("on the test control plane", () => {
         "templates/secretprovider.yaml",
       ]);
       await kubectlOk(["apply", "--server-side", "--dry-run=server", "-f", "-"], provider);
+      const others = await renderText([
+        "--set",
+        "vault.secretProvider.create=true",
+        "--set",
+        "vault.address=https://vault.vault.svc:8200",
+        "--set",
+        "vault.caBundleRef.name=vault-ca",
+        "--set",
+        "kubernetesSecrets.secretProvider.create=true",
+        "--show-only",
+        "templates/secretprovider.yaml",
+      ]);
+      await kubectlOk(["apply", "--server-side", "--dry-run=server", "-f", "-"], others);
     }
   });
 
@@ -1919,8 +1995,8 @@ describe("on the test control plane", () => {
     const answer = r.stdout.trim();
     expect(["yes", "no"], `can-i ${args.join(" ")}: ${r.stderr}`).toContain(answer);
     // A "no" about a resource the server does not serve would prove nothing (users, for
-    // impersonation, is the one virtual resource asked about).
-    if (resource !== "users")
+    // impersonation, and groups are the virtual resources asked about).
+    if (resource !== "users" && resource !== "groups")
       expect(r.stderr, `can-i ${args.join(" ")}`).not.toMatch(/doesn't have a resource type/);
     return answer;
   };
@@ -2013,7 +2089,11 @@ describe("on the test control plane", () => {
         ["create", "tokenreviews.authentication.k8s.io", "-A"],
         ["create", "subjectaccessreviews.authorization.k8s.io", "-A"],
         ["impersonate", "users", "-A"],
+        ["impersonate", "groups", "-A"],
         ["impersonate", "serviceaccounts", "-A"],
+        ["impersonate", "serviceaccounts/default", "-n", TENANT_NS],
+        ["impersonate", `serviceaccounts/${SA}`, "-n", NS],
+        ["impersonate", "serviceaccounts/default", "-n", "kube-system"],
         ["bind", "clusterroles.rbac.authorization.k8s.io", "-A"],
         ["escalate", "clusterroles.rbac.authorization.k8s.io", "-A"],
         ["create", "rolebindings.rbac.authorization.k8s.io", "-n", NS],

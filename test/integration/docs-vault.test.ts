@@ -94,8 +94,21 @@ describe("docs/vault.md", () => {
       "Once per cluster",
       "Once per tenant namespace",
       "Once per tenant namespace",
+      "The SecretProvider",
       "Checking a tenant by hand",
     ]);
+  });
+
+  it("grants the controller get on the CA ConfigMap of a caBundleRef, and nothing else", async () => {
+    await cp.kubectl(["create", "namespace", "connector-system"]);
+    const grant = await sh(block("The SecretProvider"));
+    expect(grant.code, grant.stderr).toBe(0);
+    const as = "--as=system:serviceaccount:connector-system:connector-controller";
+    const canI = async (...args: string[]) =>
+      (await cp.kubectl(["auth", "can-i", ...args, "-n", "connector-system", as])).stdout.trim();
+    expect(await canI("get", "configmap/vault-ca")).toBe("yes");
+    expect(await canI("get", "configmap/other")).toBe("no");
+    expect(await canI("list", "configmaps")).toBe("no");
   });
 
   it("sets up a cluster and two tenants with its own commands, and each tenant reads only its own secrets", async () => {

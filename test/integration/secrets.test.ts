@@ -687,7 +687,22 @@ describe("secrets against a real Vault-API server", () => {
 
   it("the API server enforces the SecretProvider schema (one backend, one auth method, a safe template)", async () => {
     const bad: [string, SecretProviderSpec, RegExp][] = [
-      ["both", { ...vaultSpec(), file: { directory: "/x" } }, /exactly one of spec.vault and spec.file/],
+      [
+        "both",
+        { ...vaultSpec(), file: { directory: "/x" } },
+        /exactly one of spec.vault, spec.kubernetes and spec.file/,
+      ],
+      [
+        "vault-and-kubernetes",
+        { ...vaultSpec(), kubernetes: {} },
+        /exactly one of spec.vault, spec.kubernetes and spec.file/,
+      ],
+      ["none", {}, /exactly one of spec.vault, spec.kubernetes and spec.file/],
+      [
+        "bad-reader",
+        { kubernetes: { serviceAccountName: "Not/A-Name" } },
+        /spec.kubernetes.serviceAccountName/,
+      ],
       [
         "two-auths",
         vaultSpec({

@@ -31,6 +31,9 @@ export const SECRETS = [
   "relsecret-TENANTB-a0b1c2d3e4f5a6b7-vault",
   "relsecret-ROTATED-5e6f7a8b9c0d1e2f-vault",
   "relsecret-FILEA-3c4d5e6f70819203-file",
+  // In Kubernetes Secrets of two tenants' namespaces (the kubernetes provider).
+  "relsecret-KUBEA-6a7b8c9d0e1f2a3b-k8s",
+  "relsecret-KUBEB-b3a2f1e0d9c8b7a6-k8s",
 ] as const;
 export const [
   BEARER_SECRET,
@@ -40,6 +43,8 @@ export const [
   TENANT_B_SECRET,
   ROTATED_SECRET,
   FILE_A_SECRET,
+  KUBE_A_SECRET,
+  KUBE_B_SECRET,
 ] = SECRETS;
 
 // ---------------------------------------------------------------------------------------

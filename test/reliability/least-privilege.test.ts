@@ -13,7 +13,10 @@
 // grants, or a rule (resource, verb, name) no request used, fails it. The scenario covers
 // every path that needs a grant, including a Vault SecretProvider (its status) and a
 // Connector that resolves credentials through it (a TokenRequest for the tenant's service
-// account); the Vault address answers nothing, which is all these two need.
+// account; the Vault address answers nothing, which is all these two need), and a
+// kubernetes SecretProvider whose Connector's Secret is read by impersonating the tenant's
+// reader (the audit log records the impersonation on the request the reader made: that is
+// the use of the impersonate grant; the request itself is the reader's, not the controller's).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -46,8 +49,10 @@ const RELEASE_NS = "connector-system";
 const SA = "connector-controller";
 const AS = `system:serviceaccount:${RELEASE_NS}:${SA}`;
 const TENANT = "lp-tenant";
-// A namespace outside the invariants' world: a Connector whose credentials come from Vault.
+// Namespaces outside the invariants' world: a Connector whose credentials come from Vault,
+// and one whose credentials are a Kubernetes Secret read as the tenant's reader.
 const VAULT_TENANT = "lp-vault";
+const KUBE_TENANT = "lp-kube";
 const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
@@ -142,7 +147,7 @@ interface AuditEvent {
   verb: string;
   requestURI: string;
   user: { username: string };
-  impersonatedUser?: unknown;
+  impersonatedUser?: { username?: string };
   objectRef?: {
     apiGroup?: string;
     resource?: string;
@@ -170,8 +175,23 @@ function auditedRequests(): { resource: ApiRequest[]; nonResource: string[] } {
   for (const line of text.split("\n")) {
     if (!line.trim()) continue;
     const e = JSON.parse(line) as AuditEvent;
-    if (e.user.username !== AS || e.impersonatedUser) continue;
+    if (e.user.username !== AS) continue;
     if (e.stage !== "ResponseComplete" && e.stage !== "ResponseStarted") continue;
+    if (e.impersonatedUser) {
+      // The controller acted as someone else: its own request was `impersonate` on that
+      // service account (anything else is refused before the request is authorized); the
+      // request itself was authorized as the impersonated user, not the controller.
+      const sa = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(e.impersonatedUser.username ?? "");
+      resource.push({
+        verb: "impersonate",
+        group: "",
+        resource: sa ? "serviceaccounts" : "users",
+        namespace: sa?.[1] ?? "",
+        name: sa?.[2] ?? e.impersonatedUser.username ?? "",
+        code: 200,
+      });
+      continue;
+    }
     const o = e.objectRef;
     if (!o?.resource) {
       nonResource.add(`${e.verb} ${e.requestURI.split("?")[0]}`);
@@ -256,6 +276,52 @@ async function vaultTenant(): Promise<void> {
   );
 }
 
+/** A kubernetes SecretProvider and a Connector whose Secret is read as its namespace's reader. */
+async function kubeTenant(): Promise<void> {
+  await kube.ensureNamespace(KUBE_TENANT);
+  await kubectl(["create", "serviceaccount", "connector-reader", "-n", KUBE_TENANT]);
+  await kubectl(["create", "secret", "generic", "kube-creds", "-n", KUBE_TENANT, "--from-literal=token=lp"]);
+  await kubectl([
+    "create",
+    "role",
+    "connector-secrets-reader",
+    "-n",
+    KUBE_TENANT,
+    "--verb=get",
+    "--resource=secrets",
+    "--resource-name=kube-creds",
+  ]);
+  await kubectl([
+    "create",
+    "rolebinding",
+    "connector-secrets-reader",
+    "-n",
+    KUBE_TENANT,
+    "--role=connector-secrets-reader",
+    `--serviceaccount=${KUBE_TENANT}:connector-reader`,
+  ]);
+  await kubectl(
+    ["apply", "-f", "-"],
+    JSON.stringify({
+      apiVersion: "cynodeai.io/v1alpha1",
+      kind: "SecretProvider",
+      metadata: { name: "lp-kube" },
+      spec: { kubernetes: { serviceAccountName: "connector-reader" }, allowedNamespaces: [KUBE_TENANT] },
+    }),
+  );
+  const c = httpConnector(KUBE_TENANT, "kube-creds", testWorld.target.url);
+  c.spec.credentials = { mode: "secretRef", secretRef: { provider: "lp-kube", name: "kube-creds" } };
+  await kube.create(c);
+  await eventually(
+    () =>
+      auditedRequests().resource.some(
+        (r) => r.verb === "impersonate" && r.namespace === KUBE_TENANT && r.name === "connector-reader",
+      ),
+    "the tenant's Secret read as its reader",
+    60_000,
+  );
+}
+
 describe("least privilege", () => {
   it(
     "the controller does its whole job with the chart's RBAC alone, through a SIGKILL, and is never forbidden anything",
@@ -284,6 +350,7 @@ describe("least privilege", () => {
         const first = start("lp-1");
         await first.started();
         await vaultTenant();
+        await kubeTenant();
         const items: { doc: Connector; kind: Kind }[] = Array.from({ length: size(16, 40) }, (_, i) => ({
           doc: httpConnector(TENANT, `lp${i}`, testWorld.target.url, kindFor(i)),
           kind: kindFor(i),
@@ -332,7 +399,7 @@ describe("least privilege", () => {
     async () => {
       await tally.scenario("least privilege", "kubectl auth can-i matrix", async (r) => {
         const expectations = yaml.load(readFileSync(join(CHART, "rbac-expectations.yaml"), "utf8")) as {
-          clusterRole: { apiGroup: string; resource: string; verbs: string[] }[];
+          clusterRole: { apiGroup: string; resource: string; resourceNames?: string[]; verbs: string[] }[];
         };
         const canI = async (args: string[]) => {
           const res = await cp.kubectl(["auth", "can-i", ...args, `--as=${AS}`]);
@@ -343,7 +410,12 @@ describe("least privilege", () => {
           return [group ? `${res}.${group}` : res!, ...(sub ? [`--subresource=${sub}`] : [])];
         };
         const yes = expectations.clusterRole.flatMap((e) =>
-          e.verbs.map((v) => [v, ...qualify(e.apiGroup, e.resource), "-n", TENANT]),
+          (e.resourceNames ?? [undefined]).flatMap((name) =>
+            e.verbs.map((v) => {
+              const [what, ...sub] = qualify(e.apiGroup, e.resource);
+              return [v, name ? `${what}/${name}` : what!, ...sub, "-n", TENANT];
+            }),
+          ),
         );
         const no = [
           ["get", "secrets", "-n", TENANT],
@@ -360,6 +432,10 @@ describe("least privilege", () => {
           ["create", "rolebindings.rbac.authorization.k8s.io", "-n", RELEASE_NS],
           ["escalate", "clusterroles.rbac.authorization.k8s.io", "-A"],
           ["impersonate", "serviceaccounts", "-A"],
+          ["impersonate", "serviceaccounts/default", "-n", TENANT],
+          ["impersonate", `serviceaccounts/${SA}`, "-n", RELEASE_NS],
+          ["impersonate", "users", "-A"],
+          ["get", "secrets/kube-creds", "-n", KUBE_TENANT],
           ["create", "leases.coordination.k8s.io", "-n", TENANT],
           ["delete", "events", "-n", TENANT],
           ["*", "*", "-A"],

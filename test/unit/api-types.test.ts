@@ -80,6 +80,8 @@ const pairs: [string, string, string][] = [
   ["SecretKeySelector", "SecretProvider", "spec.vault.auth.token.secretRef"],
   ["VaultTokenAuth", "SecretProvider", "spec.vault.auth.token"],
   ["FileProviderSpec", "SecretProvider", "spec.file"],
+  ["KubernetesProviderSpec", "SecretProvider", "spec.kubernetes"],
+  ["CaBundleRef", "SecretProvider", "spec.vault.caBundleRef"],
   ["LabelSelector", "SecretProvider", "spec.namespaceSelector"],
   ["LabelSelectorRequirement", "SecretProvider", "spec.namespaceSelector.matchExpressions.[]"],
   ["SecretProviderStatus", "SecretProvider", "status"],

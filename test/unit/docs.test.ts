@@ -44,7 +44,14 @@ describe("docs/troubleshooting.md", () => {
 });
 
 describe("the platform team's guides", () => {
-  const guides = ["install.md", "vault.md", "upgrading.md", "uninstalling.md", "troubleshooting.md"];
+  const guides = [
+    "install.md",
+    "vault.md",
+    "kubernetes-secrets.md",
+    "upgrading.md",
+    "uninstalling.md",
+    "troubleshooting.md",
+  ];
 
   it("exist and link only to files that exist", () => {
     for (const g of guides) {

@@ -7,7 +7,9 @@ import {
   SECRET_NAME_FIELD,
   checkNamespaceAllowed,
   checkPathTemplate,
+  kubernetesSecretName,
   renderSecretPath,
+  secretRefGuard,
   selectorMatches,
 } from "../../controller/src/secrets/pathGuard.ts";
 import { fingerprint, mapSecretKeys, requireKeys } from "../../controller/src/secrets/values.ts";
@@ -103,6 +105,74 @@ describe("renderSecretPath", () => {
       const err = refusal(() => renderSecretPath(T, ns, "x"));
       expect(err.reason).toBe("InvalidSecretRef");
     }
+  });
+});
+
+describe("kubernetesSecretName (the kubernetes provider)", () => {
+  it("accepts a Secret name of the Connector's own namespace, as it is", () => {
+    expect(kubernetesSecretName("team-a", "imap-creds")).toBe("imap-creds");
+    expect(kubernetesSecretName("team-a", "ops.mail-1")).toBe("ops.mail-1");
+  });
+
+  const tricks: [string, string, RegExp][] = [
+    ["another namespace's secret", "team-b/creds", /cannot hold "\/", so no other namespace can be named/],
+    ["a Vault-like path", "connectors/team-b/creds", /cannot hold "\/"/],
+    ["parent", "../team-b/creds", /"\.\." \(a parent path\)/],
+    ["bare parent", "..", /"\.\."/],
+    ["dot", ".", /"\." as a path segment/],
+    ["double dots inside", "a..b", /not a valid Secret name/],
+    ["leading slash", "/team-b/creds", /must be relative/],
+    ["percent-encoded slash", "team-b%2fcreds", /percent-encoded/],
+    ["fullwidth solidus", "team-b\uFF0Fcreds", /U\+FF0F/],
+    ["division slash", "team-b\u2215creds", /U\+2215/],
+    ["backslash", "team-b\\creds", /U\+005C/],
+    ["NUL", "creds\u0000", /control character/],
+    ["upper case", "Creds", /not a valid Secret name/],
+    ["underscore", "my_creds", /not a valid Secret name/],
+    ["leading dash", "-creds", /not a valid Secret name/],
+    ["trailing dot", "creds.", /not a valid Secret name/],
+    ["colon", "team-b:creds", /":"/],
+    ["empty", "", /is empty/],
+    ["too long", "a".repeat(300), /longer than 512|not a valid Secret name/],
+  ];
+  it.each(tricks)("refuses %s", (_what, name, message) => {
+    const err = refusal(() => kubernetesSecretName("team-a", name));
+    expect(err.errorClass).toBe("validation_error");
+    expect(err.reason).toBe("InvalidSecretRef");
+    expect(err.message).toContain(SECRET_NAME_FIELD);
+    expect(err.message).toMatch(message);
+  });
+
+  it("never returns anything but one plain Secret name, whatever the input", () => {
+    const alphabet = ["a", ".", "/", "%", "2", "e", "\\", "\uFF0F", "-", "B", "\u0000", ":"];
+    let seed = 11;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    for (let i = 0; i < 5000; i++) {
+      const name = Array.from({ length: 1 + rand(10) }, () => alphabet[rand(alphabet.length)]).join("");
+      let got: string;
+      try {
+        got = kubernetesSecretName("team-a", name);
+      } catch (err) {
+        expect((err as ConnectorError).reason).toBe("InvalidSecretRef");
+        continue;
+      }
+      expect(got).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/);
+    }
+  });
+
+  it("is the guard validation applies to a kubernetes provider's Connectors", () => {
+    const provider = {
+      metadata: { name: "team-secrets" },
+      spec: { kubernetes: {}, allowedNamespaces: ["team-a"] },
+    };
+    const guard = secretRefGuard({ get: () => provider }, () => ({}));
+    expect(() => guard.check("team-a", { provider: "team-secrets", name: "creds" })).not.toThrow();
+    expect(
+      refusal(() => guard.check("team-a", { provider: "team-secrets", name: "team-b/creds" })).reason,
+    ).toBe("InvalidSecretRef");
+    expect(refusal(() => guard.check("team-b", { provider: "team-secrets", name: "creds" })).reason).toBe(
+      "NamespaceNotAllowed",
+    );
   });
 });
 
@@ -235,6 +305,25 @@ describe("provider spec checks", () => {
         ),
       ).message,
     ).toContain("exactly one");
+    expect(() => checkProviderSpec(base({ kubernetes: {} }))).not.toThrow();
+    expect(() =>
+      checkProviderSpec(base({ kubernetes: { serviceAccountName: "connector-reader" } })),
+    ).not.toThrow();
+    expect(refusal(() => checkProviderSpec(base({ kubernetes: {}, vault }))).message).toContain(
+      "exactly one of spec.vault, spec.kubernetes and spec.file",
+    );
+    expect(
+      refusal(() => checkProviderSpec(base({ kubernetes: { serviceAccountName: "Bad/Name" } }))).message,
+    ).toContain("spec.kubernetes.serviceAccountName");
+    expect(
+      refusal(() =>
+        checkProviderSpec(
+          base({
+            vault: { ...vault, caBundle: "PEM", caBundleRef: { kind: "ConfigMap", name: "vault-ca" } },
+          }),
+        ),
+      ).message,
+    ).toContain("at most one of spec.vault.caBundle and spec.vault.caBundleRef");
   });
 });
 

@@ -283,9 +283,23 @@ export interface VaultAuth {
   token?: VaultTokenAuth;
 }
 
+/**
+ * A CA bundle kept in a ConfigMap or Secret of the controller's own namespace (never a
+ * tenant's): the controller reads it, and reads it again while it runs, so a rotated CA is
+ * trusted without editing the SecretProvider.
+ */
+export interface CaBundleRef {
+  kind: "ConfigMap" | "Secret";
+  name: string;
+  /** Defaults to ca.crt. */
+  key?: string;
+}
+
 export interface VaultProviderSpec {
   address: string;
   caBundle?: string;
+  /** Instead of caBundle (not both). */
+  caBundleRef?: CaBundleRef;
   /** Vault Enterprise / OpenBao namespace. */
   namespace?: string;
   kv: VaultKv;
@@ -298,6 +312,17 @@ export interface FileProviderSpec {
   directory: string;
 }
 
+/**
+ * Secrets of the Connector's own namespace, read AS the namespace's service account
+ * serviceAccountName (impersonation), so the API server's RBAC is the second wall.
+ */
+export interface KubernetesProviderSpec {
+  /** Defaults to "connector-reader". */
+  serviceAccountName?: string;
+}
+
+export const DEFAULT_READER_SERVICE_ACCOUNT = "connector-reader";
+
 export interface LabelSelectorRequirement {
   key: string;
   operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
@@ -309,14 +334,15 @@ export interface LabelSelector {
   matchExpressions?: LabelSelectorRequirement[];
 }
 
-/** Exactly one of vault and file is set. */
 export interface OAuthClient {
   clientId: string;
   redirectUri?: string;
 }
 
+/** Exactly one of vault, kubernetes and file is set. */
 export interface SecretProviderSpec {
   vault?: VaultProviderSpec;
+  kubernetes?: KubernetesProviderSpec;
   file?: FileProviderSpec;
   oauthClients?: Record<string, OAuthClient>;
   allowedNamespaces?: string[];
@@ -325,7 +351,7 @@ export interface SecretProviderSpec {
 
 export interface SecretProviderStatus {
   observedGeneration?: number;
-  type?: "vault" | "file";
+  type?: "vault" | "kubernetes" | "file";
   conditions?: Condition[];
 }
 

@@ -34,7 +34,7 @@ export function secretProviderStatus(
     ...(provider.metadata.generation === undefined
       ? {}
       : { observedGeneration: provider.metadata.generation }),
-    type: provider.spec.vault ? "vault" : "file",
+    type: provider.spec.vault ? "vault" : provider.spec.kubernetes ? "kubernetes" : "file",
     conditions,
   };
 }

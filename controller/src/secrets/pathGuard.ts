@@ -1,5 +1,6 @@
 // The path guard: turns (provider, Connector namespace, secretRef.name) into the one path
-// under the KV mount that this namespace may read, or refuses with a clear message.
+// under the KV mount that this namespace may read (or, for a kubernetes provider, the one
+// Secret name in the namespace itself), or refuses with a clear message.
 //
 // Whitelist, not blacklist: a path segment is [A-Za-z0-9_.-] (not "." or ".."), segments are
 // joined by "/", so "..", "%2e%2e", leading "/", "//", "\", NUL and control characters,
@@ -114,6 +115,32 @@ export function renderSecretPath(template: string | undefined, namespace: string
   return path;
 }
 
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
+ * The name of the Secret a kubernetes provider reads for a Connector in `namespace`: the
+ * path guard's checks (so "..", "/", look-alikes and encodings are refused with the same
+ * words as for Vault), then one path segment only (a Secret's name never holds a
+ * namespace) and a valid Secret name. The Secret is always read in `namespace` itself.
+ */
+export function kubernetesSecretName(namespace: string, name: string): string {
+  checkNamespaceName(namespace);
+  if (typeof name !== "string") throw invalid(`${SECRET_NAME_FIELD} must be a string`);
+  const problem = pathProblem(name, SECRET_NAME_FIELD, new Set());
+  if (problem) throw invalid(`${problem} (got ${JSON.stringify(truncate(name))})`);
+  if (name.includes("/"))
+    throw invalid(
+      `${SECRET_NAME_FIELD} names a Secret in the Connector's own namespace (${namespace}): it cannot hold "/", ` +
+        `so no other namespace can be named (got ${JSON.stringify(truncate(name))})`,
+    );
+  if (name.length > 253 || !DNS_SUBDOMAIN.test(name))
+    throw invalid(
+      `${SECRET_NAME_FIELD} is not a valid Secret name (lower-case letters, digits, "-" and "." between them; ` +
+        `got ${JSON.stringify(truncate(name))})`,
+    );
+  return name;
+}
+
 function truncate(s: string): string {
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
@@ -183,7 +210,9 @@ export function secretRefGuard(
       const p = providers.get(ref.provider);
       if (!p) return;
       checkNamespaceAllowed(p.metadata.name, p.spec, namespace, namespaceLabels(namespace));
-      renderSecretPath(p.spec.vault ? p.spec.vault.pathTemplate : FILE_PATH_TEMPLATE, namespace, ref.name);
+      if (p.spec.kubernetes) kubernetesSecretName(namespace, ref.name);
+      else
+        renderSecretPath(p.spec.vault ? p.spec.vault.pathTemplate : FILE_PATH_TEMPLATE, namespace, ref.name);
     },
   };
 }

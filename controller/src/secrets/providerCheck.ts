@@ -4,6 +4,7 @@ import * as nodePath from "node:path";
 import { DEFAULT_PATH_TEMPLATE, type SecretProvider, type VaultProviderSpec } from "../api/types.ts";
 import { ConnectorError } from "../api/errors.ts";
 import { checkFileProvider } from "./fileProvider.ts";
+import { checkKubernetesProvider } from "./kubernetesProvider.ts";
 import { checkPathTemplate } from "./pathGuard.ts";
 import type { ProviderCheck } from "../reconcile/ports.ts";
 import { VaultClient } from "./vaultClient.ts";
@@ -19,8 +20,15 @@ export function providerInvalid(name: string, message: string): ConnectorError {
 /** Throws validation_error/InvalidSecretProvider naming what is wrong with the spec. */
 export function checkProviderSpec(p: SecretProvider): void {
   const name = p.metadata.name;
-  const { vault, file } = p.spec ?? {};
-  if (!!vault === !!file) throw providerInvalid(name, "exactly one of spec.vault and spec.file must be set");
+  const { vault, kubernetes, file } = p.spec ?? {};
+  if ([vault, kubernetes, file].filter((x) => x !== undefined).length !== 1)
+    throw providerInvalid(name, "exactly one of spec.vault, spec.kubernetes and spec.file must be set");
+  if (kubernetes) {
+    const sa = kubernetes.serviceAccountName;
+    if (sa !== undefined && (sa.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(sa)))
+      throw providerInvalid(name, "spec.kubernetes.serviceAccountName is not a valid service account name");
+    return;
+  }
   if (file) {
     if (!nodePath.isAbsolute(file.directory))
       throw providerInvalid(name, "spec.file.directory must be absolute");
@@ -33,6 +41,8 @@ export function checkProviderSpec(p: SecretProvider): void {
   } catch {
     throw providerInvalid(name, "spec.vault.address must be an http(s) URL");
   }
+  if (vault.caBundle && vault.caBundleRef)
+    throw providerInvalid(name, "set at most one of spec.vault.caBundle and spec.vault.caBundleRef");
   if (!vault.kv?.mount || !/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/.test(vault.kv.mount))
     throw providerInvalid(name, "spec.vault.kv.mount is missing or invalid");
   const auth = vault.auth ?? {};
@@ -51,12 +61,15 @@ export interface ProviderCheckOptions {
   requestTimeoutMs: number;
   /** Logs in with the provider's platform identity (appRole, token). */
   authenticate(provider: SecretProvider): Promise<void>;
+  /** The CA the TLS trusts, read now (a caBundleRef); the inline caBundle when absent. */
+  caBundle?(provider: SecretProvider): Promise<string | undefined>;
 }
 
 /**
  * A provider's Ready check: config, reachability, seal status and, where a platform
  * identity exists (appRole, token), that it can log in. Kubernetes-auth providers have no
- * identity of their own (tenants log in), so reachable and unsealed is Ready.
+ * identity of their own (tenants log in), so reachable and unsealed is Ready; a kubernetes
+ * provider is Ready once its spec is valid (RBAC answers each read).
  */
 export async function checkProvider(
   provider: SecretProvider,
@@ -69,10 +82,18 @@ export async function checkProvider(
     return { ready: false, reason: "InvalidConfig", message: (err as Error).message };
   }
   if (provider.spec.file) return checkFileProvider(provider.spec.file);
+  if (provider.spec.kubernetes) return checkKubernetesProvider(provider);
   const vault = provider.spec.vault as VaultProviderSpec;
+  let caBundle = vault.caBundle;
+  if (vault.caBundleRef && opts.caBundle)
+    try {
+      caBundle = await opts.caBundle(provider);
+    } catch (err) {
+      return { ready: false, reason: "InvalidConfig", message: (err as Error).message };
+    }
   const client = new VaultClient({
     address: vault.address,
-    caBundle: vault.caBundle,
+    caBundle,
     namespace: vault.namespace,
     requestTimeoutMs: opts.requestTimeoutMs,
   });

@@ -1,6 +1,7 @@
 // Resolves a Connector's secretRef through its SecretProvider (DESIGN §6): the path guard
-// and the namespace check, then the provider's read (Vault through the tenant's session,
-// or the development file provider), the key mapping and the keyed fingerprint.
+// and the namespace check, then the provider's read (Vault through the tenant's session, a
+// Kubernetes Secret of the Connector's namespace read as the tenant's service account, or
+// the development file provider), the key mapping and the keyed fingerprint.
 //
 // Secret values are never cached: concurrent resolves of the same path share one in-flight
 // read, and the value is dropped once handed out (at most shareReadsMs later).
@@ -9,8 +10,15 @@ import { ConnectorError } from "../api/errors.ts";
 import type { ResolvedSecret } from "../api/model.ts";
 import type { ProviderCheck, SecretProviderChecker, SecretResolver } from "../reconcile/ports.ts";
 import { readSecretFile } from "./fileProvider.ts";
-import { checkNamespaceAllowed, FILE_PATH_TEMPLATE, renderSecretPath } from "./pathGuard.ts";
-import type { SecretProviderLookup } from "./ports.ts";
+import {
+  checkNamespaceAllowed,
+  FILE_PATH_TEMPLATE,
+  kubernetesSecretName,
+  renderSecretPath,
+} from "./pathGuard.ts";
+import { CaBundles } from "./caBundles.ts";
+import { readerOf } from "./kubernetesProvider.ts";
+import type { CaBundleSource, SecretProviderLookup, TenantSecretSource } from "./ports.ts";
 import { checkProvider, checkProviderSpec, providerInvalid } from "./providerCheck.ts";
 import { fingerprint, mapSecretKeys } from "./values.ts";
 import type { KvSecret } from "./vaultClient.ts";
@@ -26,6 +34,12 @@ export interface VaultSecretResolverOptions extends VaultSessionsOptions {
   hmacKey: Buffer;
   /** A finished read is shared with resolves arriving this soon after it (default 2 s). */
   shareReadsMs?: number;
+  /** Needed only by kubernetes providers: Secrets read as the tenant's service account. */
+  tenantSecrets?: TenantSecretSource | undefined;
+  /** Needed only by Vault providers with a caBundleRef. */
+  caBundleSource?: CaBundleSource | undefined;
+  /** A caBundleRef is read again once its last read is this old (default 30 s). */
+  caRefreshMs?: number;
 }
 
 function aborted(): ConnectorError {
@@ -59,6 +73,8 @@ export class VaultSecretResolver implements SecretResolver, SecretProviderChecke
   readonly #requestTimeoutMs: number;
   readonly #shareReadsMs: number;
   readonly #sessions: VaultSessions;
+  readonly #caBundles: CaBundles;
+  readonly #tenantSecrets: TenantSecretSource | undefined;
   readonly #reads = new Map<string, Promise<KvSecret>>();
   #closed = false;
 
@@ -71,6 +87,13 @@ export class VaultSecretResolver implements SecretResolver, SecretProviderChecke
     this.#requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
     this.#shareReadsMs = opts.shareReadsMs ?? 2000;
     this.#sessions = new VaultSessions(opts);
+    this.#caBundles = new CaBundles({
+      source: opts.caBundleSource,
+      log: opts.log,
+      ...(opts.clock ? { clock: opts.clock } : {}),
+      ...(opts.caRefreshMs !== undefined ? { refreshMs: opts.caRefreshMs } : {}),
+    });
+    this.#tenantSecrets = opts.tenantSecrets;
   }
 
   get stats(): ResolverStats {
@@ -104,6 +127,19 @@ export class VaultSecretResolver implements SecretResolver, SecretProviderChecke
       return { values, version: null, fingerprint: fingerprint(this.#hmacKey, values) };
     }
 
+    if (provider.spec.kubernetes) {
+      const secretName = kubernetesSecretName(namespace, ref.name);
+      if (ref.version !== undefined)
+        throw new ConnectorError(
+          "validation_error",
+          "InvalidSecretRef",
+          `spec.credentials.secretRef.version: SecretProvider ${name} reads Kubernetes Secrets, which have no versions`,
+        );
+      const data = await this.readSecret(provider, namespace, secretName, signal);
+      const values = mapSecretKeys(data, ref.keys, `${namespace}/${secretName} (SecretProvider ${name})`);
+      return { values, version: null, fingerprint: fingerprint(this.#hmacKey, values) };
+    }
+
     const vault = provider.spec.vault as VaultProviderSpec;
     const path = renderSecretPath(vault.pathTemplate, namespace, ref.name);
     const kv = await this.readPath(provider, namespace, path, ref.version, signal);
@@ -127,20 +163,69 @@ export class VaultSecretResolver implements SecretResolver, SecretProviderChecke
     const provider = typeof providerOrName === "string" ? this.#provider(providerOrName) : providerOrName;
     const vault = provider.spec.vault;
     if (!vault) throw providerInvalid(provider.metadata.name, "spec.vault is not set");
-    const session = this.#sessions.session(provider, namespace);
+    const ca = await raceAbort(this.#caBundles.get(provider), signal);
+    const session = this.#sessions.session(provider, namespace, ca);
     const kvVersion = vault.kv.version === 1 ? 1 : 2;
     const key = `${session.key}\u0000${vault.kv.mount}\u0000${kvVersion}\u0000${path}\u0000${version ?? ""}`;
+    return this.#shared(
+      key,
+      () => this.#sessions.read(session, vault.kv.mount, kvVersion, path, version),
+      signal,
+    );
+  }
+
+  /**
+   * The lower-level read of a kubernetes provider WITHOUT the name guard or the namespace
+   * check: the Secret `secretName` of `namespace`, read as that namespace's reader service
+   * account (the API server's RBAC decides). resolve() is the only production caller; tests
+   * call it to show that RBAC is the second wall. Concurrent calls share one request.
+   */
+  async readSecret(
+    providerOrName: SecretProvider | string,
+    namespace: string,
+    secretName: string,
+    signal?: AbortSignal,
+  ): Promise<Record<string, string>> {
+    const provider = typeof providerOrName === "string" ? this.#provider(providerOrName) : providerOrName;
+    const reader = readerOf(provider);
+    const source = this.#tenantSecrets;
+    if (!source)
+      throw new ConnectorError(
+        "permanent",
+        "InvalidSecretProvider",
+        "this process was started without a Kubernetes Secret reader (needed by kubernetes providers)",
+      );
+    const key = `kubernetes\u0000${provider.metadata.name}\u0000${namespace}\u0000${reader}\u0000${secretName}`;
+    const timeoutMs = this.#requestTimeoutMs;
+    const kv = await this.#shared(
+      key,
+      async () => ({
+        data: await source.read(namespace, reader, secretName, AbortSignal.timeout(timeoutMs)),
+        version: null,
+      }),
+      signal,
+    );
+    return kv.data as Record<string, string>;
+  }
+
+  /**
+   * Resolves that arrive while a read is in flight, or within shareReadsMs after it (the
+   * probes of one refresh, which the reconciler brings due together), share it.
+   */
+  async #shared(
+    key: string,
+    read: () => Promise<KvSecret>,
+    signal: AbortSignal | undefined,
+  ): Promise<KvSecret> {
     let flight = this.#reads.get(key);
     if (!flight) {
-      // Resolves that arrive while a read is in flight, or within shareReadsMs after it (the
-      // probes of one refresh, which the reconciler brings due together), share it.
-      const read = this.#sessions.read(session, vault.kv.mount, kvVersion, path, version);
-      flight = read;
+      const started = read();
+      flight = started;
       const forget = () => {
-        if (this.#reads.get(key) === read) this.#reads.delete(key);
+        if (this.#reads.get(key) === started) this.#reads.delete(key);
       };
       const share = this.#shareReadsMs;
-      read.then(() => (share > 0 ? setTimeout(forget, share).unref() : forget()), forget);
+      started.then(() => (share > 0 ? setTimeout(forget, share).unref() : forget()), forget);
       this.#reads.set(key, flight);
     }
     const kv = await raceAbort(flight, signal);
@@ -154,7 +239,9 @@ export class VaultSecretResolver implements SecretResolver, SecretProviderChecke
       provider,
       {
         requestTimeoutMs: Math.min(this.#requestTimeoutMs, 5_000),
-        authenticate: (p) => this.#sessions.ensureToken(this.#sessions.session(p, "")),
+        caBundle: (p) => this.#caBundles.get(p, { fresh: true, ...(signal ? { signal } : {}) }),
+        authenticate: async (p) =>
+          this.#sessions.ensureToken(this.#sessions.session(p, "", await this.#caBundles.get(p))),
       },
       signal,
     );
@@ -168,6 +255,7 @@ export class VaultSecretResolver implements SecretResolver, SecretProviderChecke
 
   /** Call when a provider was deleted. */
   async providerDeleted(name: string): Promise<void> {
+    this.#caBundles.forget(name);
     await this.#sessions.dropProvider(name, "provider deleted");
   }
 

@@ -15,6 +15,7 @@ import type { SecretProvider, VaultProviderSpec } from "../api/types.ts";
 import { describeIdentity, identityKey, identityOf, type Identity } from "./vaultIdentity.ts";
 import type { KubeSecretKeySource, ServiceAccountTokenSource } from "./ports.ts";
 import type { Agent } from "undici";
+import { CaBundles } from "./caBundles.ts";
 import { VaultClient, vaultPool, type KvSecret, type TokenLease } from "./vaultClient.ts";
 
 export interface VaultSessionsOptions {
@@ -60,6 +61,8 @@ export interface Session {
   readonly key: string;
   readonly provider: string;
   readonly specHash: string;
+  /** The CA the session's pool trusts (CaBundles.digest): a rotated caBundleRef makes new sessions. */
+  readonly caDigest: string;
   readonly client: VaultClient;
   readonly identity: Identity;
   token: TokenState | undefined;
@@ -109,16 +112,23 @@ export class VaultSessions {
     return { ...this.#stats, sessions: this.#sessions.size };
   }
 
-  /** The session for the identity `provider` gives `namespace` (a platform identity ignores it). */
-  session(provider: SecretProvider, namespace: string): Session {
+  /**
+   * The session for the identity `provider` gives `namespace` (a platform identity ignores
+   * it), over TLS trusting `caBundle` (the provider's inline one, or what its caBundleRef
+   * holds now: caBundles.ts).
+   */
+  session(provider: SecretProvider, namespace: string, caBundle?: string): Session {
     this.#sweep();
     const name = provider.metadata.name;
     const hash = specHash(provider);
+    const ca = caBundle ?? provider.spec.vault?.caBundle;
+    const caDigest = CaBundles.digest(ca);
     const identity = identityOf(provider, namespace);
     const key = `${name}|${identityKey(identity)}`;
     // A changed provider invalidates all its sessions (new address, role, CA...).
     for (const s of this.#sessions.values())
-      if (s.provider === name && s.specHash !== hash) void this.#drop(s, "provider changed");
+      if (s.provider === name && (s.specHash !== hash || s.caDigest !== caDigest))
+        void this.#drop(s, s.specHash !== hash ? "provider changed" : "CA bundle changed");
     let s = this.#sessions.get(key);
     if (!s) {
       const vault = provider.spec.vault as VaultProviderSpec;
@@ -126,11 +136,12 @@ export class VaultSessions {
         key,
         provider: name,
         specHash: hash,
+        caDigest,
         client: new VaultClient({
           address: vault.address,
           namespace: vault.namespace,
           requestTimeoutMs: this.#o.requestTimeoutMs,
-          pool: this.#pool(name, hash, vault),
+          pool: this.#pool(name, `${hash}|${caDigest}`, ca),
         }),
         identity,
         token: undefined,
@@ -208,11 +219,11 @@ export class VaultSessions {
     return this.#o.clock.now().getTime();
   }
 
-  #pool(provider: string, hash: string, vault: VaultProviderSpec): Agent {
+  #pool(provider: string, hash: string, caBundle: string | undefined): Agent {
     const key = `${provider}|${hash}`;
     let pool = this.#pools.get(key);
     if (!pool) {
-      pool = vaultPool(vault.caBundle, this.#o.requestTimeoutMs);
+      pool = vaultPool(caBundle, this.#o.requestTimeoutMs);
       this.#pools.set(key, pool);
     }
     return pool;
@@ -221,8 +232,9 @@ export class VaultSessions {
   /** Closes the pool of `s`'s provider once no session uses it any more. */
   #releasePool(s: Session): void {
     for (const other of this.#sessions.values())
-      if (other.provider === s.provider && other.specHash === s.specHash) return;
-    const key = `${s.provider}|${s.specHash}`;
+      if (other.provider === s.provider && other.specHash === s.specHash && other.caDigest === s.caDigest)
+        return;
+    const key = `${s.provider}|${s.specHash}|${s.caDigest}`;
     const pool = this.#pools.get(key);
     this.#pools.delete(key);
     void pool?.close().catch(() => undefined);
