@@ -10,13 +10,14 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../controller/src/api/paths.ts";
-import type { Connector, SecretRef } from "../../controller/src/api/types.ts";
+import type { Connector } from "../../controller/src/api/types.ts";
 import { startBearerTarget, type BearerTarget } from "../support/bearerTarget.ts";
 import { apply, kubectlOk } from "../support/cluster.ts";
 import {
+  bearerConnector,
   condition,
   getConnector,
-  httpConnector,
+  probePath,
   waitConnector as waitForConnector,
 } from "../support/connectors.ts";
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
@@ -64,24 +65,6 @@ function provider(name: string, kv: { mount: string; version: 1 | 2 }): object {
       },
     },
   };
-}
-
-/** The path the probe of a Connector requests on the target. */
-const probePath = (ns: string, name: string) => `/c/${ns}/${name}/health`;
-
-/** An http Connector (bearer auth) whose token comes from `ref`, probed every `interval` s. */
-function bearerConnector(ns: string, name: string, ref: SecretRef, interval = 10): Connector {
-  const c = httpConnector(ns, name, target.url);
-  c.spec.config = {
-    baseUrl: `${target.url}/c/${ns}/${name}`,
-    healthPath: "/health",
-    method: "POST",
-    auth: { scheme: "bearer" },
-    timeoutMs: 5000,
-  };
-  c.spec.credentials = { mode: "secretRef", secretRef: ref };
-  c.spec.healthCheck = { intervalSeconds: interval, timeoutSeconds: 5 };
-  return c;
 }
 
 const waitConnector = (
@@ -203,8 +186,8 @@ describe("secrets through the running controller (Vault + kube-apiserver + Postg
     expect(await bao.writeKv2(`connectors/${NS_A}/web-v2`, { token: t2 })).toBe(1);
     await bao.writeKv1(`connectors/${NS_A}/web-v1`, { token: t1 });
     await apply(cp, [
-      bearerConnector(NS_A, "kv2", { provider: KV2, name: "web-v2" }),
-      bearerConnector(NS_A, "kv1", { provider: KV1, name: "web-v1" }),
+      bearerConnector(target.url, NS_A, "kv2", { provider: KV2, name: "web-v2" }),
+      bearerConnector(target.url, NS_A, "kv1", { provider: KV1, name: "web-v1" }),
     ]);
     await waitConnector(NS_A, "kv2", isActive, "active (KV v2)");
     await waitConnector(NS_A, "kv1", isActive, "active (KV v1)");
@@ -235,7 +218,10 @@ describe("secrets through the running controller (Vault + kube-apiserver + Postg
     target.accepted.add(p2);
     await bao.writeKv2(`connectors/${NS_A}/pinned`, { token: p1 });
     expect(await bao.writeKv2(`connectors/${NS_A}/pinned`, { token: p2 })).toBe(2);
-    await apply(cp, bearerConnector(NS_A, "pinned", { provider: KV2, name: "pinned", version: 1 }));
+    await apply(
+      cp,
+      bearerConnector(target.url, NS_A, "pinned", { provider: KV2, name: "pinned", version: 1 }),
+    );
     await waitConnector(NS_A, "pinned", isActive, "active (pinned to version 1)");
     expect(new Set(target.tokensAt(probePath(NS_A, "pinned")))).toEqual(new Set([p1]));
     expect((await instanceRow(NS_A, "pinned"))?.secret_version).toBe(1);
@@ -245,7 +231,7 @@ describe("secrets through the running controller (Vault + kube-apiserver + Postg
     const r1 = secret("rot-v1");
     target.accepted.add(r1);
     await bao.writeKv2(`connectors/${NS_A}/rotating`, { token: r1 });
-    await apply(cp, bearerConnector(NS_A, "rotating", { provider: KV2, name: "rotating" }));
+    await apply(cp, bearerConnector(target.url, NS_A, "rotating", { provider: KV2, name: "rotating" }));
     const before = await waitConnector(NS_A, "rotating", isActive, "active before the rotation");
     const generation = before.metadata.generation;
 
@@ -330,7 +316,7 @@ describe("secrets through the running controller (Vault + kube-apiserver + Postg
     ];
     await apply(
       cp,
-      tricks.map(([name, ref]) => bearerConnector(NS_A, name, { provider: KV2, name: ref })),
+      tricks.map(([name, ref]) => bearerConnector(target.url, NS_A, name, { provider: KV2, name: ref })),
     );
     for (const [name, , message] of tricks) {
       const c = await waitConnector(
@@ -352,7 +338,7 @@ describe("secrets through the running controller (Vault + kube-apiserver + Postg
   });
 
   it("a missing secret => Synced False SecretNotFound; once written, the connector goes active by itself", async () => {
-    await apply(cp, bearerConnector(NS_A, "missing", { provider: KV2, name: "not-written-yet" }));
+    await apply(cp, bearerConnector(target.url, NS_A, "missing", { provider: KV2, name: "not-written-yet" }));
     const c = await waitConnector(
       NS_A,
       "missing",
@@ -374,7 +360,7 @@ describe("secrets through the running controller (Vault + kube-apiserver + Postg
     const d = secret("doomed");
     target.accepted.add(d);
     await bao.writeKv2(`connectors/${NS_A}/doomed`, { token: d });
-    await apply(cp, bearerConnector(NS_A, "doomed", { provider: KV2, name: "doomed" }));
+    await apply(cp, bearerConnector(target.url, NS_A, "doomed", { provider: KV2, name: "doomed" }));
     await waitConnector(NS_A, "doomed", isActive, "active before the delete");
     await bao.deleteKv2(`connectors/${NS_A}/doomed`);
     const c = await waitConnector(
@@ -401,7 +387,7 @@ describe("secrets through the running controller (Vault + kube-apiserver + Postg
     const started = Date.now();
     await apply(
       cp,
-      names.map((n) => bearerConnector(NS_MANY, n, { provider: KV2, name: "shared" }, interval)),
+      names.map((n) => bearerConnector(target.url, NS_MANY, n, { provider: KV2, name: "shared" }, interval)),
     );
     await eventually(
       async () => {

@@ -12,15 +12,26 @@ import { randomBytes } from "node:crypto";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Connector, SecretProvider, SecretRef } from "../../controller/src/api/types.ts";
+import type { Connector, SecretProvider } from "../../controller/src/api/types.ts";
 import { ConnectorError } from "../../controller/src/api/errors.ts";
 import { createLogger } from "../../controller/src/observability/logger.ts";
 import { KubeServiceAccountTokens } from "../../controller/src/kube/serviceAccountTokens.ts";
 import { KubeTenantSecrets } from "../../controller/src/kube/tenantSecrets.ts";
 import { VaultSecretResolver } from "../../controller/src/secrets/resolver.ts";
 import { startBearerTarget, type BearerTarget } from "../support/bearerTarget.ts";
-import { apply, applyCatalog, createIfAbsent, kubectlOk } from "../support/cluster.ts";
-import { condition, httpConnector, waitConnector as waitForConnector } from "../support/connectors.ts";
+import {
+  apply,
+  applyCatalog,
+  createIfAbsent,
+  kubectlOk,
+  serviceAccountKubeConfig,
+} from "../support/cluster.ts";
+import {
+  bearerConnector,
+  condition,
+  probePath,
+  waitConnector as waitForConnector,
+} from "../support/connectors.ts";
 import { startControlPlane, type ControlPlane } from "../support/controlPlane.ts";
 import { startTestController, type TestController } from "../support/controller.ts";
 import { openPool, startPostgres, type TestPostgres } from "../support/postgres.ts";
@@ -104,36 +115,6 @@ async function caught(p: Promise<unknown>): Promise<ConnectorError> {
   throw new Error("expected the promise to reject");
 }
 
-/** A kubeconfig that is service account `sa` of `ns` and nothing else. */
-async function serviceAccountKubeConfig(ns: string, sa: string): Promise<KubeConfig> {
-  const token = (await kubectlOk(cp, ["create", "token", sa, "-n", ns, "--duration=1h"])).trim();
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: "test", server: cp.server, caData: Buffer.from(cp.caPem).toString("base64") }],
-    users: [{ name: sa, token }],
-    contexts: [{ name: "sa", cluster: "test", user: sa }],
-    currentContext: "sa",
-  });
-  return kc;
-}
-
-/** The probe path of a bearer Connector on the target. */
-const probePath = (ns: string, name: string) => `/c/${ns}/${name}/health`;
-
-function bearerConnector(ns: string, name: string, ref: SecretRef, interval = 10): Connector {
-  const c = httpConnector(ns, name, target.url);
-  c.spec.config = {
-    baseUrl: `${target.url}/c/${ns}/${name}`,
-    healthPath: "/health",
-    method: "POST",
-    auth: { scheme: "bearer" },
-    timeoutMs: 5000,
-  };
-  c.spec.credentials = { mode: "secretRef", secretRef: ref };
-  c.spec.healthCheck = { intervalSeconds: interval, timeoutSeconds: 5 };
-  return c;
-}
-
 const waitConnector = (ns: string, name: string, pred: (c: Connector) => boolean, what: string) =>
   waitForConnector(cp, ns, name, pred, what, 60_000);
 
@@ -173,7 +154,7 @@ beforeAll(async () => {
       subjects: [{ kind: "ServiceAccount", name: "controller", namespace: CTL_NS }],
     },
   ]);
-  ctlKc = await serviceAccountKubeConfig(CTL_NS, "controller");
+  ctlKc = await serviceAccountKubeConfig(cp, CTL_NS, "controller");
   tenantSecrets = new KubeTenantSecrets(ctlKc);
   for (const p of [
     providerDoc(PROVIDER, undefined, [A, B, BARE]),
@@ -340,9 +321,13 @@ describe("the kubernetes SecretProvider through the running controller", () => {
     await putSecret(A, "web", { "api-token": t1 });
     await grantReader(A, ["imap-creds", "hook", "gone", "rotating", "web", "later"]);
     await apply(cp, [
-      bearerConnector(A, "web", { provider: PROVIDER, name: "web", keys: { token: "api-token" } }),
-      bearerConnector(A, "later", { provider: PROVIDER, name: "later" }),
-      bearerConnector(BARE, "denied", { provider: PROVIDER, name: "creds" }),
+      bearerConnector(target.url, A, "web", {
+        provider: PROVIDER,
+        name: "web",
+        keys: { token: "api-token" },
+      }),
+      bearerConnector(target.url, A, "later", { provider: PROVIDER, name: "later" }),
+      bearerConnector(target.url, BARE, "denied", { provider: PROVIDER, name: "creds" }),
     ]);
     await waitConnector(A, "web", isActive, "active with the Secret's token");
     expect(new Set(target.tokensAt(probePath(A, "web")))).toEqual(new Set([t1]));

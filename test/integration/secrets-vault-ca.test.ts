@@ -20,7 +20,13 @@ import { createLogger } from "../../controller/src/observability/logger.ts";
 import { secretProviderReconciler } from "../../controller/src/reconcile/secretProvider.ts";
 import { VaultSecretResolver } from "../../controller/src/secrets/resolver.ts";
 import { startBearerTarget, type BearerTarget } from "../support/bearerTarget.ts";
-import { apply, applyCatalog, createIfAbsent, kubectlOk } from "../support/cluster.ts";
+import {
+  apply,
+  applyCatalog,
+  createIfAbsent,
+  kubectlOk,
+  serviceAccountKubeConfig,
+} from "../support/cluster.ts";
 import { condition, httpConnector, waitConnector } from "../support/connectors.ts";
 import { startTestController, type TestController } from "../support/controller.ts";
 import { startPostgres, type TestPostgres } from "../support/postgres.ts";
@@ -83,19 +89,6 @@ async function caught(p: Promise<unknown>): Promise<ConnectorError> {
   throw new Error("expected the promise to reject");
 }
 
-/** A kubeconfig for service account `sa` of `ns`. */
-async function serviceAccountKubeConfig(ns: string, sa: string): Promise<KubeConfig> {
-  const token = (await kubectlOk(cp, ["create", "token", sa, "-n", ns, "--duration=1h"])).trim();
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: "test", server: cp.server, caData: Buffer.from(cp.caPem).toString("base64") }],
-    users: [{ name: sa, token }],
-    contexts: [{ name: "sa", cluster: "test", user: sa }],
-    currentContext: "sa",
-  });
-  return kc;
-}
-
 beforeAll(async () => {
   cp = await startControlPlane();
   bao = await startOpenBao(cp);
@@ -138,7 +131,7 @@ beforeAll(async () => {
     "--role=vca-ca-reader",
     `--serviceaccount=${CTL_NS}:controller`,
   ]);
-  const kc = await serviceAccountKubeConfig(CTL_NS, "controller");
+  const kc = await serviceAccountKubeConfig(cp, CTL_NS, "controller");
   resolver = new VaultSecretResolver({
     providers: { get: (n) => providers.get(n) },
     tokens: new KubeServiceAccountTokens(kc),

@@ -1,5 +1,6 @@
 // kubectl against the test control plane, for what the tests set up and read back.
 import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
 import * as yaml from "js-yaml";
 import { projectRoot } from "../../controller/src/api/paths.ts";
 import type { ControlPlane } from "./controlPlane.ts";
@@ -35,4 +36,21 @@ export async function applyCatalog(cp: ControlPlane): Promise<void> {
     "-f",
     join(projectRoot, "examples/policy-templates"),
   ]);
+}
+
+/** A kubeconfig that is service account `sa` of `ns` and nothing else (a token of an hour). */
+export async function serviceAccountKubeConfig(
+  cp: ControlPlane,
+  ns: string,
+  sa: string,
+): Promise<KubeConfig> {
+  const token = (await kubectlOk(cp, ["create", "token", sa, "-n", ns, "--duration=1h"])).trim();
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: "test", server: cp.server, caData: Buffer.from(cp.caPem).toString("base64") }],
+    users: [{ name: sa, token }],
+    contexts: [{ name: "sa", cluster: "test", user: sa }],
+    currentContext: "sa",
+  });
+  return kc;
 }

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as yaml from "js-yaml";
 import { projectRoot } from "../../controller/src/api/paths.ts";
-import type { Connector } from "../../controller/src/api/types.ts";
+import type { Connector, SecretRef } from "../../controller/src/api/types.ts";
 import type { ControlPlane } from "./controlPlane.ts";
 import { eventually } from "./wait.ts";
 
@@ -76,4 +76,28 @@ export function waitReady(
   timeoutMs = 30_000,
 ): Promise<Connector> {
   return waitConnector(cp, ns, name, isReady, "Ready", timeoutMs);
+}
+
+/** The path the probe of a bearerConnector requests on its target. */
+export const probePath = (ns: string, name: string) => `/c/${ns}/${name}/health`;
+
+/** An http Connector (bearer auth) on `targetUrl` whose token comes from `ref`, probed every `interval` s. */
+export function bearerConnector(
+  targetUrl: string,
+  ns: string,
+  name: string,
+  ref: SecretRef,
+  interval = 10,
+): Connector {
+  const c = httpConnector(ns, name, targetUrl);
+  c.spec.config = {
+    baseUrl: `${targetUrl}/c/${ns}/${name}`,
+    healthPath: "/health",
+    method: "POST",
+    auth: { scheme: "bearer" },
+    timeoutMs: 5000,
+  };
+  c.spec.credentials = { mode: "secretRef", secretRef: ref };
+  c.spec.healthCheck = { intervalSeconds: interval, timeoutSeconds: 5 };
+  return c;
 }
