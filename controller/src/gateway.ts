@@ -6,10 +6,11 @@
 import { hostname } from "node:os";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { aborted, serverRunnable, stopOnSignals, type Runnable } from "./api/runnable.ts";
+import { aborted, serverRunnable, type Runnable } from "./api/runnable.ts";
 import { systemClock } from "./api/clock.ts";
 import { ConnectorError } from "./api/errors.ts";
-import { ConfigError, informationRequested } from "./config.ts";
+import { ConfigError } from "./config.ts";
+import { runProcess } from "./entrypoint.ts";
 import { runOperation } from "./drivers/run.ts";
 import { InFlight } from "./gateway/admission.ts";
 import { createHttpApi } from "./gateway/http.ts";
@@ -254,35 +255,12 @@ export async function startGateway(config: GatewayConfig, log: Logger, opts: Gat
   };
 }
 
-async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const answer = informationRequested(argv, "connector-gateway", gatewayUsage);
-  if (answer !== undefined) {
-    process.stdout.write(answer);
-    return;
-  }
-  let config: GatewayConfig;
-  try {
-    config = loadGatewayConfig(argv);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`connector-gateway: ${err.message}\n\n${gatewayUsage()}`);
-    process.exit(2);
-  }
-  const log = createLogger({ level: config.logLevel, format: config.logFormat, name: "connector-gateway" });
-  let running: RunningGateway;
-  try {
-    running = await startGateway(config, log);
-  } catch (err) {
-    log.fatal({ err }, "start-up failed");
-    process.exit(1);
-  }
-  stopOnSignals(log, () => running.stop());
-}
-
-if (import.meta.main) {
-  main().catch((err: unknown) => {
-    process.stderr.write(`connector-gateway: ${(err as Error)?.stack ?? String(err)}\n`);
-    process.exit(1);
+if (import.meta.main)
+  runProcess({
+    program: "connector-gateway",
+    usage: gatewayUsage,
+    load: loadGatewayConfig,
+    logger: (config) =>
+      createLogger({ level: config.logLevel, format: config.logFormat, name: "connector-gateway" }),
+    start: (config, log) => startGateway(config, log),
   });
-}

@@ -6,11 +6,12 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import pRetry from "p-retry";
-import { aborted, serverRunnable, stopOnSignals } from "./api/runnable.ts";
+import { aborted, serverRunnable } from "./api/runnable.ts";
 import { systemClock } from "./api/clock.ts";
 import { isRetryable, classify } from "./api/errors.ts";
 import { ConfigSchemaCache } from "./catalog/configSchemas.ts";
-import { ConfigError, informationRequested, loadConfig, usage, type Config } from "./config.ts";
+import { loadConfig, usage, type Config } from "./config.ts";
+import { runProcess } from "./entrypoint.ts";
 import { Caches, BY_INSTANCE, BY_PROVIDER, BY_TEMPLATE, BY_TYPE } from "./kube/caches.ts";
 import { kubeAccessReviews } from "./kube/accessReviews.ts";
 import { apiServerOf, connectKube } from "./kube/client.ts";
@@ -321,36 +322,15 @@ function loadFingerprintKey(
   });
 }
 
-async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const answer = informationRequested(argv);
-  if (answer !== undefined) {
-    process.stdout.write(answer);
-    return;
-  }
-  let config: Config;
-  try {
-    config = loadConfig(argv);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`connector-controller: ${err.message}\n\n${usage()}`);
-    process.exit(2);
-  }
-  const log = createLogger({ level: config.logLevel, format: config.logFormat });
-  logStartup(log, config);
-  let running: Running;
-  try {
-    running = await startController(config, log);
-  } catch (err) {
-    log.fatal({ err }, "start-up failed");
-    process.exit(1);
-  }
-  stopOnSignals(log, () => running.stop());
-}
-
-if (import.meta.main) {
-  main().catch((err: unknown) => {
-    process.stderr.write(`connector-controller: ${(err as Error)?.stack ?? String(err)}\n`);
-    process.exit(1);
+if (import.meta.main)
+  runProcess({
+    program: "connector-controller",
+    usage,
+    load: loadConfig,
+    logger: (config) => {
+      const log = createLogger({ level: config.logLevel, format: config.logFormat });
+      logStartup(log, config);
+      return log;
+    },
+    start: (config, log) => startController(config, log),
   });
-}
