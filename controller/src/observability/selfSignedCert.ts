@@ -73,7 +73,9 @@ export function selfSignedCertificate(opts: SelfSignedOptions): { cert: string; 
   const notBefore = new Date(now.getTime() - 60 * 60 * 1000);
   const notAfter = new Date(now.getTime() + (opts.validDays ?? 365) * 24 * 60 * 60 * 1000);
   const serial = randomBytes(16);
-  serial[0] = serial[0]! & 0x7f; // a positive INTEGER
+  // A positive INTEGER in its minimal DER form: high bit clear, first byte never zero (a zero
+  // before a byte under 0x80 is padding DER forbids: 1 certificate in 256 failed to parse).
+  serial[0] = (serial[0]! & 0x7f) | 0x40;
   const ecdsaWithSha256 = seq(oid("1.2.840.10045.4.3.2"));
   const name = seq(set(seq(oid("2.5.4.3"), utf8(opts.commonName))));
   const san = seq(
